@@ -1,0 +1,254 @@
+"""Training configuration: the paper's hyperparameters in one commented place, plus validation.
+
+A run is fully described by one flat dict (the *resolved config*). It is built from, in order:
+the defaults below, the per-dataset defaults, the per-method defaults, a YAML file, then
+``--set key=value`` overrides. The resolved dict is saved next to every output so a number can be
+traced back to exactly what produced it.
+
+Perturbation sizes (``eps``, step sizes) are written in 0-255 pixel units, as the paper writes
+them: ``eps: 8`` means 8/255 in the [0, 1] pixel space the models see.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+METHODS = ("natural", "free", "pgd", "fgsm_rs")
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
+
+
+# --- Defaults shared by every run --------------------------------------------------------------
+DEFAULTS: dict[str, Any] = {
+    # data
+    "dataset": "cifar10",        # cifar10 | cifar100 | cifar10-jpeg | imagenet | synthetic
+    "data_root": "data",         # folder holding the dataset files (or the cifar10-jpeg archive)
+    "download": False,           # let torchvision download CIFAR when missing
+    "n_train": None,             # deterministic subset of the training split (None = all)
+    "n_test": None,              # first N of the test split in its fixed order (None = all)
+    "data_seed": 0,              # picks the n_train subset; independent of the training seed
+    "augment": True,             # CIFAR: 2-pixel pad + random 32 crop + flip; ImageNet: RRC(224) + flip
+    "num_workers": 4,            # ImageNet DataLoader workers
+    # model
+    "arch": "wrn32_10",
+    "width": None,               # small_cnn only
+    # method (Algorithm 1 and baselines)
+    "method": "free",            # natural | free | pgd | fgsm_rs
+    "replay": 8,                 # m: minibatch replays (free; natural with replay for Figure 1)
+    "eps": 8.0,                  # perturbation bound, pixel units /255
+    "free_step": None,           # free: delta step size; None = eps (Algorithm 1)
+    "pgd_steps": 7,              # K of K-PGD training
+    "pgd_step_size": 2.0,        # alpha of K-PGD training, pixel units
+    "fgsm_alpha": None,          # FGSM-RS step; None = 1.25 * eps (Wong et al. 2020)
+    # optimisation: SGD + momentum, step schedule counted in iterations
+    "batch_size": 128,
+    "iterations": 80000,         # total parameter updates (CIFAR: 80k); None = derive from epochs
+    "epochs": None,              # natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) passes
+    "lr": 0.1,
+    "lr_milestones": [0.5, 0.75],  # fractions of the iterations (CIFAR: 40k and 60k of 80k)
+    "lr_step_epochs": None,      # ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides lr_milestones)
+    "lr_gamma": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 2e-4,
+    # execution
+    "seed": 0,
+    "device": "auto",            # auto | cpu | cuda | cuda:N
+    "amp": "auto",               # auto (bf16 on CUDA) | bf16 | off
+    "channels_last": "auto",     # auto (on CUDA) | true | false
+    "compile": False,            # torch.compile the model
+    "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
+    "checkpoint_every": 1000,    # iterations between resumable checkpoints
+    "eval_n": 500,               # test images for the end-of-pass clean accuracy in the epoch log
+}
+
+# The paper's schedules, per dataset (section 5 and 7).
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cifar10": {},
+    "cifar100": {},
+    "cifar10-jpeg": {"data_root": "../shared/data"},
+    "imagenet": {
+        "arch": "resnet50", "batch_size": 256, "iterations": None, "epochs": 90,
+        "lr_step_epochs": 30, "weight_decay": 1e-4, "eps": 4.0, "pgd_step_size": 1.0,
+    },
+    "synthetic": {"arch": "small_cnn", "iterations": 400, "batch_size": 64, "log_every": 50,
+                  "checkpoint_every": 100},
+}
+
+# Keys whose values are integers >= 1 / >= 0 / floats > 0; used by validate().
+_POSITIVE_INT = ("replay", "pgd_steps", "batch_size", "log_every", "checkpoint_every")
+_OPTIONAL_POSITIVE_INT = ("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n")
+_NON_NEGATIVE_INT = ("seed", "data_seed", "num_workers")
+_POSITIVE_FLOAT = ("lr",)
+_NON_NEGATIVE_FLOAT = ("momentum", "weight_decay", "lr_gamma")
+_BOOL = ("download", "augment", "compile")
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override; the value is read as YAML (so 8, 0.1, true, [0.5, 0.75] work)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of key: value, got {_type_name(data)}")
+    return data
+
+
+def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge defaults, dataset defaults, the user's values and overrides, then validate."""
+    merged: dict[str, Any] = {}
+    merged.update(user or {})
+    if isinstance(overrides, dict):
+        merged.update(overrides)
+    else:
+        merged.update(dict(parse_override(o) for o in overrides or []))
+    unknown = sorted(set(merged) - set(DEFAULTS))
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}'; known keys: {', '.join(sorted(DEFAULTS))}")
+    dataset = merged.get("dataset", DEFAULTS["dataset"])
+    from .data import DATASETS  # local import: data pulls in torchvision
+    if dataset not in DATASETS:
+        raise ConfigError(f"dataset '{dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
+    config = dict(DEFAULTS)
+    config.update(DATASET_DEFAULTS[dataset])
+    if merged.get("method", config["method"]) in ("pgd", "fgsm_rs") and "replay" not in merged:
+        config["replay"] = 1  # replay belongs to free / natural; K-PGD and FGSM-RS see each batch once
+    if merged.get("method") == "natural" and "replay" not in merged:
+        config["replay"] = 1
+    config.update(merged)
+    validate(config)
+    return config
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check every value before any work starts; raise ConfigError with one line naming the culprit."""
+    from .data import DATASETS
+    from .models import MODELS
+
+    def bad(key: str, allowed: str) -> ConfigError:
+        return ConfigError(f"config key '{key}' has bad value {config[key]!r}: expected {allowed}")
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if config["dataset"] not in DATASETS:
+        raise bad("dataset", f"one of {', '.join(DATASETS)}")
+    if config["arch"] not in MODELS:
+        raise bad("arch", f"one of {', '.join(sorted(MODELS))}")
+    if config["method"] not in METHODS:
+        raise bad("method", f"one of {', '.join(METHODS)}")
+    for key in _POSITIVE_INT:
+        if not is_int(config[key]) or config[key] < 1:
+            raise bad(key, "an integer >= 1")
+    for key in _OPTIONAL_POSITIVE_INT:
+        if config[key] is not None and (not is_int(config[key]) or config[key] < 1):
+            raise bad(key, "an integer >= 1 or null")
+    for key in _NON_NEGATIVE_INT:
+        if not is_int(config[key]) or config[key] < 0:
+            raise bad(key, "an integer >= 0")
+    for key in _POSITIVE_FLOAT:
+        if not is_number(config[key]) or config[key] <= 0:
+            raise bad(key, "a number > 0")
+    for key in _NON_NEGATIVE_FLOAT:
+        if not is_number(config[key]) or config[key] < 0:
+            raise bad(key, "a number >= 0")
+    for key in _BOOL:
+        if not isinstance(config[key], bool):
+            raise bad(key, "true or false")
+    if not is_number(config["eps"]) or not 0 < config["eps"] <= 255:
+        raise bad("eps", "a number in (0, 255] (pixel units, 8 means 8/255)")
+    for key in ("free_step", "fgsm_alpha", "pgd_step_size"):
+        if config[key] is not None and (not is_number(config[key]) or not 0 < config[key] <= 255):
+            raise bad(key, "a number in (0, 255] (pixel units) or null")
+    if config["iterations"] is None and config["epochs"] is None:
+        raise ConfigError("config needs 'iterations' or 'epochs' to know how long to train; both are null")
+    milestones = config["lr_milestones"]
+    if not isinstance(milestones, list) or not all(is_number(v) and 0 < v < 1 for v in milestones):
+        raise bad("lr_milestones", "a list of fractions of the training length, each in (0, 1)")
+    if config["width"] is not None and config["arch"] != "small_cnn":
+        raise bad("width", "null unless arch is small_cnn")
+    if config["amp"] not in ("auto", "bf16", "off"):
+        raise bad("amp", "auto, bf16 or off")
+    if config["channels_last"] not in ("auto", True, False):
+        raise bad("channels_last", "auto, true or false")
+    device = str(config["device"])
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise bad("device", "auto, cpu, cuda or cuda:N")
+    if config["n_train"] is not None and config["batch_size"] > config["n_train"]:
+        raise ConfigError(f"config key 'batch_size' has bad value {config['batch_size']}: "
+                          f"larger than n_train={config['n_train']}")
+
+
+def perturbation(config: dict[str, Any]) -> dict[str, float]:
+    """The method's perturbation sizes converted from pixel units to the [0, 1] scale."""
+    eps = config["eps"] / 255
+    return {
+        "eps": eps,
+        "free_step": (config["free_step"] if config["free_step"] is not None else config["eps"]) / 255,
+        "pgd_step_size": config["pgd_step_size"] / 255,
+        "fgsm_alpha": (config["fgsm_alpha"] if config["fgsm_alpha"] is not None else 1.25 * config["eps"]) / 255,
+    }
+
+
+def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[int]]:
+    """Total iterations and the learning-rate milestones (in iterations) for this run.
+
+    With ``iterations`` set (CIFAR) every method gets the same number of parameter updates; free-m
+    makes ``iterations / (m * batches)`` passes over the data. With ``epochs`` set (ImageNet) free-m
+    makes ceil(epochs / m) passes and decays every ceil(lr_step_epochs / m) passes, as in the paper.
+    """
+    m = config["replay"] if config["method"] in ("free", "natural") else 1
+    iters_per_pass = m * batches_per_pass
+    if config["iterations"] is not None:
+        total = config["iterations"]
+        milestones = [round(f * total) for f in config["lr_milestones"]]
+        if config["lr_step_epochs"] is not None:
+            raise ConfigError("config keys 'iterations' and 'lr_step_epochs' conflict: set epochs for a per-epoch schedule")
+        return total, milestones
+    passes = math.ceil(config["epochs"] / m)
+    total = passes * iters_per_pass
+    if config["lr_step_epochs"] is not None:
+        every = math.ceil(config["lr_step_epochs"] / m) * iters_per_pass
+        milestones = list(range(every, total, every))
+    else:
+        milestones = [round(f * total) for f in config["lr_milestones"]]
+    return total, milestones
+
+
+def learning_rate(config: dict[str, Any], milestones: list[int], iteration: int) -> float:
+    """Step schedule: lr * gamma ** (number of milestones already reached)."""
+    passed = sum(1 for mark in milestones if iteration >= mark)
+    return config["lr"] * config["lr_gamma"] ** passed
+
+
+def save_yaml(config: dict[str, Any], path: str | Path) -> None:
+    from .io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config, sort_keys=True))

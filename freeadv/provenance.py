@@ -1,0 +1,65 @@
+"""Where a number came from: git commit, library versions, hardware. Stamped on every result JSON."""
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@lru_cache(maxsize=1)
+def git_commit() -> dict[str, object]:
+    """The commit of the freeadv source tree and whether it had uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=_PACKAGE_DIR, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no", "--", str(_PACKAGE_DIR)))
+        return {"commit": commit, "dirty": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "dirty": None}
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import torchvision
+
+    from . import __version__
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "torchvision": torchvision.__version__, "numpy": numpy.__version__, "freeadv": __version__}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: torch.device) -> dict[str, object]:
+    info: dict[str, object] = {"type": device.type, "host": socket.gethostname(), "cpu": _cpu_name(),
+                               "cpu_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        info["gpu"] = torch.cuda.get_device_name(index)
+        info["cuda"] = torch.version.cuda
+        info["gpu_count"] = torch.cuda.device_count()
+    info["name"] = info.get("gpu", info["cpu"])
+    return info
+
+
+def stamp(device: torch.device) -> dict[str, object]:
+    """Everything a result JSON records about how and where it was made."""
+    return {"git": git_commit(), "versions": library_versions(), "device": device_info(device),
+            "argv": sys.argv}

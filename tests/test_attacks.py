@@ -1,0 +1,92 @@
+"""PGD / CW / BIM: stay in the ball and the box, restarts only help the attacker, and a natural
+model falls to a large-eps attack."""
+import pytest
+import torch
+from torch import nn
+
+from freeadv.attacks import AttackSpec, cw_margin, evaluate, pgd, worst_case
+
+
+def trained_toy_model():
+    """A small MLP trained naturally on two well separated Gaussian blobs in image space."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    centers = torch.rand(4, 3, 4, 4, generator=g) * 0.5 + 0.25
+    y = torch.randint(0, 4, (512,), generator=g)
+    x = (centers[y] + 0.05 * torch.randn(512, 3, 4, 4, generator=g)).clamp(0, 1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 64), nn.ReLU(), nn.Linear(64, 4))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x[:200], y[:200]
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return trained_toy_model()
+
+
+@pytest.mark.parametrize("loss,random_start", [("ce", True), ("cw", True), ("ce", False)])
+def test_pgd_stays_in_eps_ball_and_unit_box(toy, loss, random_start):
+    model, x, y = toy
+    eps = 8 / 255
+    x_adv = pgd(model, x, y, eps=eps, step_size=2 / 255, steps=10, loss=loss, random_start=random_start,
+                generator=torch.Generator().manual_seed(0))
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() >= eps - 1e-6     # the budget is used
+
+
+def test_pgd_raises_the_loss(toy):
+    model, x, y = toy
+    x_adv = pgd(model, x, y, eps=16 / 255, step_size=2 / 255, steps=10)
+    ce = nn.functional.cross_entropy
+    assert ce(model(x_adv), y) > 10 * ce(model(x), y)
+    assert cw_margin(model(x_adv), y) > cw_margin(model(x), y)
+
+
+def test_large_eps_pgd_drives_natural_model_accuracy_to_zero(toy):
+    model, x, y = toy
+    clean = evaluate(model, [(x, y)], AttackSpec("none"))
+    assert clean["clean_acc"] > 95
+    attacked = evaluate(model, [(x, y)], AttackSpec("pgd", eps=128 / 255, step_size=16 / 255, steps=20))
+    assert attacked["robust_acc"] < 2
+
+
+def test_more_restarts_never_raise_robust_accuracy(toy):
+    model, x, y = toy
+    accs = []
+    for restarts in (1, 3, 6):
+        spec = AttackSpec("pgd", eps=48 / 255, step_size=12 / 255, steps=2, restarts=restarts)
+        accs.append(evaluate(model, [(x, y)], spec, seed=0)["robust_acc"])
+    assert accs[0] >= accs[1] >= accs[2]
+    assert accs[2] < accs[0]     # restarts find examples a single run missed
+    assert 0 < accs[0] < 100     # the test is informative: the attack is neither hopeless nor trivial
+
+
+def test_worst_case_keeps_adversarial_example_that_fooled(toy):
+    model, x, y = toy
+    spec = AttackSpec("pgd", eps=12 / 255, step_size=2 / 255, steps=3, restarts=2)
+    x_adv, robust = worst_case(model, x, y, spec, torch.Generator().manual_seed(1))
+    fooled = model(x_adv).argmax(1) != y
+    assert torch.equal(fooled, ~robust)
+    assert (x_adv - x).abs().max() <= 12 / 255 + 1e-6
+
+
+def test_attack_uses_eval_mode_and_restores_training_mode():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 4), nn.BatchNorm1d(4), nn.Linear(4, 3)).train()
+    x, y = torch.rand(6, 3, 2, 2), torch.randint(0, 3, (6,))
+    modes = []
+    model[2].register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
+    evaluate(model, [(x, y)], AttackSpec("pgd", steps=2))
+    assert modes and not any(modes)
+    assert model.training
+
+
+def test_attack_spec_rejects_bad_values():
+    with pytest.raises(ValueError, match="unknown attack 'fgsmx'"):
+        AttackSpec("fgsmx")
+    with pytest.raises(ValueError, match="restarts=0"):
+        AttackSpec("pgd", restarts=0)
