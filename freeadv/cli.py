@@ -29,6 +29,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="run folder: config.yaml, checkpoint.pt, model.pt, log.jsonl, train.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
 
 
 def _add_attack(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +52,7 @@ def _add_attack(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, required=True, metavar="EVAL.json", help="where to write the result JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_attack)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_attack(sub)
+    from . import report_cli   # analysis, tables, figures: the workflow's subcommands
+    report_cli.add_commands(sub)
     return parser
 
 
@@ -130,9 +134,6 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "attack": cmd_attack}
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         DataError = ConfigError
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except (ConfigError, DataError, CheckpointError, ValueError, FileNotFoundError) as err:
         print(f"freeadv {args.command}: error: {err}", file=sys.stderr)
         return 2
