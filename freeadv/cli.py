@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_attack(sub)
-    from . import report_cli   # analysis, tables, figures: the workflow's subcommands
+    from . import bench, report_cli   # timing; analysis, tables, figures for the workflow
+    bench.add_command(sub)
     report_cli.add_commands(sub)
     return parser
 

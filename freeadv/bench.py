@@ -1,0 +1,147 @@
+"""Per-iteration cost of every method on the same model and batch, in one process.
+
+The paper's claim is a cost claim: a Free-m iteration costs a natural iteration, a K-PGD one about
+K+1 (ideally (3+2K)/3, since an input-only backward skips the weight gradients). This times the
+real training steps of freeadv.methods (the same code ``freeadv train`` runs), after warm-up,
+and reports the median of many repetitions, plus PGD evaluation against a plain autograd loop.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import config as cfg
+from .attacks import eval_mode, pgd
+from .io import write_json
+from .methods import build_method
+from .provenance import stamp
+from .training import make_optimizer, model_for, setup_runtime
+
+IMAGE_SIZE = {"imagenet": 224}
+
+
+def _timer(device: torch.device) -> Callable[[], float]:
+    if device.type == "cuda":
+        def now() -> float:
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+        return now
+    return time.perf_counter
+
+
+def time_call(fn: Callable[[], Any], device: torch.device, *, warmup: int, reps: int) -> dict[str, float]:
+    """Median and spread of ``reps`` timed calls after ``warmup`` untimed ones."""
+    now = _timer(device)
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        start = now()
+        fn()
+        samples.append(now() - start)
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "reps": reps}
+
+
+def plain_autograd_pgd(model, x, y, eps, step_size, steps):
+    """The straightforward PGD loop a user would write: the reference the library must match."""
+    x_adv = (x + torch.empty_like(x).uniform_(-eps, eps)).clamp(0, 1)
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        loss = F.cross_entropy(model(x_adv), y)
+        grad, = torch.autograd.grad(loss, x_adv)
+        x_adv = torch.min(torch.max(x_adv.detach() + step_size * grad.sign(), x - eps), x + eps).clamp(0, 1)
+    return x_adv
+
+
+def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto", replay: int = 8,
+              warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
+              methods: tuple[str, ...] = ("natural", "free", "pgd2", "pgd7", "fgsm_rs")) -> dict[str, Any]:
+    base = cfg.resolve({"dataset": "synthetic" if dataset == "synthetic" else dataset, "arch": arch,
+                        "batch_size": batch, "device": device, "width": width, "iterations": 1})
+    dev, autocast, channels_last = setup_runtime(base)
+    size = IMAGE_SIZE.get(dataset, 32)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(batch, 3, size, size, generator=g).to(dev)
+    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    rows = []
+    variants = {"natural": {"method": "natural", "replay": 1}, "free": {"method": "free", "replay": replay},
+                "pgd2": {"method": "pgd", "pgd_steps": 2}, "pgd7": {"method": "pgd", "pgd_steps": 7},
+                "fgsm_rs": {"method": "fgsm_rs"}}
+    for name in methods:
+        config = cfg.resolve({**base, **variants[name]})
+        torch.manual_seed(0)
+        model = model_for(config).to(dev)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        model.train()
+        optimizer = make_optimizer(model, config)
+        method = build_method(config, autocast=autocast)
+        generator = torch.Generator(device=dev).manual_seed(0)
+        timing = time_call(lambda: method.step(model, optimizer, x, y, generator), dev, warmup=warmup, reps=reps)
+        label = {"free": f"free m={replay}", "pgd2": "2-PGD train", "pgd7": "7-PGD train"}.get(name, name)
+        rows.append({"name": label, "kind": "train", **timing})
+
+    torch.manual_seed(0)
+    model = model_for(base).to(dev).eval()
+    eps, step = 8 / 255, 2 / 255
+    with eval_mode(model):
+        ours = time_call(lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps), dev,
+                         warmup=1, reps=max(3, reps // 3))
+        plain = time_call(lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps), dev,
+                          warmup=1, reps=max(3, reps // 3))
+    rows.append({"name": f"PGD-{attack_steps} eval (freeadv)", "kind": "eval", **ours})
+    rows.append({"name": f"PGD-{attack_steps} eval (plain autograd loop)", "kind": "eval", **plain})
+
+    natural = next(r for r in rows if r["name"] == "natural")["median_s"]
+    for row in rows:
+        row["images_per_s"] = batch / row["median_s"]
+        row["relative_to_natural"] = row["median_s"] / natural
+    return {"kind": "bench", "arch": arch, "batch": batch, "dataset": dataset, "replay": replay,
+            "warmup": warmup, "reps": reps, "attack_steps": attack_steps, "rows": rows, **stamp(dev)}
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"{result['arch']}, batch {result['batch']}, {result['device']['name']} "
+             f"({result['device']['cpu_threads']} threads), median of {result['reps']} after {result['warmup']} warm-up",
+             f"{'step':<38}{'ms/iter':>10}{'images/s':>11}{'x natural':>11}"]
+    for row in result["rows"]:
+        lines.append(f"{row['name']:<38}{1000 * row['median_s']:>10.1f}{row['images_per_s']:>11.0f}"
+                     f"{row['relative_to_natural']:>11.2f}")
+    return "\n".join(lines)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time natural / free / K-PGD / FGSM-RS steps and PGD evaluation side by side",
+                       description=__doc__)
+    p.add_argument("--arch", default="small_cnn", help="model from the registry (default small_cnn)")
+    p.add_argument("--width", type=int, help="small_cnn width")
+    p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet", "synthetic"],
+                   help="decides input size (224 for imagenet) and class count")
+    p.add_argument("--replay", type=int, default=8, help="m for the free step (default 8)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--reps", type=int, default=10)
+    p.add_argument("--attack-steps", type=int, default=20)
+    p.add_argument("--out", help="write the result JSON here")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    for name in ("batch", "replay", "reps", "attack_steps"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
+    result = run_bench(args.arch, args.batch, dataset=args.dataset, device=args.device, replay=args.replay,
+                       warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width)
+    print(format_table(result))
+    if args.out:
+        write_json(args.out, result)
+    return 0
