@@ -63,7 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,            # torch.compile the model
     "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
     "checkpoint_every": 1000,    # iterations between resumable checkpoints
-    "eval_n": 500,               # test images for the end-of-pass clean accuracy in the epoch log
+    "eval_n": 500,               # test images for the end-of-pass clean accuracy in the log (null = skip)
 }
 
 # The paper's schedules, per dataset (section 5 and 7).
