@@ -108,6 +108,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .attacks import evaluate
     from .io import write_json
     from .provenance import stamp
+    from .sanity import check_eval
     from .training import data_for, load_trained_model, resolve_device
 
     device = resolve_device(args.device)
@@ -129,7 +130,10 @@ def cmd_attack(args: argparse.Namespace) -> int:
         **metrics, "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
         **stamp(device),
     }
+    result["warnings"] = check_eval(result)
     write_json(args.out, result)
+    for warning in result["warnings"]:
+        print(f"[freeadv] WARNING: {warning}", file=sys.stderr)
     print(f"[freeadv] {args.run} {args.attack}-{args.steps} x{args.restarts} eps {eps:g}: clean "
           f"{metrics['clean_acc']:.2f}%  robust {metrics['robust_acc']:.2f}%  (n={metrics['n']}, {seconds:.1f} s)")
     return 0
