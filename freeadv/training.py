@@ -196,7 +196,7 @@ class Trainer:
         running_loss = torch.zeros((), device=device)
         since_log = 0
         model.train()
-        segment_start = time.perf_counter()
+        segment_start = last_log_time = time.perf_counter()
         while iteration < total:
             epoch = iteration // iters_per_pass
             start_batch = (iteration % iters_per_pass) // m
@@ -220,7 +220,10 @@ class Trainer:
                         history.append({"iteration": iteration, "loss": mean_loss, "lr": lr})
                         running_loss.zero_()
                         since_log = 0
-                        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:g}", refresh=False)
+                        now = time.perf_counter()
+                        rate = config["batch_size"] * config["log_every"] / max(now - last_log_time, 1e-9)
+                        last_log_time = now
+                        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:g}", img_s=f"{rate:.0f}", refresh=False)
                     bar.update(1)
                     if iteration % config["checkpoint_every"] == 0 and iteration < total:
                         train_seconds += time.perf_counter() - segment_start

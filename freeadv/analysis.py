@@ -1,0 +1,168 @@
+"""Figure data computed from a trained model: Figure 2's large-eps BIM examples and Figure 3's
+loss surfaces. Each function returns a JSON-able dict; the figures are drawn from these files alone.
+
+Sizes are in the paper's pixel units (eps 30 means 30/255) in arguments and in the output.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import input_gradient, pgd
+from .provenance import stamp
+from .training import data_for, load_trained_model, resolve_device
+
+PLANES = ("adv-rad", "rad-rad")
+
+
+def class_names(dataset: str, num_classes: int) -> list[str]:
+    """Human names of the classes where the library knows them, else 'class k'."""
+    from .data import CIFAR10_CLASSES
+    if dataset in ("cifar10", "cifar10-jpeg") and num_classes == len(CIFAR10_CLASSES):
+        return list(CIFAR10_CLASSES)
+    return [f"class {k}" for k in range(num_classes)]
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] float images -> uint8 pixels (round to nearest)."""
+    return (x.detach().float().cpu() * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    return x.to(device=device, dtype=torch.float32) / 255
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor) -> list[int]:
+    return model(x).argmax(1).tolist()
+
+
+def _test_split(config: dict[str, Any], n_test: int | None):
+    """The test split in its fixed order, without augmentation or a training subset."""
+    data = data_for(dict(config, augment=False, n_train=None, n_test=n_test))
+    return data
+
+
+def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
+                         steps: int) -> torch.Tensor:
+    """BIM (PGD without random start, cross-entropy) in pixel units; returns uint8 images whose
+    distance to the (uint8) clean images is at most eps pixels."""
+    adv = pgd(model, x, y, eps=eps / 255, step_size=step_size / 255, steps=steps, loss="ce", random_start=False)
+    return to_uint8(adv)
+
+
+def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, steps: int = 50, last: int = 9,
+                 device: str = "auto") -> dict[str, Any]:
+    """Figure 2: the last ``last`` test images (of the whole test split, in the dataset's fixed order)
+    and their BIM adversarial examples against the model of ``run_dir``."""
+    dev = resolve_device(device)
+    model, config = load_trained_model(run_dir, dev)
+    data = _test_split(config, None)
+    images, labels = data.test_tensors(dev)
+    if last < 1 or last > len(labels):
+        raise ValueError(f"--last has bad value {last}: expected 1..{len(labels)} (the test split's size)")
+    first = len(labels) - last
+    x, y = images[first:], labels[first:]
+    clean = to_uint8(x)
+    x = from_uint8(clean, dev)            # attack exactly the images that are stored and shown
+    start = time.perf_counter()
+    adversarial = adversarial_examples(model, x, y, eps=eps, step_size=step_size, steps=steps)
+    seconds = time.perf_counter() - start
+    return {
+        "kind": "adv-examples", "run": str(run_dir), "train_config": config, "dataset": config["dataset"],
+        "attack": {"kind": "bim", "eps": eps, "step_size": step_size, "steps": steps, "random_start": False,
+                   "loss": "cross-entropy", "units": "pixels /255"},
+        "test_split_size": len(labels), "indices": list(range(first, len(labels))),
+        "labels": y.tolist(), "class_names": class_names(config["dataset"], data.num_classes),
+        "clean_images": clean.tolist(), "adversarial_images": adversarial.tolist(),
+        "clean_predictions": predict(model, x),
+        "adversarial_predictions": predict(model, from_uint8(adversarial, dev)),
+        "max_perturbation_pixels": int((adversarial.int() - clean.int()).abs().max()),
+        "image_layout": "uint8 [channel][row][column] (3x32x32 for CIFAR)",
+        "wall_seconds": seconds, **stamp(dev),
+    }
+
+
+def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """A random +-1 tensor."""
+    return torch.randint(0, 2, tuple(shape), generator=generator).float() * 2 - 1
+
+
+def grid_axis(span: float, grid: int) -> torch.Tensor:
+    """``grid`` evenly spaced values in [-span, span] (pixel units); 0 is exact when grid is odd."""
+    if grid < 2:
+        raise ValueError(f"--grid has bad value {grid}: expected an integer >= 2")
+    half = (grid - 1) / 2
+    return (torch.arange(grid, dtype=torch.float64) - half) / half * span
+
+
+@torch.no_grad()
+def loss_grid(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: torch.Tensor,
+              alphas: torch.Tensor, betas: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Cross-entropy of ``model`` at clip(x + a*d1 + b*d2, 0, 1) for every (a, b) of the grid.
+
+    ``x`` is one image (C, H, W); a and b in [0, 1] units. Returns [len(alphas), len(betas)], row i
+    for alphas[i]. The grid is evaluated in batches of ``batch_size`` points.
+    """
+    a, b = torch.meshgrid(alphas.float().to(x.device), betas.float().to(x.device), indexing="ij")
+    a, b = a.reshape(-1, 1, 1, 1), b.reshape(-1, 1, 1, 1)
+    target = torch.full((batch_size,), y, dtype=torch.long, device=x.device)
+    losses = []
+    for start in range(0, a.shape[0], batch_size):
+        points = (x + a[start:start + batch_size] * d1 + b[start:start + batch_size] * d2).clamp(0, 1)
+        logits = model(points).float()
+        losses.append(F.cross_entropy(logits, target[: len(points)], reduction="none"))
+    return torch.cat(losses).reshape(len(alphas), len(betas)).cpu()
+
+
+def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad", grid: int = 21,
+                 span: float = 16, seed: int = 0, batch_size: int = 512, device: str = "auto") -> dict[str, Any]:
+    """Figure 3: the loss of the first ``images`` test images on a plane through each image.
+
+    adv-rad: d1 = sign of the input gradient of the loss (the adversarial direction), d2 = a
+    Rademacher direction; rad-rad: two Rademacher directions. Both have entries in {-1, 0, +1}, so
+    a step of a along d1 moves every pixel by at most a (L-inf). Rademacher directions are seeded
+    by (seed, image index, direction), so d2 is the same in both planes.
+    """
+    if plane not in PLANES:
+        raise ValueError(f"--plane has bad value '{plane}': choose one of {', '.join(PLANES)}")
+    if images < 1:
+        raise ValueError(f"--images has bad value {images}: expected an integer >= 1")
+    dev = resolve_device(device)
+    model, config = load_trained_model(run_dir, dev)
+    data = _test_split(config, config["n_test"])
+    x_all, y_all = next(iter(data.test_batches(images, device=dev)))
+    if len(y_all) < images:
+        raise ValueError(f"--images {images} is more than the {len(y_all)} test images of this run")
+    axis = grid_axis(span, grid)
+    results = []
+    for index in range(images):
+        x, y = x_all[index], int(y_all[index])
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + index * 2)
+        rad1 = rademacher(x.shape, generator).to(dev)
+        rad2 = rademacher(x.shape, generator).to(dev)
+        if plane == "adv-rad":
+            d1 = input_gradient(model, x[None], torch.tensor([y], device=dev)).sign()[0]
+        else:
+            d1 = rad1
+        losses = loss_grid(model, x, y, d1, rad2, axis / 255, axis / 255, batch_size)
+        with torch.no_grad():
+            clean_loss = float(F.cross_entropy(model(x[None]).float(), torch.tensor([y], device=dev)))
+        results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist()})
+    return {
+        "kind": "loss-surface", "run": str(run_dir), "train_config": config, "dataset": config["dataset"],
+        "plane": plane, "seed": seed, "grid": grid, "span": span,
+        "axis": axis.tolist(), "axis_units": "pixels /255 along each direction (L-inf step per pixel)",
+        "directions": {
+            "d1": ("sign(grad_x cross-entropy(model(x), y)) (adversarial)" if plane == "adv-rad"
+                   else "Rademacher +-1, torch.Generator(seed*1000003 + 2*index), first draw"),
+            "d2": "Rademacher +-1, torch.Generator(seed*1000003 + 2*index), second draw",
+        },
+        "losses_layout": "losses[i][j] = cross-entropy at clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)",
+        "images": results, **stamp(dev),
+    }

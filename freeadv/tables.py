@@ -1,0 +1,218 @@
+"""Tables 1-5, YOPO, trials and FGSM-RS comparison: ours next to the paper's numbers.
+
+A table is built from a plan (:func:`freeadv.paper.build_plan`) and the JSON result files under
+``results/<scale>`` only, so it regenerates without any model. Columns of the CSV, per metric M:
+``M_ours``, ``M_paper``, ``M_diff`` (ours - paper), then where the number came from: train
+minutes, images/s, device, the dataset and architecture actually trained, the model id, the
+number of evaluation images, the scale and the git commit.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .io import atomic_write_text, read_json
+from .paper import DATASET_TITLES, paper_value, train_path, unavailable_message
+
+INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
+                "commit"]
+
+
+class MissingResult(FileNotFoundError):
+    """A result file a table or figure needs does not exist (yet)."""
+
+
+def read_result(results_dir: str | Path, relative: str) -> dict[str, Any]:
+    path = Path(results_dir) / relative
+    if not path.exists():
+        raise MissingResult(f"result file '{path}' is missing; build it with snakemake (it is an input of this target)")
+    return read_json(path)
+
+
+def metric_value(result: dict[str, Any], field: str) -> float:
+    value = result.get(field)
+    return float("nan") if value is None else float(value)
+
+
+def _arch_name(config: dict[str, Any]) -> str:
+    return config["arch"] + (f" (width {config['width']})" if config.get("width") else "")
+
+
+def _diff(ours: float, paper: float | None) -> float:
+    return ours - paper if paper is not None and not math.isnan(ours) else float("nan")
+
+
+def _nan_if_none(value: float | None) -> float:
+    return float("nan") if value is None else value
+
+
+def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> pd.DataFrame:
+    """One row per row of the paper's table (plus mean/std rows for the trials)."""
+    entry = plan["targets"][target]
+    if not entry["available"]:
+        raise ValueError(unavailable_message(plan, target))
+    metrics = entry["metrics"]
+    metric_keys = {m["key"] for m in metrics}
+    records = []
+    for row in entry["rows"]:
+        paper_table, paper_row = row["paper_ref"]
+        record: dict[str, Any] = {"row": row["key"], "label": row["label"]}
+        train = read_result(results_dir, train_path(row["model"])) if row["model"] else None
+        n_eval = None
+        for metric in metrics:
+            ours = float("nan")
+            planned = row["metrics"].get(metric["key"])
+            if planned is not None:
+                result = read_result(results_dir, planned["file"])
+                ours = metric_value(result, metric["field"])
+                if planned["attack"] is not None:
+                    n_eval = result.get("n", n_eval)
+            paper = paper_value(paper_table, paper_row, metric["key"])
+            record[f"{metric['key']}_ours"] = ours
+            record[f"{metric['key']}_paper"] = _nan_if_none(paper)
+            record[f"{metric['key']}_diff"] = _diff(ours, paper)
+        config = train["config"] if train else {}
+        record.update({
+            "train_minutes": train["train_minutes"] if train else float("nan"),
+            "images_per_second": _nan_if_none(train.get("images_per_second")) if train else float("nan"),
+            "device": (train.get("device") or {}).get("name", "") if train else "",
+            "dataset": config.get("dataset", ""), "arch": _arch_name(config) if config else "",
+            "n_eval": n_eval if n_eval is not None else float("nan"), "model": row["model"] or "",
+            "scale": plan["scale"], "commit": ((train.get("git") or {}).get("commit") or "")[:12] if train else "",
+        })
+        if "train_min" in metric_keys:
+            record.pop("train_minutes")
+        records.append(record)
+    frame = pd.DataFrame.from_records(records)
+    if entry.get("summary") == "mean_std":
+        frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
+    return frame
+
+
+def _mean_std_rows(frame: pd.DataFrame, target: str, metrics: list[dict[str, Any]], scale: str) -> pd.DataFrame:
+    """Mean and sample std (ddof=1) of each metric over the rows, as two more rows."""
+    rows = []
+    for stat, label in (("mean", "mean over seeds"), ("std", "std over seeds (ddof=1)")):
+        record: dict[str, Any] = {"row": stat, "label": label}
+        for metric in metrics:
+            values = frame[f"{metric['key']}_ours"]
+            ours = float(values.mean() if stat == "mean" else values.std(ddof=1))
+            paper = paper_value(target, stat, metric["key"])
+            record[f"{metric['key']}_ours"] = ours
+            record[f"{metric['key']}_paper"] = _nan_if_none(paper)
+            record[f"{metric['key']}_diff"] = _diff(ours, paper)
+        record.update({c: frame[c].iloc[0] for c in ("dataset", "arch", "device", "n_eval") if c in frame})
+        record.update({"model": "", "scale": scale, "commit": frame["commit"].iloc[0]})
+        rows.append(record)
+    return pd.DataFrame.from_records(rows)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+def _fmt(value: Any, unit: str = "percent") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, str):
+        return value
+    if unit == "count":
+        return f"{value:.0f}"
+    if unit == "minutes":
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.2f}"
+    return f"{value:.3f}" if 0 < abs(value) < 1 else f"{value:.2f}"
+
+
+def _signed(value: float, unit: str) -> str:
+    text = _fmt(value, unit)
+    return text if text == "-" or text.startswith("-") else f"+{text}"
+
+
+def provenance_lines(plan: dict[str, Any], target: str, frame: pd.DataFrame) -> list[str]:
+    """What was actually trained at this scale, in words, so no one mistakes a stand-in for the paper."""
+    settings = plan["settings"]
+    entry = plan["targets"][target]
+    datasets = sorted({d for d in frame["dataset"] if d})
+    arches = sorted({a for a in frame["arch"] if a})
+    mapped = [f"{DATASET_TITLES.get(paper, paper)} -> {DATASET_TITLES.get(ours, ours)}"
+              for paper, ours in settings.get("datasets", {}).items() if paper in entry["datasets"]]
+    lines = [f"Scale: {plan['scale']}. Trained here on: {', '.join(DATASET_TITLES.get(d, d) for d in datasets)}"
+             f" ({'; '.join(mapped)}); architectures: {', '.join(arches)}."]
+    if plan["scale"] != "paper":
+        lines.append(f"These are {plan['scale']}-scale stand-ins, not the paper's setting: compare trends, not values.")
+    caps = settings.get("attacks") or {}
+    if caps.get("max_steps") or caps.get("max_restarts"):
+        lines.append(f"Attacks capped at this scale: at most {caps.get('max_steps') or 'all'} steps and "
+                     f"{caps.get('max_restarts') or 'all'} restarts (column titles keep the paper's names).")
+    lines.append("Columns: " + "; ".join(f"{m['label']}: {m['source']}" for m in entry["metrics"]) + ".")
+    lines += entry.get("notes", [])
+    return lines
+
+
+def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    header = ["Training"] + [m["label"] + (" (%)" if m["unit"] == "percent" else "") for m in metrics]
+    has_minutes_metric = any(m["key"] == "train_min" for m in metrics)
+    if not has_minutes_metric:
+        header.append("Train time (min)")
+    header += ["images/s", "device", "trained on", "model id"]
+    body = []
+    for _, r in frame.iterrows():
+        cells = [str(r["label"])]
+        for m in metrics:
+            ours, paper, diff = r[f"{m['key']}_ours"], r[f"{m['key']}_paper"], r[f"{m['key']}_diff"]
+            text = f"{_fmt(ours, m['unit'])} / {_fmt(paper, m['unit'])}"
+            if not (isinstance(diff, float) and math.isnan(diff)):
+                text += f" ({_signed(diff, m['unit'])})"
+            cells.append(text)
+        if not has_minutes_metric:
+            cells.append(_fmt(r.get("train_minutes"), "minutes"))
+        cells += [_fmt(r.get("images_per_second"), "count"), str(r.get("device") or "-"),
+                  f"{r.get('dataset') or '-'}, {r.get('arch') or '-'}" if r.get("dataset") else "-",
+                  str(r.get("model") or "-")]
+        body.append(cells)
+    return header, body
+
+
+def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
+    entry = plan["targets"][target]
+    header, body = _cells(frame, entry["metrics"])
+    lines = [f"# {entry['title']}", "", *provenance_lines(plan, target, frame), "",
+             "Each metric cell: ours / paper (ours - paper).", "",
+             "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def to_latex(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
+    """A standalone-ready tabular (booktabs) with a caption; written by hand to need no jinja2."""
+    entry = plan["targets"][target]
+    header, body = _cells(frame, entry["metrics"])
+    caption = " ".join([entry["title"] + ".", *provenance_lines(plan, target, frame),
+                        "Each metric cell: ours / paper (ours - paper)."])
+    lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize",
+             rf"\caption{{{tex_escape(caption)}}}", rf"\label{{tab:{target}}}",
+             r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",
+             " & ".join(tex_escape(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(tex_escape(c) for c in cells) + r" \\" for cells in body]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(plan: dict[str, Any], target: str, results_dir: str | Path, out_dir: str | Path) -> list[Path]:
+    """Build one table and write ``<out_dir>/<target>.{csv,md,tex}`` atomically."""
+    frame = build_table(plan, target, results_dir)
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"{target}.{ext}" for ext in ("csv", "md", "tex")]
+    atomic_write_text(paths[0], frame.to_csv(index=False))
+    atomic_write_text(paths[1], to_markdown(frame, plan, target))
+    atomic_write_text(paths[2], to_latex(frame, plan, target))
+    return paths

@@ -1,0 +1,224 @@
+"""The paper's numbers, the plan (model and attack ids) and table building from hand-written JSON
+results: ours / paper / difference columns, trials statistics, missing results."""
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from freeadv import paper
+from freeadv.tables import MissingResult, build_table, write_table
+
+SMALL_SCALE = {
+    "datasets": {"cifar10": "synthetic", "cifar100": "synthetic", "imagenet": "synthetic"},
+    "architectures": {a: {"arch": "small_cnn", "width": 4} for a in paper.PAPER_ARCHS},
+    "train": {"iterations": 20, "n_train": 256, "n_test": 100},
+    "attacks": {"max_steps": 5, "max_restarts": 2},
+}
+PAPER_SCALE = {
+    "datasets": {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"},
+    "architectures": {a: {"arch": a} for a in paper.PAPER_ARCHS},
+}
+
+
+# --- the paper's numbers --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("table,row,metric,value", [
+    ("table1", "free_m10", "cw100", 45.86), ("table1", "pgd7", "cw100", 46.52),
+    ("table1", "free_m8", "pgd20_r10", 46.33), ("table1", "natural", "train_min", 780),
+    ("table2", "free_m8", "pgd20", 25.88), ("table2", "pgd2", "train_min", 2053),
+    ("table3", "free_m4", "pgd100", 43.404), ("table3", "natural", "pgd10", 0.166),
+    ("table4", "pgd2", "train_min", 10435), ("table5", "resnet152", "nat", 64.446),
+    ("yopo", "free_m10_bs256", "pgd20", 48.03), ("trials", "std", "pgd20_r20", 0.19),
+    ("figure1", "cifar100_pgd7", "nat", 59.87),
+])
+def test_paper_values_are_transcribed(table, row, metric, value):
+    assert paper.paper_value(table, row, metric) == pytest.approx(value)
+
+
+def test_paper_values_have_no_duplicates_and_figure4_has_none():
+    values = paper.paper_values()
+    assert not values.duplicated(["table", "row", "metric"]).any()
+    assert (values["table"] == "figure4").sum() == 0
+    assert set(values["unit"]) == {"percent", "minutes"}
+    assert paper.paper_value("table1", "free_m10", "no_such_metric") is None
+
+
+def test_every_paper_value_has_a_row_and_a_column_in_its_target():
+    targets = paper.TARGETS
+    for table, row, metric in paper.paper_values()[["table", "row", "metric"]].itertuples(index=False):
+        target = targets[table]
+        rows = {r.key for r in target.rows} | ({"mean", "std"} if target.summary == "mean_std" else set())
+        assert row in rows, (table, row)
+        assert metric in {m.key for m in target.metrics}, (table, metric)
+
+
+def test_paper_grid_of_table_rows_matches_the_paper():
+    rows = {name: [r.key for r in paper.TARGETS[name].rows] for name in paper.TABLES}
+    assert rows["table1"] == ["natural", "free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]
+    assert rows["table2"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8", "free_m10", "pgd2", "pgd7"]
+    assert rows["table3"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8"]
+    assert rows["table5"] == ["resnet50", "resnet101", "resnet152"]
+    assert [m.key for m in paper.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "train_min"]
+
+
+# --- ids and the plan ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attack_id", ["clean", "pgd20-eps8-step2", "pgd20-eps8-step2-r10", "cw100-eps8-step2",
+                                       "pgd100-eps2.5-step1", "bim50-eps30-step2"])
+def test_attack_id_round_trips(attack_id):
+    assert paper.Attack.parse(attack_id).id == attack_id
+
+
+def test_bad_attack_id_is_refused():
+    with pytest.raises(paper.PlanError, match="pgd20-eps8-step2-r10"):
+        paper.Attack.parse("pgd-twenty")
+
+
+def test_paper_plan_trains_shared_models_once():
+    plan = paper.build_plan("paper", PAPER_SCALE)
+    free8 = "cifar10-wrn32_10-free-m8-eps8-s0"
+    assert free8 in plan["models"]
+    users = [name for name, entry in plan["targets"].items()
+             if any(r["model"] == free8 for r in entry["rows"]) or any(a["model"] == free8 for a in entry["analyses"])]
+    assert users == ["table1", "trials", "fast", "figure2", "figure3"]
+    rn50 = "imagenet-resnet50-free-m4-eps4-s0"
+    assert {n for n, e in plan["targets"].items() if any(r["model"] == rn50 for r in e["rows"])} == {
+        "table4", "table5", "figure4"}
+    assert plan["models"][free8]["config"] == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
+                                               "method": "free", "replay": 8, "seed": 0}
+    assert plan["models"]["cifar10-wrn32_10-pgd7-step2-eps8-s0"]["config"]["pgd_steps"] == 7
+    assert plan["models"]["cifar10-wrn34_10-free-m10-eps8-bs256-s0"]["config"]["batch_size"] == 256
+    assert len(plan["models"]) == 62
+    table1 = plan["targets"]["table1"]
+    attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
+    assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10"}
+    table3 = plan["targets"]["table3"]
+    assert table3["rows"][0]["metrics"]["pgd50"]["attack"] == "pgd50-eps2-step1"
+
+
+def test_scale_maps_datasets_architectures_and_caps_attacks():
+    plan = paper.build_plan("small", SMALL_SCALE)
+    # CIFAR-10 and CIFAR-100 natural models realise the same config at this scale: one model
+    assert plan["targets"]["table1"]["rows"][0]["model"] == plan["targets"]["table2"]["rows"][0]["model"] \
+        == "synthetic-small_cnn-w4-natural-s0"
+    row = plan["targets"]["table1"]["rows"][1]
+    assert row["metrics"]["pgd100"]["attack"] == "pgd5-eps8-step2"
+    assert row["metrics"]["pgd20_r10"]["attack"] == "pgd5-eps8-step2-r2"
+    assert plan["models"][row["model"]]["config"]["iterations"] == 20
+
+
+def test_targets_missing_a_dataset_are_not_available():
+    settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
+    plan = paper.build_plan("mini", settings)
+    assert paper.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure2", "figure3"]
+    assert "cifar100" in paper.unavailable_message(plan, "table2")
+
+
+def test_two_configs_under_one_id_are_refused():
+    settings = dict(SMALL_SCALE, architectures={**SMALL_SCALE["architectures"],
+                                                "resnet50": {"arch": "small_cnn", "width": 4, "lr": 0.05}})
+    with pytest.raises(paper.PlanError, match="share the model id 'synthetic-small_cnn-w4-natural-s0'.*lr"):
+        paper.build_plan("bad", settings)
+
+
+def test_unknown_training_key_is_refused():
+    with pytest.raises(paper.PlanError, match="'iterationz'"):
+        paper.build_plan("bad", dict(SMALL_SCALE, train={"iterationz": 5}))
+
+
+# --- tables from hand-written results -------------------------------------------------------------
+
+def _write(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def fake_results(tmp_path, plan, target, value_of):
+    """Write every result file a target reads; value_of(row_key, metric_key) gives the number."""
+    entry = plan["targets"][target]
+    for row in entry["rows"]:
+        if not row["model"]:
+            continue
+        _write(tmp_path / paper.train_path(row["model"]),
+               {"config": plan["models"][row["model"]]["config"], "train_minutes": value_of(row["key"], "train_min"),
+                "images_per_second": 1234.0, "device": {"name": "Test GPU"}, "git": {"commit": "abcdef0123456789"}})
+    for row in entry["rows"]:
+        evals = {}
+        for metric in entry["metrics"]:
+            planned = row["metrics"].get(metric["key"])
+            if planned and planned["attack"]:
+                record = evals.setdefault(planned["file"], {"n": 100})
+                record[metric["field"]] = value_of(row["key"], metric["key"])
+        for file, record in evals.items():
+            _write(tmp_path / file, record)
+
+
+def test_table1_has_ours_paper_and_difference(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "table1", lambda row, metric: {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0,
+                                                                "cw100": 41.0, "pgd20_r10": 38.5,
+                                                                "train_min": 2.5}[metric])
+    frame = build_table(plan, "table1", tmp_path)
+    assert list(frame["row"]) == ["natural", "free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]
+    free10 = frame.set_index("row").loc["free_m10"]
+    assert free10["cw100_ours"] == 41.0
+    assert free10["cw100_paper"] == 45.86
+    assert free10["cw100_diff"] == pytest.approx(41.0 - 45.86)
+    assert free10["train_min_ours"] == 2.5 and free10["train_min_paper"] == 785
+    assert free10["dataset"] == "synthetic" and free10["arch"] == "small_cnn (width 4)"
+    assert free10["device"] == "Test GPU" and free10["images_per_second"] == 1234.0
+    assert free10["scale"] == "small" and free10["n_eval"] == 100
+    for metric in ("nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "train_min"):
+        assert {f"{metric}_ours", f"{metric}_paper", f"{metric}_diff"} <= set(frame.columns)
+
+    paths = write_table(plan, "table1", tmp_path, tmp_path / "tables")
+    assert [p.name for p in paths] == ["table1.csv", "table1.md", "table1.tex"]
+    again = pd.read_csv(paths[0])
+    assert again.set_index("row").loc["pgd7", "cw100_paper"] == 46.52
+    markdown = paths[1].read_text()
+    assert "41.00 / 45.86 (-4.86)" in markdown
+    assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
+    tex = paths[2].read_text()
+    assert r"\begin{tabular}" in tex and r"\_" in tex and "45.86" in tex
+
+
+def test_fast_table_takes_paper_values_from_table1(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "fast", lambda row, metric: 50.0)
+    frame = build_table(plan, "fast", tmp_path).set_index("row")
+    assert frame.loc["free_m8", "nat_paper"] == 85.96
+    assert frame.loc["pgd7", "train_min_paper"] == 5418
+    assert math.isnan(frame.loc["fgsm_rs", "pgd20_paper"]) and math.isnan(frame.loc["fgsm_rs", "pgd20_diff"])
+
+
+def test_yopo_keeps_the_reported_only_row(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "yopo", lambda row, metric: 47.0)
+    frame = build_table(plan, "yopo", tmp_path).set_index("row")
+    assert frame.loc["free_m10_bs256", "pgd20_diff"] == pytest.approx(47.0 - 48.03)
+    assert frame.loc["yopo_5_3", "pgd20_paper"] == 47.98
+    assert math.isnan(frame.loc["yopo_5_3", "pgd20_ours"]) and frame.loc["yopo_5_3", "model"] == ""
+
+
+def test_trials_adds_mean_and_sample_std(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    nat = {"seed0": 85.0, "seed1": 86.0, "seed2": 87.0, "seed3": 85.5, "seed4": 86.5}
+    fake_results(tmp_path, plan, "trials", lambda row, metric: nat[row] if metric == "nat" else 46.0)
+    frame = build_table(plan, "trials", tmp_path).set_index("row")
+    assert frame.loc["mean", "nat_ours"] == pytest.approx(86.0)
+    assert frame.loc["std", "nat_ours"] == pytest.approx(pd.Series(list(nat.values())).std(ddof=1))
+    assert frame.loc["mean", "nat_paper"] == 85.95 and frame.loc["std", "pgd20_r20_paper"] == 0.19
+    assert frame.loc["std", "pgd20_r20_ours"] == 0.0
+
+
+def test_missing_result_names_the_file(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    with pytest.raises(MissingResult, match="train.json"):
+        build_table(plan, "table3", tmp_path)
+
+
+def test_unavailable_table_is_refused(tmp_path):
+    plan = paper.build_plan("mini", dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"}))
+    with pytest.raises(ValueError, match="needs the imagenet"):
+        build_table(plan, "table4", tmp_path)

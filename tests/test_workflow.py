@@ -1,0 +1,189 @@
+"""The Snakemake workflow: the smoke DAG end to end (every table with every row and column of the
+paper, every figure a real PNG/PDF, the report), the paper-scale DAG shape, lint, and clear
+errors for an unknown scale, a config failing the schema and missing datasets."""
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from freeadv import paper
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_TIMEOUT_S = 900
+
+
+def snakemake(*args: str, workdir: Path, timeout: int = 120, repo: Path = REPO) -> subprocess.CompletedProcess:
+    """Run the Snakefile of ``repo`` with its outputs under ``workdir``; jobs use ``repo``'s freeadv."""
+    executable = shutil.which("snakemake")
+    command = [executable] if executable else [sys.executable, "-m", "snakemake"]
+    command += ["-s", str(repo / "Snakefile"), "--directory", str(workdir), *args]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=repo, env=env)
+
+
+def snapshot(destination: Path) -> Path:
+    """A copy of the workflow and the library, so edits made to the checkout while the smoke DAG
+    runs (the library's files are inputs of its jobs) cannot change or rerun it."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("freeadv", "workflow", "config", "profiles"):
+        shutil.copytree(REPO / name, destination / name, ignore=ignore)
+    shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
+    return destination
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def job_counts(text: str) -> dict[str, int]:
+    """The 'Job stats' table of a (dry) run: rule -> number of jobs."""
+    lines = text[text.index("Job stats:"):].splitlines()[3:]
+    counts = {}
+    for line in lines:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+# --- the smoke DAG end to end ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    repo = snapshot(tmp_path_factory.mktemp("repo"))
+    workdir = tmp_path_factory.mktemp("smoke")
+    run = snakemake("all", "--cores", "2", "--config", "scale=smoke", workdir=workdir, timeout=SMOKE_TIMEOUT_S,
+                    repo=repo)
+    assert run.returncode == 0, output(run)[-6000:]
+    return workdir, repo
+
+
+@pytest.mark.slow
+def test_smoke_tables_have_every_paper_row_and_column(smoke):
+    workdir, _ = smoke
+    values = paper.paper_values()
+    for name in paper.TABLES:
+        folder = workdir / "results" / "smoke" / "tables"
+        for ext in ("csv", "md", "tex"):
+            assert (folder / f"{name}.{ext}").stat().st_size > 200, (name, ext)
+        frame = pd.read_csv(folder / f"{name}.csv").set_index("row")
+        metrics = [m.key for m in paper.TARGETS[name].metrics]
+        expected = values[values["table"] == name]
+        for row, metric, value in expected[["row", "metric", "value"]].itertuples(index=False):
+            assert row in frame.index, (name, row)
+            assert frame.loc[row, f"{metric}_paper"] == pytest.approx(value), (name, row, metric)
+        for metric in metrics:
+            assert {f"{metric}_ours", f"{metric}_paper", f"{metric}_diff"} <= set(frame.columns), (name, metric)
+        trained = frame[frame["model"].notna()]
+        assert len(trained) >= 1, name
+        for metric in metrics:
+            assert all(math.isfinite(v) for v in trained[f"{metric}_ours"]), (name, metric)
+        assert set(trained["dataset"]) == {"synthetic"} and set(frame["scale"]) == {"smoke"}
+        assert (trained["images_per_second"] > 0).all()
+        assert "stand-ins" in (folder / f"{name}.md").read_text()
+    fast = pd.read_csv(workdir / "results/smoke/tables/fast.csv").set_index("row")
+    assert fast.loc["free_m8", "pgd20_paper"] == 46.82 and list(fast.index) == ["fgsm_rs", "free_m8", "pgd7"]
+
+
+@pytest.mark.slow
+def test_smoke_figures_are_real_png_and_pdf(smoke):
+    workdir, _ = smoke
+    for name in paper.FIGURES:
+        png = (workdir / "figures" / "smoke" / f"{name}.png").read_bytes()
+        pdf = (workdir / "figures" / "smoke" / f"{name}.pdf").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
+        assert pdf[:5] == b"%PDF-" and len(pdf) > 5_000, name
+
+
+@pytest.mark.slow
+def test_smoke_outputs_stay_in_their_scale_and_nothing_reruns(smoke):
+    workdir, repo = smoke
+    assert sorted(p.name for p in (workdir / "results").iterdir()) == ["smoke"]
+    assert sorted(p.name for p in (workdir / "figures").iterdir()) == ["smoke"]
+    assert (workdir / "logs" / "smoke" / "train").is_dir()
+    again = snakemake("all", "-n", "--config", "scale=smoke", workdir=workdir, repo=repo)
+    assert again.returncode == 0 and "Nothing to be done" in output(again), output(again)[-3000:]
+
+
+@pytest.mark.slow
+def test_smoke_report_builds(smoke):
+    workdir, repo = smoke
+    report = snakemake("--report", "report.html", "--config", "scale=smoke", workdir=workdir, timeout=300, repo=repo)
+    assert report.returncode == 0, output(report)[-3000:]
+    html = workdir / "report.html"
+    assert html.stat().st_size > 50_000
+
+
+# --- the DAG at paper scale, lint, errors --------------------------------------------------------
+
+def test_paper_table1_dry_run_trains_six_models_and_attacks_each(tmp_path):
+    dry = snakemake("table1", "-n", workdir=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    counts = job_counts(output(dry))
+    assert counts["train"] == 6
+    assert counts["attack"] == 6 * 4          # PGD-20, PGD-100, CW-100, 10-restart PGD-20
+    assert counts["table"] == 1 and counts["plan"] == 1
+    assert "results/paper/runs/cifar10-wrn32_10-free-m8-eps8-s0/evals/cw100-eps8-step2.json" in output(dry)
+
+
+def test_paper_all_trains_each_model_once(tmp_path):
+    imagenet = tmp_path / "imagenet"
+    (imagenet / "train").mkdir(parents=True)
+    (imagenet / "val").mkdir()
+    dry = snakemake("all", "-n", "--config", f"data={{imagenet: {{data_root: {imagenet}}}}}", workdir=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    counts = job_counts(output(dry))
+    settings = {"datasets": {d: d for d in paper.PAPER_DATASETS},
+                "architectures": {a: {"arch": a} for a in paper.PAPER_ARCHS}}
+    assert counts["train"] == len(paper.build_plan("paper", settings)["models"]) == 62
+    assert counts["table"] == len(paper.TABLES) and counts["figure"] == len(paper.FIGURES)
+
+
+def test_lint_is_clean(tmp_path):
+    lint = snakemake("--lint", workdir=tmp_path)
+    assert lint.returncode == 0, output(lint)
+    assert "Lints for" not in output(lint)
+
+
+def test_unknown_scale_names_it_and_the_known_ones(tmp_path):
+    run = snakemake("-n", "--config", "scale=huge", workdir=tmp_path)
+    assert run.returncode != 0
+    assert "unknown scale 'huge': choose one of paper, mini, smoke" in output(run)
+
+
+def test_config_failing_the_schema_says_where(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scale: smoke\nscales:\n  smoke:\n    attack_batch_size: 0\n")
+    run = snakemake("-n", "--configfile", str(bad), workdir=tmp_path)
+    assert run.returncode != 0
+    assert ("config does not match workflow/schemas/config.schema.yaml: config key "
+            "'scales.smoke.attack_batch_size': 0 is less than the minimum of 1") in output(run)
+
+
+def test_unknown_training_key_fails_before_any_job(tmp_path):
+    run = snakemake("-n", "--config", "scale=smoke", "scales={smoke: {train: {iterationz: 3}}}", workdir=tmp_path)
+    assert run.returncode != 0 and "training key 'iterationz'" in output(run)
+
+
+def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
+    dry = snakemake("all", "-n", "--config", "scale=mini", workdir=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    text = output(dry)
+    assert "figures/mini/figure2.png" in text and "results/mini/tables/table1.csv" in text
+    assert "table2" not in text and "figure4" not in text
+    assert "cifar10-jpeg-small_cnn" in text
+    run = snakemake("table2", "-n", "--config", "scale=mini", workdir=tmp_path)
+    assert run.returncode != 0 and "needs the cifar100 dataset(s), which scale 'mini' does not provide" in output(run)
+
+
+def test_imagenet_without_a_folder_fails_before_any_job(tmp_path):
+    run = snakemake("table3", "-n", workdir=tmp_path)
+    assert run.returncode != 0
+    assert "data.imagenet.data_root" in output(run) and "train/ and val/" in output(run)

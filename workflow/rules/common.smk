@@ -1,0 +1,171 @@
+# Helpers of the workflow: config checks, the plan of the chosen scale, and the input / params /
+# resources functions the rules use. The experiments themselves (which models, which attacks,
+# which result files each table and figure reads) come from freeadv/paper.py via the plan.
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, workflow.basedir)  # the freeadv package of this checkout
+from freeadv import paper  # noqa: E402
+
+
+# --- config: the scale first (one line), then the schema ---------------------------------------
+
+SCALES = list(config.get("scales") or {})
+SCALE = str(config.get("scale"))
+if SCALE not in SCALES:
+    raise WorkflowError(
+        f"unknown scale '{SCALE}': choose one of {', '.join(SCALES)} (e.g. --config scale=smoke)"
+    )
+
+
+def _schema_message(err):
+    """The jsonschema error behind snakemake's WorkflowError, as one line: where and what."""
+    cause = err.__context__
+    if hasattr(cause, "absolute_path") and hasattr(cause, "message"):
+        where = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
+        return f"config key '{where}': {cause.message}"
+    return str(err).splitlines()[0]
+
+
+try:
+    validate(config, "../schemas/config.schema.yaml")
+except WorkflowError as err:
+    raise WorkflowError(
+        f"config does not match workflow/schemas/config.schema.yaml: {_schema_message(err)}"
+    ) from None
+
+
+# --- the plan of this scale ----------------------------------------------------------------------
+
+try:
+    PLAN_INPUTS = paper.plan_inputs(config, SCALE)
+    PLAN = paper.build_plan(**PLAN_INPUTS)
+except paper.PlanError as err:
+    raise WorkflowError(f"scale '{SCALE}': {err}") from None
+
+RESULTS = f"results/{SCALE}"
+FIGURES = f"figures/{SCALE}"
+LOGS = f"logs/{SCALE}"
+SETTINGS = config["scales"][SCALE]
+TABLES = list(paper.TABLES)
+FIGURE_NAMES = list(paper.FIGURES)
+AVAILABLE = paper.available_targets(PLAN)
+
+
+def code(*modules):
+    """Library source files of a kind of job: editing one reruns the jobs that use it."""
+    return [os.path.join(workflow.basedir, "freeadv", m) for m in modules]
+
+
+TRAIN_CODE = code("config.py", "data.py", "models.py", "methods.py", "attacks.py", "training.py")
+ATTACK_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "cli.py")
+ANALYSIS_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "analysis.py")
+PLAN_CODE = code("paper.py", "paper_values.csv")
+TABLE_CODE = code("paper.py", "paper_values.csv", "tables.py")
+FIGURE_CODE = code("paper.py", "paper_values.csv", "tables.py", "figures.py")
+
+
+# --- models, attacks, analyses -------------------------------------------------------------------
+
+ANALYSES = {
+    (a["model"], a["id"]): a for entry in PLAN["targets"].values() for a in entry["analyses"]
+}
+
+
+def model_config(model):
+    if model not in PLAN["models"]:
+        raise WorkflowError(
+            f"model '{model}' is not in the plan of scale '{SCALE}' (freeadv plan --config config/config.yaml "
+            f"--scale {SCALE} lists them)"
+        )
+    return PLAN["models"][model]["config"]
+
+
+def train_overrides(wildcards):
+    """The model's training config as `freeadv train --set key=value` arguments (values in JSON)."""
+    settings = model_config(wildcards.model)
+    return " ".join(f"--set {shlex.quote(f'{key}={json.dumps(value)}')}" for key, value in settings.items())
+
+
+def training_data(wildcards):
+    """No files (datasets are folders read by the library), but fail before any job runs when
+    ImageNet is needed and its folder is not configured."""
+    settings = model_config(wildcards.model)
+    if settings["dataset"] == "imagenet":
+        root = settings.get("data_root")
+        if not root or not (Path(root) / "train").is_dir() or not (Path(root) / "val").is_dir():
+            raise WorkflowError(
+                f"model '{wildcards.model}' trains on ImageNet, but data.imagenet.data_root is "
+                f"{root!r}: it must be a folder with train/ and val/ (ImageFolder layout); set it with "
+                "--config 'data={imagenet: {data_root: /path/to/imagenet}}'"
+            )
+    return []
+
+
+def attack_arguments(wildcards):
+    return " ".join(paper.Attack.parse(wildcards.attack).cli_args())
+
+
+def analysis_arguments(wildcards):
+    key = (wildcards.model, wildcards.analysis)
+    if key not in ANALYSES:
+        raise WorkflowError(f"analysis '{wildcards.analysis}' of model '{wildcards.model}' is not in the plan")
+    return " ".join(shlex.quote(arg) for arg in ANALYSES[key]["args"])
+
+
+# --- resources ---------------------------------------------------------------------------------------
+
+def _job_settings(kind, model):
+    job = dict(SETTINGS["resources"][kind])
+    if model is not None and model_config(model)["dataset"] == "imagenet":
+        job.update(SETTINGS["resources"].get("imagenet", {}).get(kind, {}))
+    return job
+
+
+def job_threads(kind):
+    return lambda wildcards: _job_settings(kind, wildcards.get("model"))["threads"]
+
+
+def job_resource(kind, name):
+    return lambda wildcards: _job_settings(kind, wildcards.get("model"))[name]
+
+
+# --- targets -------------------------------------------------------------------------------------
+
+def results(files):
+    return [f"{RESULTS}/{f}" for f in files]
+
+
+def target_results(name):
+    """Input function: every result file one table or figure reads (clear error if not at this scale)."""
+
+    def inputs(wildcards):
+        if not PLAN["targets"][name]["available"]:
+            raise WorkflowError(paper.unavailable_message(PLAN, name))
+        return results(paper.target_files(PLAN, name))
+
+    return inputs
+
+
+def target_outputs(name):
+    """Input function of the named target rule: the table's or the figure's files."""
+
+    def outputs(wildcards):
+        if not PLAN["targets"][name]["available"]:
+            raise WorkflowError(paper.unavailable_message(PLAN, name))
+        if name in TABLES:
+            return [f"{RESULTS}/tables/{name}.{ext}" for ext in ("csv", "md", "tex")]
+        return [f"{FIGURES}/{name}.{ext}" for ext in ("png", "pdf")]
+
+    return outputs
+
+
+def all_outputs(wildcards):
+    return [f for name in AVAILABLE for f in target_outputs(name)(wildcards)]

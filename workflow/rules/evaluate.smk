@@ -1,0 +1,51 @@
+# Evaluation of a trained model: one job per (model, attack), and the figure-data analyses.
+
+
+rule attack:
+    """Clean and robust accuracy of one model under one attack (`freeadv attack`)."""
+    input:
+        model=f"{RESULTS}/runs/{{model}}/model.pt",
+        summary=f"{RESULTS}/runs/{{model}}/train.json",
+        code=ATTACK_CODE,
+    output:
+        f"{RESULTS}/runs/{{model}}/evals/{{attack}}.json",
+    params:
+        attack=attack_arguments,
+        batch_size=SETTINGS.get("attack_batch_size", 500),
+        run_dir=lambda wildcards, input: os.path.dirname(input.model),
+    log:
+        f"{LOGS}/attack/{{model}}/{{attack}}.log",
+    threads: job_threads("attack")
+    resources:
+        gpu=job_resource("attack", "gpu"),
+        mem_mb=job_resource("attack", "mem_mb"),
+        runtime=job_resource("attack", "runtime"),
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv attack --run {params.run_dir} {params.attack} --batch-size {params.batch_size}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule analysis:
+    """Figure data of one model: `freeadv adv-examples` (Figure 2) or `freeadv loss-surface` (Figure 3)."""
+    input:
+        model=f"{RESULTS}/runs/{{model}}/model.pt",
+        summary=f"{RESULTS}/runs/{{model}}/train.json",
+        code=ANALYSIS_CODE,
+    output:
+        f"{RESULTS}/runs/{{model}}/analysis/{{analysis}}.json",
+    params:
+        command=analysis_arguments,
+        run_dir=lambda wildcards, input: os.path.dirname(input.model),
+    log:
+        f"{LOGS}/analysis/{{model}}/{{analysis}}.log",
+    threads: job_threads("analysis")
+    resources:
+        gpu=job_resource("analysis", "gpu"),
+        mem_mb=job_resource("analysis", "mem_mb"),
+        runtime=job_resource("analysis", "runtime"),
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv {params.command} --run {params.run_dir} --out {output} > {log} 2>&1"

@@ -1,0 +1,25 @@
+# Training: one job per model of the plan, i.e. per distinct training config.
+
+
+rule train:
+    """Train one model with `freeadv train`; re-running a killed job resumes from its checkpoint."""
+    input:
+        code=TRAIN_CODE,
+        data=training_data,
+    output:
+        model=f"{RESULTS}/runs/{{model}}/model.pt",
+        summary=f"{RESULTS}/runs/{{model}}/train.json",
+    params:
+        settings=train_overrides,
+        run_dir=lambda wildcards, output: os.path.dirname(output.summary),
+    log:
+        f"{LOGS}/train/{{model}}.log",
+    threads: job_threads("train")
+    resources:
+        gpu=job_resource("train", "gpu"),
+        mem_mb=job_resource("train", "mem_mb"),
+        runtime=job_resource("train", "runtime"),
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
