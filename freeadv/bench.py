@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from functools import partial
 from typing import Any, Callable
 
 import torch
@@ -34,17 +35,26 @@ def _timer(device: torch.device) -> Callable[[], float]:
     return time.perf_counter
 
 
-def time_call(fn: Callable[[], Any], device: torch.device, *, warmup: int, reps: int) -> dict[str, float]:
-    """Median and spread of ``reps`` timed calls after ``warmup`` untimed ones."""
+def _summary(samples: list[float]) -> dict[str, float]:
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples),
+            "reps": len(samples)}
+
+
+def time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int,
+                     reps: int) -> dict[str, dict[str, float]]:
+    """Time several calls round-robin (A B C A B C ...), so that clock-speed drift and noisy
+    neighbours hit every method alike and the ratios stay fair; median of ``reps`` each."""
     now = _timer(device)
-    for _ in range(warmup):
-        fn()
-    samples = []
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(reps):
-        start = now()
-        fn()
-        samples.append(now() - start)
-    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "reps": reps}
+        for name, fn in fns.items():
+            start = now()
+            fn()
+            samples[name].append(now() - start)
+    return {name: _summary(values) for name, values in samples.items()}
 
 
 def plain_autograd_pgd(model, x, y, eps, step_size, steps):
@@ -71,10 +81,10 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
-    rows = []
     variants = {"natural": {"method": "natural", "replay": 1}, "free": {"method": "free", "replay": replay},
                 "pgd2": {"method": "pgd", "pgd_steps": 2}, "pgd7": {"method": "pgd", "pgd_steps": 7},
                 "fgsm_rs": {"method": "fgsm_rs"}}
+    steps: dict[str, Callable[[], Any]] = {}
     for name in methods:
         config = cfg.resolve({**base, **variants[name]})
         torch.manual_seed(0)
@@ -85,20 +95,23 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         optimizer = make_optimizer(model, config)
         method = build_method(config, autocast=autocast)
         generator = torch.Generator(device=dev).manual_seed(0)
-        timing = time_call(lambda: method.step(model, optimizer, x, y, generator), dev, warmup=warmup, reps=reps)
         label = {"free": f"free m={replay}", "pgd2": "2-PGD train", "pgd7": "7-PGD train"}.get(name, name)
-        rows.append({"name": label, "kind": "train", **timing})
+        steps[label] = partial(method.step, model, optimizer, x, y, generator)
+    rows = [{"name": label, "kind": "train", **timing}
+            for label, timing in time_interleaved(steps, dev, warmup=warmup, reps=reps).items()]
 
     torch.manual_seed(0)
     model = model_for(base).to(dev).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     eps, step = 8 / 255, 2 / 255
+    attacks = {f"PGD-{attack_steps} eval (freeadv)":
+               lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
+               f"PGD-{attack_steps} eval (plain autograd loop)":
+               lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps)}
     with eval_mode(model):
-        ours = time_call(lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps), dev,
-                         warmup=1, reps=max(3, reps // 3))
-        plain = time_call(lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps), dev,
-                          warmup=1, reps=max(3, reps // 3))
-    rows.append({"name": f"PGD-{attack_steps} eval (freeadv)", "kind": "eval", **ours})
-    rows.append({"name": f"PGD-{attack_steps} eval (plain autograd loop)", "kind": "eval", **plain})
+        timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
+    rows += [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
 
     natural = next(r for r in rows if r["name"] == "natural")["median_s"]
     for row in rows:
@@ -131,6 +144,8 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--attack-steps", type=int, default=20)
+    p.add_argument("--methods", default="natural,free,pgd2,pgd7,fgsm_rs",
+                   help="comma-separated subset of natural,free,pgd2,pgd7,fgsm_rs (natural is always timed)")
     p.add_argument("--out", help="write the result JSON here")
     p.set_defaults(func=_cmd_bench)
 
@@ -139,8 +154,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for name in ("batch", "replay", "reps", "attack_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
+    known = ("natural", "free", "pgd2", "pgd7", "fgsm_rs")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in known:
+            raise ValueError(f"--methods has bad value '{m}': expected names from {', '.join(known)}")
+    methods = ["natural"] + [m for m in methods if m != "natural"]
     result = run_bench(args.arch, args.batch, dataset=args.dataset, device=args.device, replay=args.replay,
-                       warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width)
+                       warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,
+                       methods=tuple(methods))
     print(format_table(result))
     if args.out:
         write_json(args.out, result)

@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_attack(sub)
-    from . import bench, report_cli   # timing; analysis, tables, figures for the workflow
+    from . import bench, doctor, estimate, report_cli   # timing; environment; analysis, tables, figures
     bench.add_command(sub)
+    estimate.add_command(sub)
+    doctor.add_command(sub)
     report_cli.add_commands(sub)
     return parser
 

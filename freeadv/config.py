@@ -59,7 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "device": "auto",            # auto | cpu | cuda | cuda:N
     "amp": "auto",               # auto (bf16 on CUDA) | bf16 | off
-    "channels_last": "auto",     # auto (on CUDA) | true | false
+    "channels_last": "auto",     # auto (= true) | true | false
     "compile": False,            # torch.compile the model
     "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
     "checkpoint_every": 1000,    # iterations between resumable checkpoints

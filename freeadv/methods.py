@@ -90,14 +90,15 @@ class Free(Method):
         if len(x) > len(self.delta):
             raise ValueError(f"batch of {len(x)} is larger than the perturbation buffer ({len(self.delta)})")
         # A smaller last batch uses the first B rows of the buffer.
-        delta = self.delta[: len(x)].clone().requires_grad_(True)
+        # A leaf sharing the buffer's storage: no copy; nothing in the graph saves it, so the
+        # in-place update after the backward is safe.
+        delta = self.delta[: len(x)].detach().requires_grad_(True)
         x_adv = (x.float() + delta).clamp(0, 1).to(x.dtype)
         if x.is_contiguous(memory_format=torch.channels_last):
             x_adv = x_adv.contiguous(memory_format=torch.channels_last)
         loss = self.update(model, optimizer, x_adv, y)   # one backward: theta grads and delta.grad
         with torch.no_grad():
-            new = (delta + self.step_size * delta.grad.sign()).clamp_(-self.eps, self.eps)
-            self.delta[: len(x)] = new
+            self.delta[: len(x)].add_(delta.grad.sign_(), alpha=self.step_size).clamp_(-self.eps, self.eps)
         return loss
 
     def state_dict(self):

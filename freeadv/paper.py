@@ -82,7 +82,7 @@ class Cell:
 @dataclass(frozen=True)
 class Attack:
     """An evaluation attack in the paper's units (pixel /255). ``eps=None``: the row's eval eps."""
-    kind: str                          # pgd | cw | bim | none
+    kind: str                          # pgd | cw | bim | noise | none
     steps: int = 0
     eps: float | None = None
     step_size: float | None = None
@@ -90,11 +90,14 @@ class Attack:
 
     _ID = re.compile(r"^(?P<kind>pgd|cw|bim)(?P<steps>\d+)-eps(?P<eps>[0-9.]+)-step(?P<step>[0-9.]+)"
                      r"(?:-r(?P<restarts>\d+))?$")
+    _NOISE_ID = re.compile(r"^noise-eps(?P<eps>[0-9.]+)$")
 
     @property
     def id(self) -> str:
         if self.kind == "none":
             return "clean"
+        if self.kind == "noise" and self.eps is not None:
+            return f"noise-eps{_num(self.eps)}"
         if self.eps is None or self.step_size is None:
             raise PlanError(f"attack {self.kind}-{self.steps} has no eps/step size yet; bind it to a row first")
         restarts = f"-r{self.restarts}" if self.restarts > 1 else ""
@@ -105,10 +108,13 @@ class Attack:
         """Inverse of :attr:`id`: ``pgd20-eps8-step2-r10`` -> Attack('pgd', 20, 8, 2, 10)."""
         if attack_id == "clean":
             return cls("none")
+        noise = cls._NOISE_ID.match(attack_id)
+        if noise:
+            return cls("noise", 0, float(noise["eps"]))
         match = cls._ID.match(attack_id)
         if not match:
             raise PlanError(f"attack id '{attack_id}' is not of the form clean or "
-                            f"<pgd|cw|bim><steps>-eps<E>-step<S>[-r<restarts>], e.g. pgd20-eps8-step2-r10")
+                            f"<pgd|cw|bim><steps>-eps<E>-step<S>[-r<restarts>] or noise-eps<E>, e.g. pgd20-eps8-step2-r10")
         return cls(match["kind"], int(match["steps"]), float(match["eps"]), float(match["step"]),
                    int(match["restarts"] or 1))
 
@@ -116,6 +122,8 @@ class Attack:
         """Arguments of ``freeadv attack`` that run this attack."""
         if self.kind == "none":
             return ["--attack", "none", "--steps", "0", "--restarts", "1"]
+        if self.kind == "noise":
+            return ["--attack", "noise", "--steps", "0", "--restarts", "1", "--eps", _num(self.eps)]
         return ["--attack", self.kind, "--steps", str(self.steps), "--restarts", str(self.restarts),
                 "--eps", _num(self.eps), "--step-size", _num(self.step_size)]
 
@@ -123,6 +131,8 @@ class Attack:
         """The paper's wording, e.g. 'PGD-20, 10 restarts, eps 8, step 2'."""
         if self.kind == "none":
             return "no attack (clean test images)"
+        if self.kind == "noise":
+            return "uniform random noise" + ("" if self.eps is None else f", eps {_num(self.eps)}")
         text = f"{self.kind.upper()}-{self.steps}"
         if self.restarts > 1:
             text += f", {self.restarts} restarts"
@@ -216,6 +226,17 @@ def _imagenet(steps: int, eps: float | None) -> Attack:
 
 
 CLEAN = Attack("none")
+
+# Sanity evaluations run on every table model (freeadv.sanity reads them): uniform noise of the
+# row's eps, whose accuracy a working gradient attack must not exceed, and a PGD-20 of a very large
+# budget, which must reach ~0% unless gradients are masked.
+LARGE_EPS_PGD = Attack("pgd", 20, 64.0, 8.0)
+
+
+def sanity_attacks(metrics: tuple[Metric, ...], eval_eps: float | None) -> list[Attack]:
+    eps = next((m.attack.bind(eval_eps).eps for m in metrics
+                if m.attack is not None and m.attack.kind in ("pgd", "cw")), None)
+    return ([Attack("noise", 0, eps)] if eps is not None else []) + [LARGE_EPS_PGD]
 
 
 def _nat(attack: Attack) -> Metric:
@@ -520,6 +541,10 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
                             attack = realise_attack(metric.attack.bind(row.eval_eps), settings)
                             planned_row["metrics"][metric.key] = {"file": eval_path(name, attack.id),
                                                                   "attack": attack.id}
+                    if target.kind == "table":
+                        planned_row["sanity"] = [
+                            {"file": eval_path(name, a.id), "attack": a.id}
+                            for a in (realise_attack(a, settings) for a in sanity_attacks(target.metrics, row.eval_eps))]
                 entry["rows"].append(planned_row)
             for analysis in target.analyses:
                 name = realise(analysis.cell)
@@ -535,6 +560,7 @@ def target_files(plan: dict[str, Any], target: str) -> list[str]:
     """Every result file (relative to results/<scale>) one target reads."""
     entry = plan["targets"][target]
     files = [m["file"] for row in entry["rows"] for m in row["metrics"].values()]
+    files += [s["file"] for row in entry["rows"] for s in row.get("sanity", [])]
     files += [train_path(row["model"]) for row in entry["rows"] if row["model"]]
     files += [a["file"] for a in entry["analyses"]]
     return sorted(set(files))

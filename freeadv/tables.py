@@ -4,7 +4,8 @@ A table is built from a plan (:func:`freeadv.paper.build_plan`) and the JSON res
 ``results/<scale>`` only, so it regenerates without any model. Columns of the CSV, per metric M:
 ``M_ours``, ``M_paper``, ``M_diff`` (ours - paper), then where the number came from: train
 minutes, images/s, device, the dataset and architecture actually trained, the model id, the
-number of evaluation images, the scale and the git commit.
+number of evaluation images, the scale and the git commit; then the row's sanity evaluations
+(uniform noise, a large-eps PGD) and every warning of :mod:`freeadv.sanity` over its evaluations.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import pandas as pd
 
 from .io import atomic_write_text, read_json
 from .paper import DATASET_TITLES, paper_value, train_path, unavailable_message
+from .sanity import check_model
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
-                "commit"]
+                "commit", "noise_acc", "large_eps_pgd_acc", "large_eps_attack", "sanity_warnings"]
 
 
 class MissingResult(FileNotFoundError):
@@ -62,6 +64,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
         record: dict[str, Any] = {"row": row["key"], "label": row["label"]}
         train = read_result(results_dir, train_path(row["model"])) if row["model"] else None
         n_eval = None
+        evals: dict[str, dict[str, Any]] = {}
         for metric in metrics:
             ours = float("nan")
             planned = row["metrics"].get(metric["key"])
@@ -70,6 +73,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
                 ours = metric_value(result, metric["field"])
                 if planned["attack"] is not None:
                     n_eval = result.get("n", n_eval)
+                    evals[planned["attack"]] = result
             paper = paper_value(paper_table, paper_row, metric["key"])
             record[f"{metric['key']}_ours"] = ours
             record[f"{metric['key']}_paper"] = _nan_if_none(paper)
@@ -85,11 +89,24 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
         })
         if "train_min" in metric_keys:
             record.pop("train_minutes")
+        sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
+        record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     if entry.get("summary") == "mean_std":
         frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
     return frame
+
+
+def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The row's sanity evaluations (noise, large-eps PGD) and every warning of freeadv.sanity
+    over all of its evaluations, so a weak attack or gradient masking shows in the table itself."""
+    noise_id = next((a for a in sanity if a.startswith("noise")), None)
+    large_id = next((a for a in sanity if not a.startswith("noise")), None)
+    warnings = list(dict.fromkeys(check_model([e for e in evals if "attack" in e])))
+    return {"noise_acc": metric_value(sanity[noise_id], "robust_acc") if noise_id else float("nan"),
+            "large_eps_pgd_acc": metric_value(sanity[large_id], "robust_acc") if large_id else float("nan"),
+            "large_eps_attack": large_id or "", "sanity_warnings": " | ".join(warnings)}
 
 
 def _mean_std_rows(frame: pd.DataFrame, target: str, metrics: list[dict[str, Any]], scale: str) -> pd.DataFrame:
@@ -181,7 +198,27 @@ def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
              "Each metric cell: ours / paper (ours - paper).", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + sanity_lines(frame)) + "\n"
+
+
+def sanity_lines(frame: pd.DataFrame) -> list[str]:
+    """The sanity evaluations of each row and any warning (freeadv.sanity), under the table."""
+    if "sanity_warnings" not in frame or frame["noise_acc"].isna().all():
+        return []
+    attack = next((a for a in frame["large_eps_attack"] if isinstance(a, str) and a), "large-eps PGD")
+    lines = ["", "## Sanity checks (freeadv.sanity)", "",
+             f"Accuracy under uniform noise of the table's eps must not be below a gradient attack's; "
+             f"{attack} must reach ~0% (else gradient masking); more steps, CW or restarts must not raise "
+             "accuracy; robust must not exceed clean.", "",
+             "| Training | noise (%) | " + attack + " (%) | warnings |", "|---|---|---|---|"]
+    for _, r in frame.iterrows():
+        if not isinstance(r.get("sanity_warnings"), str):
+            continue
+        lines.append(f"| {r['label']} | {_fmt(r['noise_acc'])} | {_fmt(r['large_eps_pgd_acc'])} | "
+                     f"{(r['sanity_warnings'] or 'none').replace('|', '/')} |")
+    count = sum(1 for w in frame["sanity_warnings"] if isinstance(w, str) and w)
+    lines += ["", f"**{count} row(s) with warnings.**" if count else "No sanity check fired."]
+    return lines
 
 
 _TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

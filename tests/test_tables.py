@@ -134,9 +134,11 @@ def _write(path, data):
     path.write_text(json.dumps(data))
 
 
-def fake_results(tmp_path, plan, target, value_of):
-    """Write every result file a target reads; value_of(row_key, metric_key) gives the number."""
+def fake_results(tmp_path, plan, target, value_of, sanity_value=None):
+    """Write every result file a target reads; value_of(row_key, metric_key) gives the number,
+    sanity_value(row_key, 'noise' | 'large_eps', clean) the sanity evaluations' accuracy."""
     entry = plan["targets"][target]
+    sanity_value = sanity_value or sound_sanity
     for row in entry["rows"]:
         if not row["model"]:
             continue
@@ -148,10 +150,26 @@ def fake_results(tmp_path, plan, target, value_of):
         for metric in entry["metrics"]:
             planned = row["metrics"].get(metric["key"])
             if planned and planned["attack"]:
-                record = evals.setdefault(planned["file"], {"n": 100})
+                record = evals.setdefault(planned["file"], {"n": 100, "attack": _attack_record(planned["attack"]),
+                                                            "clean_acc": value_of(row["key"], "nat")})
                 record[metric["field"]] = value_of(row["key"], metric["key"])
+        clean = next((r["clean_acc"] for r in evals.values() if "clean_acc" in r), 90.0)
+        for planned in row.get("sanity", []):
+            which = "noise" if planned["attack"].startswith("noise") else "large_eps"
+            evals[planned["file"]] = {"n": 100, "attack": _attack_record(planned["attack"]), "clean_acc": clean,
+                                      "robust_acc": sanity_value(row["key"], which, clean)}
         for file, record in evals.items():
             _write(tmp_path / file, record)
+
+
+def _attack_record(attack_id):
+    a = paper.Attack.parse(attack_id)
+    return {"kind": a.kind, "steps": a.steps, "eps": a.eps, "step_size": a.step_size, "restarts": a.restarts}
+
+
+def sound_sanity(row, which, clean):
+    """A sound evaluation: noise barely hurts, a large-eps PGD reaches 0%."""
+    return clean - 1.0 if which == "noise" else 0.0
 
 
 def test_table1_has_ours_paper_and_difference(tmp_path):
@@ -181,6 +199,28 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
     assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
     tex = paths[2].read_text()
     assert r"\begin{tabular}" in tex and r"\_" in tex and "45.86" in tex
+
+
+def test_table_shows_sanity_evaluations_and_their_warnings(tmp_path):
+    plan = paper.build_plan("small", SMALL_SCALE)
+    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "train_min": 2.5}
+
+    def masked_free_m8(row, which, clean):   # Free m=8 looks masked: large eps leaves 35%, noise 30%
+        if row == "free_m8":
+            return 30.0 if which == "noise" else 35.0
+        return sound_sanity(row, which, clean)
+
+    fake_results(tmp_path, plan, "table1", lambda row, metric: values[metric], masked_free_m8)
+    frame = build_table(plan, "table1", tmp_path).set_index("row")
+    assert frame.loc["natural", "sanity_warnings"] == ""
+    assert frame.loc["natural", "noise_acc"] == 79.0 and frame.loc["natural", "large_eps_pgd_acc"] == 0.0
+    warning = frame.loc["free_m8", "sanity_warnings"]
+    assert "unbounded attack leaves 35.00%" in warning
+    assert "more than uniform noise of the same eps (30.00%)" in warning
+    markdown = write_table(plan, "table1", tmp_path, tmp_path / "tables")[1].read_text()
+    assert "## Sanity checks" in markdown and "pgd5-eps64-step8" in markdown
+    assert "| Free m=8 | 30.00 | 35.00 | pgd-5 eps 64: an (almost) unbounded attack" in markdown
+    assert "**1 row(s) with warnings.**" in markdown
 
 
 def test_fast_table_takes_paper_values_from_table1(tmp_path):

@@ -128,7 +128,10 @@ def test_paper_table1_dry_run_trains_six_models_and_attacks_each(tmp_path):
     assert dry.returncode == 0, output(dry)[-3000:]
     counts = job_counts(output(dry))
     assert counts["train"] == 6
-    assert counts["attack"] == 6 * 4          # PGD-20, PGD-100, CW-100, 10-restart PGD-20
+    # PGD-20, PGD-100, CW-100, 10-restart PGD-20, and the sanity pair: uniform noise, PGD-20 at eps 64
+    assert counts["attack"] == 6 * (4 + 2)
+    assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/noise-eps8.json" in output(dry)
+    assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/pgd20-eps64-step8.json" in output(dry)
     assert counts["table"] == 1 and counts["plan"] == 1
     assert "results/paper/runs/cifar10-wrn32_10-free-m8-eps8-s0/evals/cw100-eps8-step2.json" in output(dry)
 

@@ -1,0 +1,185 @@
+"""`freeadv doctor`: check this environment before a long run starts, not 10 hours into it.
+
+Each check prints one line, ``OK``, ``WARN`` or ``FAIL`` with what it found; the exit code is 1
+when any check fails. Versions, devices, the data the workflow config points at, write access
+to the output folders, and the tools the workflow and provenance stamps need.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+MINIMUM = {"torch": "2.4", "torchvision": "0.19", "pandas": "2.0", "matplotlib": "3.7", "pyyaml": "6.0"}
+OPTIONAL = {"snakemake": "8.0", "pytest": "7.4"}
+
+
+@dataclass
+class Check:
+    status: str     # OK | WARN | FAIL
+    name: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<5} {self.name}: {self.detail}"
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def check_packages() -> list[Check]:
+    checks = []
+    for required, packages in ((True, MINIMUM), (False, OPTIONAL)):
+        for name, minimum in packages.items():
+            try:
+                version = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                status = "FAIL" if required else "WARN"
+                use = "" if required else " (needed for the Snakemake workflow / the tests)"
+                checks.append(Check(status, name, f"not installed; need >= {minimum}{use}"))
+                continue
+            ok = _version_tuple(version) >= _version_tuple(minimum)
+            checks.append(Check("OK" if ok else ("FAIL" if required else "WARN"), name,
+                                f"{version}" + ("" if ok else f" is older than the required {minimum}")))
+    return checks
+
+
+def check_devices() -> list[Check]:
+    import torch
+
+    checks = [Check("OK", "cpu", f"{os.cpu_count()} cores, torch uses {torch.get_num_threads()} threads")]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            bf16 = torch.cuda.is_bf16_supported()
+            checks.append(Check("OK" if bf16 else "WARN", f"cuda:{index}",
+                                f"{props.name}, {props.total_memory / 2**30:.0f} GiB"
+                                + ("" if bf16 else ", no bf16: amp=auto trains in fp32")))
+    else:
+        build = torch.version.cuda
+        checks.append(Check("WARN", "cuda", "no GPU visible: training runs on the CPU (fine for smoke/mini "
+                            "scales, weeks for the paper scale; see `freeadv bench`)"
+                            + (f"; torch is a CUDA {build} build" if build else "")))
+    return checks
+
+
+def _data_status(dataset: str, root: Path, download: bool) -> Check:
+    name = f"data {dataset}"
+    if dataset == "synthetic":
+        return Check("OK", name, "generated on the fly")
+    if not root.is_dir():
+        if dataset in ("cifar10", "cifar100") and download:
+            return Check("WARN", name, f"'{root}' does not exist yet; torchvision will download it there")
+        return Check("FAIL", name, f"data root '{root}' does not exist")
+    expected = {"cifar10": ["cifar-10-batches-py"], "cifar100": ["cifar-100-python"],
+                "cifar10-jpeg": ["cifar10-jpeg.tar.gz", "cifar10-jpeg"], "imagenet": ["train", "val"]}[dataset]
+    present = [e for e in expected if (root / e).exists()]
+    if dataset == "imagenet":
+        ok = len(present) == 2
+        return Check("OK" if ok else "FAIL", name, f"'{root}' " + ("has train/ and val/" if ok else
+                                                                   "needs train/ and val/ (ImageFolder layout)"))
+    if present:
+        return Check("OK", name, f"'{root / present[0]}'")
+    if download:
+        return Check("WARN", name, f"'{root}' has no {expected[0]}; torchvision will download it")
+    return Check("FAIL", name, f"'{root}' has none of {', '.join(expected)}")
+
+
+def check_data(workflow_config: dict[str, Any] | None, extra_roots: Iterable[str]) -> list[Check]:
+    checks = []
+    for dataset, settings in ((workflow_config or {}).get("data") or {}).items():
+        root = (settings or {}).get("data_root")
+        if root is None:
+            checks.append(Check("WARN", f"data {dataset}", "no data_root configured (needed only by targets that "
+                                                           f"use {dataset} at paper scale)"))
+            continue
+        checks.append(_data_status(dataset, Path(root), bool((settings or {}).get("download"))))
+    for root in extra_roots:
+        path = Path(root)
+        found = [d for d in ("cifar10", "cifar100", "cifar10-jpeg", "imagenet")
+                 if _data_status(d, path, False).status == "OK"]
+        checks.append(Check("OK" if found else "WARN", f"data root {root}",
+                            f"holds {', '.join(found)}" if found else "holds no dataset freeadv knows"))
+    return checks
+
+
+def check_writable(folders: Iterable[str]) -> list[Check]:
+    checks = []
+    for folder in folders:
+        path = Path(folder)
+        probe = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
+        try:
+            with tempfile.NamedTemporaryFile(dir=probe, prefix=".freeadv-doctor-"):
+                pass
+            checks.append(Check("OK", f"write {folder}", "writable" + ("" if path.exists() else " (will be created)")))
+        except OSError as err:
+            checks.append(Check("FAIL", f"write {folder}", f"cannot write in '{probe}': {err.strerror}"))
+    return checks
+
+
+def check_tools() -> list[Check]:
+    checks = []
+    git = shutil.which("git")
+    if git is None:
+        checks.append(Check("WARN", "git", "not found: results will not record the commit that produced them"))
+    else:
+        from .provenance import git_commit
+        commit = git_commit()
+        known = commit.get("commit") not in (None, "unknown")
+        detail = (f"commit {commit['commit'][:12]}" + (" with uncommitted changes" if commit.get("dirty") else "")
+                  if known else "not inside a git checkout: results will not record a commit")
+        checks.append(Check("OK" if known and not commit.get("dirty") else "WARN", "git", detail))
+    snakemake = shutil.which("snakemake")
+    if snakemake:
+        version = subprocess.run([snakemake, "--version"], capture_output=True, text=True).stdout.strip()
+        checks.append(Check("OK", "snakemake on PATH", f"{version} at {snakemake}"))
+    else:
+        checks.append(Check("WARN", "snakemake on PATH", "not found: the workflow needs `pip install -e .[workflow]`"))
+    return checks
+
+
+def run_checks(config_path: str | None, roots: list[str], outputs: list[str]) -> list[Check]:
+    workflow_config = None
+    checks: list[Check] = []
+    if config_path:
+        import yaml
+        try:
+            workflow_config = yaml.safe_load(Path(config_path).read_text())
+        except (OSError, yaml.YAMLError) as err:
+            checks.append(Check("FAIL", "config", f"cannot read '{config_path}': {err}"))
+    return (checks + check_packages() + check_devices() + check_data(workflow_config, roots)
+            + check_writable(outputs) + check_tools())
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="check versions, devices, data roots and write access before a long run",
+                       description=__doc__)
+    p.add_argument("--config", default="config/config.yaml" if Path("config/config.yaml").exists() else None,
+                   help="workflow config whose data roots to check (default config/config.yaml if present)")
+    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
+                   help="another folder that should hold datasets (repeatable), e.g. ../shared/data")
+    p.add_argument("--out", action="append", default=None, metavar="DIR",
+                   help="folder that must be writable (repeatable; default results, figures, logs)")
+    p.set_defaults(func=_cmd_doctor)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    checks = run_checks(args.config, args.data_root, args.out or ["results", "figures", "logs"])
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if c.status == "FAIL"]
+    print(f"{len(checks)} checks: {len(failed)} failed, {sum(c.status == 'WARN' for c in checks)} warnings")
+    return 1 if failed else 0

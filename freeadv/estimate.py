@@ -1,0 +1,164 @@
+"""`freeadv estimate TARGET --scale S`: the wall time of a target's jobs on this device, before launch.
+
+Two costs are measured per architecture on this device: a training step (forward + full backward +
+SGD step) and an attack step (forward + input-only backward). Every job is then a count of those:
+natural and Free-m iterations cost one training step each (Free's claim; ``freeadv bench`` checks it),
+a K-PGD iteration one training step plus K attack steps, FGSM-RS one plus one, and an evaluation
+(steps x restarts) attack steps per test batch, an upper bound since restarts attack only the
+still-robust examples. On a CPU the steps are timed at a small probe batch and scaled linearly.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import config as cfg
+from . import paper
+
+# Images per split of the real datasets (n_train / n_test override); synthetic uses its defaults.
+TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "cifar10-jpeg": 50_000, "imagenet": 1_281_167}
+TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "cifar10-jpeg": 10_000, "imagenet": 50_000}
+CPU_PROBE_BATCH = 32
+
+
+def split_size(config: dict[str, Any], split: str) -> int:
+    from .data import SYNTHETIC_DEFAULT_SIZES
+
+    requested = config["n_train" if split == "train" else "n_test"]
+    if requested is not None:
+        return requested
+    if config["dataset"] == "synthetic":
+        return SYNTHETIC_DEFAULT_SIZES[0 if split == "train" else 1]
+    return (TRAIN_SIZE if split == "train" else TEST_SIZE)[config["dataset"]]
+
+
+def iterations(config: dict[str, Any]) -> int:
+    batches = math.ceil(split_size(config, "train") / config["batch_size"])
+    return cfg.schedule(config, batches)[0]
+
+
+def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | None, reps: int) -> dict[str, float]:
+    """Seconds per training step and per attack step at the job's batch size, on ``device``."""
+    from .bench import time_interleaved
+    from .attacks import input_gradient
+    from .methods import Natural
+    from .training import make_optimizer, model_for, setup_runtime
+
+    dev, autocast, channels_last = setup_runtime({**config, "device": device})
+    batch = config["batch_size"]
+    probe = probe_batch or (batch if dev.type == "cuda" else min(batch, CPU_PROBE_BATCH))
+    size = 224 if config["dataset"] == "imagenet" else 32
+    torch.manual_seed(0)
+    x = torch.rand(probe, 3, size, size, device=dev)
+    y = torch.randint(0, 2, (probe,), device=dev)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    model = model_for(config).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    natural = Natural(autocast=autocast)
+    timings = time_interleaved({"train": lambda: natural.step(model, optimizer, x, y),
+                                "attack": lambda: input_gradient(model, x, y)}, dev, warmup=1, reps=reps)
+    scale = batch / probe
+    return {"train_step_s": timings["train"]["median_s"] * scale,
+            "attack_step_s": timings["attack"]["median_s"] * scale, "probe_batch": probe, "batch": batch}
+
+
+def _arch_key(config: dict[str, Any]) -> tuple:
+    return (config["arch"], config["width"], config["dataset"] == "imagenet", config["batch_size"])
+
+
+def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_batch: int | None = None,
+             reps: int = 3) -> dict[str, Any]:
+    entry = plan["targets"][target]
+    if not entry["available"]:
+        raise ValueError(paper.unavailable_message(plan, target))
+    models = sorted({row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]})
+    attacks: dict[str, set[str]] = {m: set() for m in models}
+    for row in entry["rows"]:
+        for planned in list(row["metrics"].values()) + row.get("sanity", []):
+            if planned.get("attack"):
+                attacks[row["model"]].add(planned["attack"])
+    costs: dict[tuple, dict[str, float]] = {}
+    jobs = []
+    for model in models:
+        config = cfg.resolve(plan["models"][model]["config"])
+        key = _arch_key(config)
+        if key not in costs:
+            costs[key] = measure_step_costs(config, device, probe_batch, reps)
+        cost = costs[key]
+        per_iteration = cost["train_step_s"] + cost["attack_step_s"] * {
+            "pgd": config["pgd_steps"], "fgsm_rs": 1}.get(config["method"], 0)
+        n_iter = iterations(config)
+        jobs.append({"job": "train", "model": model, "method": config["method"], "iterations": n_iter,
+                     "seconds": n_iter * per_iteration})
+        n_test = split_size(config, "test")
+        for attack_id in sorted(attacks[model]):
+            attack = paper.Attack.parse(attack_id)
+            steps = max(attack.steps, 1) * attack.restarts if attack.kind in ("pgd", "cw", "bim") else 0
+            batches = n_test / config["batch_size"]
+            seconds = batches * (steps + 1) * cost["attack_step_s"]   # +1: the clean pass, a generous forward
+            jobs.append({"job": "attack", "model": model, "method": attack_id, "iterations": steps,
+                         "seconds": seconds})
+    total = sum(j["seconds"] for j in jobs)
+    return {"target": target, "scale": plan["scale"], "jobs": jobs, "total_seconds": total,
+            "step_costs": [{"arch": k[0], "width": k[1], "imagenet": k[2], **v} for k, v in costs.items()]}
+
+
+def human(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def format_estimate(result: dict[str, Any], device_name: str) -> str:
+    lines = [f"{result['target']} at scale {result['scale']} on {device_name}: measured step costs"]
+    for c in result["step_costs"]:
+        lines.append(f"  {c['arch']}{' w' + str(c['width']) if c['width'] else ''}, batch {c['batch']}: train step "
+                     f"{c['train_step_s']:.3f} s, attack step {c['attack_step_s']:.3f} s"
+                     + (f" (timed at batch {c['probe_batch']}, scaled)" if c['probe_batch'] != c['batch'] else ""))
+    lines += ["", f"{'job':<7}{'model':<52}{'what':<24}{'iters/steps':>12}{'expected':>12}"]
+    for j in result["jobs"]:
+        lines.append(f"{j['job']:<7}{j['model']:<52}{j['method']:<24}{j['iterations']:>12}{human(j['seconds']):>12}")
+    lines.append(f"\ntotal, one job at a time: {human(result['total_seconds'])}")
+    return "\n".join(lines)
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("estimate", help="expected wall time of a table's or figure's jobs on this device",
+                       description=__doc__)
+    p.add_argument("target", help="a table or figure (table1 ... table5, yopo, trials, fast, figure1 ... figure4)")
+    p.add_argument("--scale", default="paper", help="scale of config/config.yaml (default paper)")
+    p.add_argument("--config", default="config/config.yaml", help="workflow config (default config/config.yaml)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--probe-batch", type=int, help="time steps at this batch and scale linearly "
+                                                   f"(default: the job's batch on CUDA, {CPU_PROBE_BATCH} on CPU)")
+    p.add_argument("--reps", type=int, default=3, help="timed repetitions per step (default 3)")
+    p.set_defaults(func=_cmd_estimate)
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    from .provenance import device_info
+    from .training import resolve_device
+
+    if args.target not in paper.TABLES and args.target not in paper.FIGURES:
+        raise ValueError(f"target '{args.target}' is unknown: choose one of "
+                         f"{', '.join(list(paper.TABLES) + list(paper.FIGURES))}")
+    for name in ("probe_batch", "reps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
+    workflow_config = cfg.load_yaml(Path(args.config))
+    plan = paper.build_plan(**paper.plan_inputs(workflow_config, args.scale))
+    result = estimate(plan, args.target, device=args.device, probe_batch=args.probe_batch, reps=args.reps)
+    print(format_estimate(result, device_info(resolve_device(args.device))["name"]))
+    return 0

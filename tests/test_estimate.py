@@ -1,0 +1,43 @@
+"""`freeadv estimate`: every job of a target gets a time from costs measured on this device."""
+import pytest
+
+from freeadv import estimate, paper
+from freeadv.cli import main
+from freeadv.config import load_yaml
+
+REPO_CONFIG = "config/config.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_plan():
+    from pathlib import Path
+    config = load_yaml(Path(__file__).resolve().parents[1] / REPO_CONFIG)
+    return paper.build_plan(**paper.plan_inputs(config, "smoke"))
+
+
+def test_table1_estimate_covers_every_job_and_charges_pgd_for_its_steps(smoke_plan):
+    result = estimate.estimate(smoke_plan, "table1", device="cpu", reps=2)
+    trains = {j["model"]: j for j in result["jobs"] if j["job"] == "train"}
+    attacks = [j for j in result["jobs"] if j["job"] == "attack"]
+    assert len(trains) == 6
+    assert len(attacks) == len(paper.target_files(smoke_plan, "table1")) - 6
+    natural = next(j for m, j in trains.items() if "natural" in m)
+    free = next(j for m, j in trains.items() if "free-m8" in m)
+    pgd7 = next(j for m, j in trains.items() if "pgd7" in m)
+    assert natural["iterations"] == free["iterations"] == pgd7["iterations"] == 20
+    assert free["seconds"] == pytest.approx(natural["seconds"])       # same model, one train step each
+    assert pgd7["seconds"] > 2 * natural["seconds"]                   # plus 7 attack steps
+    assert result["total_seconds"] == pytest.approx(sum(j["seconds"] for j in result["jobs"]))
+
+
+def test_iterations_follow_the_paper_schedules():
+    from freeadv import config as cfg
+    imagenet = cfg.resolve({"dataset": "imagenet", "method": "free", "replay": 4, "arch": "resnet50"})
+    # ceil(90 / 4) = 23 passes of ceil(1281167 / 256) = 5005 batches, each replayed 4 times
+    assert estimate.iterations(imagenet) == 23 * 5005 * 4
+    assert estimate.iterations(cfg.resolve({"dataset": "cifar10"})) == 80_000
+
+
+def test_unknown_target_is_one_clear_line(capsys):
+    assert main(["estimate", "table9", "--scale", "smoke"]) == 2
+    assert "target 'table9' is unknown" in capsys.readouterr().err
