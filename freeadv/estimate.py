@@ -75,15 +75,21 @@ def _arch_key(config: dict[str, Any]) -> tuple:
 
 def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_batch: int | None = None,
              reps: int = 3) -> dict[str, Any]:
-    entry = plan["targets"][target]
-    if not entry["available"]:
-        raise ValueError(paper.unavailable_message(plan, target))
-    models = sorted({row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]})
-    attacks: dict[str, set[str]] = {m: set() for m in models}
-    for row in entry["rows"]:
-        for planned in list(row["metrics"].values()) + row.get("sanity", []):
-            if planned.get("attack"):
-                attacks[row["model"]].add(planned["attack"])
+    """Jobs of ``target`` (a table or figure, or ``all``: every target the scale provides, each
+    shared model and attack counted once) with their expected seconds."""
+    names = paper.available_targets(plan) if target == "all" else [target]
+    models: set[str] = set()
+    attacks: dict[str, set[str]] = {}
+    for name in names:
+        entry = plan["targets"][name]
+        if not entry["available"]:
+            raise ValueError(paper.unavailable_message(plan, name))
+        models |= {row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]}
+        for row in entry["rows"]:
+            for planned in list(row["metrics"].values()) + row.get("sanity", []):
+                if planned.get("attack"):
+                    attacks.setdefault(row["model"], set()).add(planned["attack"])
+    models = sorted(models)
     costs: dict[tuple, dict[str, float]] = {}
     jobs = []
     for model in models:
@@ -98,7 +104,7 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
         jobs.append({"job": "train", "model": model, "method": config["method"], "iterations": n_iter,
                      "seconds": n_iter * per_iteration})
         n_test = split_size(config, "test")
-        for attack_id in sorted(attacks[model]):
+        for attack_id in sorted(attacks.get(model, ())):
             attack = paper.Attack.parse(attack_id)
             steps = max(attack.steps, 1) * attack.restarts if attack.kind in ("pgd", "cw", "bim") else 0
             batches = n_test / config["batch_size"]
@@ -136,7 +142,8 @@ def format_estimate(result: dict[str, Any], device_name: str) -> str:
 def add_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="expected wall time of a table's or figure's jobs on this device",
                        description=__doc__)
-    p.add_argument("target", help="a table or figure (table1 ... table5, yopo, trials, fast, figure1 ... figure4)")
+    p.add_argument("target", help="a table or figure (table1 ... table5, yopo, trials, fast, figure1 ... figure4), "
+                                  "or all")
     p.add_argument("--scale", default="paper", help="scale of config/config.yaml (default paper)")
     p.add_argument("--config", default="config/config.yaml", help="workflow config (default config/config.yaml)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -150,9 +157,9 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     from .provenance import device_info
     from .training import resolve_device
 
-    if args.target not in paper.TABLES and args.target not in paper.FIGURES:
+    if args.target not in paper.TABLES + paper.FIGURES + ("all",):
         raise ValueError(f"target '{args.target}' is unknown: choose one of "
-                         f"{', '.join(list(paper.TABLES) + list(paper.FIGURES))}")
+                         f"{', '.join(list(paper.TABLES) + list(paper.FIGURES))} or all")
     for name in ("probe_batch", "reps"):
         value = getattr(args, name)
         if value is not None and value < 1:
