@@ -14,6 +14,7 @@ from typing import Any
 EXAMPLES = """examples:
   freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
   freeadv attack --run runs/free4 --attack pgd --steps 20 --restarts 1 --out runs/free4/pgd20.json
+  freeadv claims --scale mini          # the paper's claims checked on results/mini (PASS / FAIL)
 """
 
 
@@ -61,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
     _add_attack(sub)
-    from . import bench, doctor, estimate, report_cli   # timing; environment; analysis, tables, figures
+    from . import bench, claims, doctor, estimate, report_cli   # timing; claims; environment; analysis, figures
     bench.add_command(sub)
+    claims.add_command(sub)
     estimate.add_command(sub)
     doctor.add_command(sub)
     report_cli.add_commands(sub)

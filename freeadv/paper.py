@@ -209,6 +209,7 @@ class Target:
     analyses: tuple[Analysis, ...] = ()
     summary: str | None = None         # 'mean_std': add mean and std rows over the rows (trials)
     notes: tuple[str, ...] = ()
+    partial: bool = False              # may be drawn from the datasets a scale has (Figure 1's panels)
 
     @property
     def datasets(self) -> set[str]:
@@ -330,7 +331,7 @@ def make_targets(sweeps: dict[str, list] | None = None) -> dict[str, Target]:
                rows=tuple(Row(f"{d}_m{m}", f"m={m}", natural(d, wrn, m), group=d, x=m)
                           for d in (c10, c100) for m in s["figure1_replays"])
                + tuple(Row(f"{d}_pgd7", "7-PGD trained", kpgd(d, wrn, 7, 2, 8), group=d) for d in (c10, c100)),
-               metrics=(Metric("nat", "Natural images", "clean_acc", CLEAN),)),
+               metrics=(Metric("nat", "Natural images", "clean_acc", CLEAN),), partial=True),
         Target("figure2", "figure", "Figure 2: BIM adversarial examples (eps 30, step 2, 50 iterations) "
                                     "of the last 9 CIFAR-10 test images",
                analyses=tuple(Analysis("adv-examples", cell, label, (("eps", 30), ("step_size", 2), ("steps", 50),
@@ -518,16 +519,23 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
     planned: dict[str, Any] = {}
     for target in targets.values():
         missing = sorted(target.datasets - set(datasets))
+        # A partial target (one panel per dataset) keeps the panels of the datasets this scale has.
+        available = not missing or (target.partial and bool(target.datasets & set(datasets)))
+        notes = list(target.notes) + ([f"Only {', '.join(sorted(target.datasets & set(datasets)))} at scale "
+                                       f"'{scale}': it does not provide {', '.join(missing)}."]
+                                      if missing and available else [])
         entry: dict[str, Any] = {
-            "kind": target.kind, "title": target.title, "available": not missing,
+            "kind": target.kind, "title": target.title, "available": available,
             "datasets": sorted(target.datasets), "missing_datasets": missing, "summary": target.summary,
-            "notes": list(target.notes),
+            "notes": notes,
             "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit, "source": m.source}
                         for m in target.metrics],
             "rows": [], "analyses": [],
         }
-        if not missing:
+        if available:
             for row in target.rows:
+                if row.cell is not None and row.cell.dataset in missing:
+                    continue
                 planned_row: dict[str, Any] = {"key": row.key, "label": row.label, "group": row.group, "x": row.x,
                                                "paper_ref": list(row.paper_ref or (target.name, row.key)),
                                                "model": None, "metrics": {}}

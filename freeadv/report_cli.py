@@ -5,6 +5,7 @@
   freeadv loss-surface --run RUN_DIR --plane adv-rad --out X.json (Figure 3 data)
   freeadv table table1 --results results/mini --out-dir results/mini/tables
   freeadv figure figure1 --results results/mini --out figures/mini/figure1.png
+  freeadv regenerate --scale mini      (every table, figure and the claims, from committed results)
 
 Tables and figures read only the JSON result files under --results (and the plan saved there),
 so they regenerate without any model.
@@ -79,6 +80,18 @@ def _add_figure(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_figure)
 
 
+def _add_regenerate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("regenerate", help="rebuild every table and figure of a scale (and its claims) from the "
+                                          "committed JSON results, without models",
+                       description="Tables, figures and claims of results/<scale> from its plan.json and result "
+                                   "files alone: what a fresh clone can do without retraining or re-attacking "
+                                   "(Snakemake would retrain there, since the models are not committed).")
+    p.add_argument("--scale", default="mini", help="scale to rebuild (default mini)")
+    p.add_argument("--results", type=Path, default=Path("results"), help="results root (default results)")
+    p.add_argument("--figures", type=Path, default=Path("figures"), help="figures root (default figures)")
+    p.set_defaults(func=cmd_regenerate)
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """Register this module's subcommands; each parser sets ``func`` to its handler."""
     _add_plan(sub)
@@ -86,6 +99,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _add_loss_surface(sub)
     _add_table(sub)
     _add_figure(sub)
+    _add_regenerate(sub)
 
 
 # --- handlers ------------------------------------------------------------------------------------
@@ -168,4 +182,29 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
     paths = write_figure(_load_plan(args), args.name, args.results, args.out)
     print(f"[freeadv] {args.name} -> {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    from .claims import CLAIMS_NEED, write_claims
+    from .figures import write_figure
+    from .paper import FIGURES, TABLES, available_targets, load_plan
+    from .tables import write_table
+
+    results = args.results / args.scale
+    plan_path = results / "plan.json"
+    if not plan_path.exists():
+        raise FileNotFoundError(f"no plan at '{plan_path}': scale '{args.scale}' has no results here")
+    plan = load_plan(plan_path)
+    written = []
+    for name in available_targets(plan):
+        if name in TABLES:
+            written += write_table(plan, name, results, results / "tables")
+        elif name in FIGURES:
+            written += write_figure(plan, name, results, args.figures / args.scale / f"{name}.png")
+    if set(CLAIMS_NEED) <= set(available_targets(plan)):
+        written += write_claims(results, results / "claims.txt", results / "claims.json")
+    for path in written:
+        print(f"[freeadv] {path}")
+    print(f"[freeadv] regenerated {len(written)} files of scale '{args.scale}' from {results} (no model loaded)")
     return 0

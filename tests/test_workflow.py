@@ -113,6 +113,36 @@ def test_smoke_outputs_stay_in_their_scale_and_nothing_reruns(smoke):
 
 
 @pytest.mark.slow
+def test_smoke_claims_are_checked_and_printed(smoke):
+    workdir, _ = smoke
+    text = (workdir / "results" / "smoke" / "claims.txt").read_text()
+    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
+        assert sum(line.startswith(f"{claim} PASS") or line.startswith(f"{claim} FAIL")
+                   for line in text.splitlines()) == 1, (claim, text)
+    assert "synthetic" in text and "of 6 claims pass" in text
+
+
+@pytest.mark.slow
+def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
+    """What a fresh clone of committed results can do: same tables, figures and claims, no model."""
+    workdir, _ = smoke
+    source = workdir / "results" / "smoke"
+    shutil.copytree(source, tmp_path / "results" / "smoke",
+                    ignore=shutil.ignore_patterns("model.pt", "checkpoint*", "tables", "claims.*"))
+    assert not list((tmp_path / "results").rglob("*.pt"))
+    run = subprocess.run([sys.executable, "-m", "freeadv", "regenerate", "--scale", "smoke"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for name in paper.TABLES:
+        rebuilt = pd.read_csv(tmp_path / "results/smoke/tables" / f"{name}.csv")
+        pd.testing.assert_frame_equal(rebuilt, pd.read_csv(source / "tables" / f"{name}.csv"))
+    for name in paper.FIGURES:
+        assert (tmp_path / "figures/smoke" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "results/smoke/claims.txt").read_text().splitlines()[1:] == \
+        (source / "claims.txt").read_text().splitlines()[1:]
+
+
+@pytest.mark.slow
 def test_smoke_report_builds(smoke):
     workdir, repo = smoke
     report = snakemake("--report", "report.html", "--config", "scale=smoke", workdir=workdir, timeout=300, repo=repo)
@@ -181,6 +211,8 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     text = output(dry)
     assert "figures/mini/figure2.png" in text and "results/mini/tables/table1.csv" in text
     assert "table2" not in text and "figure4" not in text
+    assert "figures/mini/figure1.png" in text and "results/mini/claims.txt" in text   # Figure 1's CIFAR-10 panel
+    assert "natural-m16" in text and "cifar100" not in text
     assert "cifar10-jpeg-small_cnn" in text
     run = snakemake("table2", "-n", "--config", "scale=mini", workdir=tmp_path)
     assert run.returncode != 0 and "needs the cifar100 dataset(s), which scale 'mini' does not provide" in output(run)

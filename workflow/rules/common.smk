@@ -12,6 +12,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the freeadv package of this checkout
+from freeadv import claims as paper_claims  # noqa: E402
 from freeadv import paper  # noqa: E402
 
 
@@ -69,6 +70,7 @@ ATTACK_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.
 ANALYSIS_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "analysis.py")
 PLAN_CODE = code("paper.py", "paper_values.csv")
 TABLE_CODE = code("paper.py", "paper_values.csv", "tables.py")
+CLAIMS_CODE = code("paper.py", "paper_values.csv", "tables.py", "claims.py")
 FIGURE_CODE = code("paper.py", "paper_values.csv", "tables.py", "figures.py")
 
 
@@ -167,5 +169,17 @@ def target_outputs(name):
     return outputs
 
 
+def claims_results(wildcards):
+    """Input function of the claims rule: the result files of the targets the claims read."""
+    missing = [name for name in paper_claims.CLAIMS_NEED if not PLAN["targets"][name]["available"]]
+    if missing:
+        raise WorkflowError(paper.unavailable_message(PLAN, missing[0]) + " (the claims read it)")
+    return results(sorted({f for name in paper_claims.CLAIMS_NEED for f in paper.target_files(PLAN, name)}))
+
+
 def all_outputs(wildcards):
-    return [f for name in AVAILABLE for f in target_outputs(name)(wildcards)]
+    """Every available table and figure, and the claims where their targets are available."""
+    outputs = [f for name in AVAILABLE for f in target_outputs(name)(wildcards)]
+    if set(paper_claims.CLAIMS_NEED) <= set(AVAILABLE):
+        outputs += [f"{RESULTS}/claims.txt", f"{RESULTS}/claims.json"]
+    return outputs

@@ -23,7 +23,7 @@ rule attack:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv attack --run {params.run_dir} {params.attack} --batch-size {params.batch_size}"
+        "OMP_NUM_THREADS={threads} freeadv attack --run {params.run_dir} {params.attack} --batch-size {params.batch_size}"
         " --out {output} --no-progress > {log} 2>&1"
 
 
@@ -48,4 +48,4 @@ rule analysis:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv {params.command} --run {params.run_dir} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} freeadv {params.command} --run {params.run_dir} --out {output} > {log} 2>&1"

@@ -77,3 +77,23 @@ rule figure:
     shell:
         "freeadv figure {wildcards.figure} --plan {input.plan} --results {params.results}"
         " --out {output.png} > {log} 2>&1"
+
+
+rule claims:
+    """The paper's claims C1-C6 checked on this scale's Table 1 and Figure 3 results (PASS / FAIL)."""
+    input:
+        plan=f"{RESULTS}/plan.json",
+        results=claims_results,
+        code=CLAIMS_CODE,
+    output:
+        text=f"{RESULTS}/claims.txt",
+        json=f"{RESULTS}/claims.json",
+    params:
+        scale=SCALE,
+    log:
+        f"{LOGS}/claims.log",
+    localrule: True
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv claims --results results --scale {params.scale} --out {output.text} --json {output.json} > {log} 2>&1"

@@ -22,4 +22,4 @@ rule train:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} freeadv train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"

@@ -1,0 +1,186 @@
+"""The paper's claims checked on a scale's results: ``freeadv claims --scale mini``.
+
+Each claim is one sentence of the paper turned into a test over the committed JSON results
+(through the same tables the workflow builds), printed with the numbers behind it and PASS or
+FAIL. The thresholds are fixed here, before any result is seen; a FAIL is a finding to explain,
+never a reason to move a threshold.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .io import atomic_write_text, read_json, write_json
+from .paper import load_plan
+from .tables import build_table, read_result
+
+CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read
+FREE_ROWS = ("free_m2", "free_m4", "free_m8", "free_m10")
+ROBUST_ROWS = FREE_ROWS + ("pgd7",)
+
+
+@dataclass
+class Verdict:
+    claim: str          # C1 ... C6
+    statement: str      # what the paper says, as a checkable sentence
+    passed: bool
+    evidence: str       # the numbers, one line
+
+    def line(self) -> str:
+        return f"{self.claim} {'PASS' if self.passed else 'FAIL'}  {self.statement}\n     {self.evidence}"
+
+
+def _row(table: pd.DataFrame, key: str) -> pd.Series:
+    rows = table[table["row"] == key]
+    if rows.empty:
+        raise ValueError(f"table1 has no row '{key}'")
+    return rows.iloc[0]
+
+
+def _value(table: pd.DataFrame, row: str, column: str) -> float:
+    value = float(_row(table, row)[column])
+    if math.isnan(value):
+        raise ValueError(f"table1 row '{row}' has no value for '{column}'")
+    return value
+
+
+def c1_natural_not_robust(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    acc = _value(t1, "natural", "pgd20_ours")
+    return Verdict("C1", "the naturally trained model's PGD-20 accuracy is below 1%",
+                   acc < 1.0, f"natural PGD-20 {acc:.2f}%")
+
+
+def c2_free_matches_pgd(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    free, pgd = _value(t1, "free_m8", "pgd20_ours"), _value(t1, "pgd7", "pgd20_ours")
+    return Verdict("C2", "Free m=8 PGD-20 accuracy is within 3 points of 7-PGD's, and both are above 20%",
+                   abs(free - pgd) <= 3.0 and free > 20.0 and pgd > 20.0,
+                   f"Free m=8 {free:.2f}%, 7-PGD {pgd:.2f}%, difference {free - pgd:+.2f} points")
+
+
+def c3_cost(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    natural = _value(t1, "natural", "train_min_ours")
+    ratios = {row: _value(t1, row, "train_min_ours") / natural for row in ROBUST_ROWS}
+    free_ok = all(ratios[row] <= 1.05 for row in FREE_ROWS)
+    pgd_ok = 5.0 <= ratios["pgd7"] <= 9.0
+    shown = ", ".join(f"{row.replace('free_m', 'Free m=').replace('pgd7', '7-PGD')} {ratio:.3f}"
+                      for row, ratio in ratios.items())
+    return Verdict("C3", "Free-m training time / natural <= 1.05 for every m, and 7-PGD / natural in [5, 9]",
+                   free_ok and pgd_ok, f"natural {natural:.2f} min; time / natural: {shown}")
+
+
+def c4_clean_falls_with_m(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    accs = [_value(t1, row, "nat_ours") for row in FREE_ROWS]
+    falls = all(later < earlier for earlier, later in zip(accs, accs[1:]))
+    shown = ", ".join(f"m={row[6:]} {acc:.2f}%" for row, acc in zip(FREE_ROWS, accs))
+    return Verdict("C4", "clean accuracy falls as m grows over m = 2, 4, 8, 10", falls, shown)
+
+
+def c5_attacks_converged(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    parts, ok = [], True
+    for row in ROBUST_ROWS:
+        pgd20 = _value(t1, row, "pgd20_ours")
+        gaps = {"PGD-100": _value(t1, row, "pgd100_ours") - pgd20,
+                "10-restart": _value(t1, row, "pgd20_r10_ours") - pgd20}
+        ok &= all(abs(gap) <= 1.5 for gap in gaps.values())
+        parts.append(f"{row}: " + ", ".join(f"{name} {gap:+.2f}" for name, gap in gaps.items()))
+    return Verdict("C5", "PGD-100 and 10-restart PGD-20 are within 1.5 points of PGD-20 for every robust model",
+                   ok, "; ".join(parts) + " (points vs PGD-20)")
+
+
+def _rise(surface: dict[str, Any], image: dict[str, Any]) -> tuple[float, float]:
+    """Loss increase from the image to the far positive end of each axis of the plane."""
+    axis = surface["axis"]
+    centre, end = axis.index(min(axis, key=abs)), len(axis) - 1
+    losses = image["losses"]
+    base = losses[centre][centre]
+    return losses[end][centre] - base, losses[centre][end] - base
+
+
+def c6_adversarial_direction(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+    surfaces = [a for a in plan["targets"]["figure3"]["analyses"] if a["options"].get("plane") == "adv-rad"]
+    if not surfaces:
+        raise ValueError("the plan has no adversarial-direction loss surface (figure3, plane adv-rad)")
+    parts, ok = [], True
+    for analysis in surfaces:
+        surface = read_result(results, analysis["file"])
+        for image in surface["images"]:
+            adv, rad = _rise(surface, image)
+            ok &= adv > rad
+            parts.append(f"{analysis['label']} image {image['index']}: adversarial +{adv:.3f}, Rademacher {rad:+.3f}")
+    span = surfaces[0]["options"].get("span")
+    return Verdict("C6", "on the loss surfaces the loss rises faster along the adversarial direction than along "
+                         f"the Rademacher one (rise from the image to {span}/255 along each)", ok, "; ".join(parts))
+
+
+CLAIMS: tuple[Callable[[pd.DataFrame, dict[str, Any], Path], Verdict], ...] = (
+    c1_natural_not_robust, c2_free_matches_pgd, c3_cost, c4_clean_falls_with_m, c5_attacks_converged,
+    c6_adversarial_direction)
+
+
+def check_claims(results: str | Path) -> list[Verdict]:
+    """Every claim over ``results/<scale>`` (its plan.json and the JSON files it names)."""
+    results = Path(results)
+    plan_path = results / "plan.json"
+    if not plan_path.exists():
+        raise FileNotFoundError(f"no plan at '{plan_path}': run the scale's workflow first "
+                                f"(snakemake table1 figure3 --config scale=...)")
+    plan = load_plan(plan_path)
+    t1 = build_table(plan, "table1", results)
+    return [claim(t1, plan, results) for claim in CLAIMS]
+
+
+def provenance(results: Path) -> str:
+    """Scale, dataset, architecture and commit of the Table 1 natural run: what the claims were tested on."""
+    plan = load_plan(results / "plan.json")
+    natural = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "natural")
+    train = read_json(results / "runs" / natural["model"] / "train.json")
+    config = train["config"]
+    width = f" (width {config['width']})" if config.get("width") else ""
+    commit = ((train.get("git") or {}).get("commit") or "unknown")[:12]
+    return (f"scale {plan['scale']}: {config['dataset']}, {config['arch']}{width}, {config['iterations']} iterations, "
+            f"n_train {config.get('n_train')}, commit {commit}")
+
+
+def claims_text(results: Path, verdicts: list[Verdict]) -> str:
+    return "\n".join([f"Claims of the paper on {results} ({provenance(results)})"]
+                     + [v.line() for v in verdicts]
+                     + [f"{sum(v.passed for v in verdicts)} of {len(verdicts)} claims pass"]) + "\n"
+
+
+def write_claims(results: str | Path, text_path: str | Path, json_path: str | Path) -> list[Path]:
+    """Check the claims and write them as text (what ``freeadv claims`` prints) and JSON."""
+    results = Path(results)
+    verdicts = check_claims(results)
+    atomic_write_text(text_path, claims_text(results, verdicts))
+    write_json(json_path, {"results": str(results), "provenance": provenance(results),
+                           "claims": [asdict(v) for v in verdicts]})
+    return [Path(text_path), Path(json_path)]
+
+
+def add_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("claims", help="check the paper's claims (C1-C6) on results/<scale>: PASS / FAIL",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", default="mini", help="scale whose results/<scale>/ to read (default mini)")
+    p.add_argument("--results", default="results", help="results root (default results)")
+    p.add_argument("--out", help="also write what is printed to this file")
+    p.add_argument("--json", help="also write the verdicts as JSON to this file")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a claim fails")
+    p.set_defaults(func=_cmd_claims)
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    results = Path(args.results) / args.scale
+    verdicts = check_claims(results)
+    text = claims_text(results, verdicts)
+    print(text, end="")
+    if args.out:
+        atomic_write_text(args.out, text)
+    if args.json:
+        write_json(args.json, {"results": str(results), "provenance": provenance(results),
+                               "claims": [asdict(v) for v in verdicts]})
+    return 1 if args.strict and not all(v.passed for v in verdicts) else 0
