@@ -116,7 +116,7 @@ class DataBundle:
         return list(order.split(batch_size))[start_batch:]
 
     def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
-                      start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+                      start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
         raise NotImplementedError
 
     def test_tensors(self, device=None) -> tuple[Tensor, Tensor]:
@@ -148,8 +148,11 @@ class TensorBundle(DataBundle):
         return self._train_on_device[device]
 
     def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
-                      start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """One seeded pass over the training set; see the module docstring for the determinism contract."""
+                      start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
+        """One seeded pass over the training set; see the module docstring for the determinism contract.
+        ``shard`` = (rank, world size): this rank's contiguous rows of each global batch, augmented
+        exactly as in a single process (the whole batch is cropped and flipped, then sliced: cheap)."""
+        rank, world = shard
         device = _resolve_device(device)
         train_x, train_y = self._train_tensors_on(device)
         for batch_index, indices in enumerate(self._pass_order(batch_size, epoch, seed, start_batch), start_batch):
@@ -157,7 +160,10 @@ class TensorBundle(DataBundle):
             x = train_x[indices]
             if self.augment:
                 x = random_crop_flip(x, _generator(seed, epoch, batch_index), pad=CIFAR_PAD)
-            yield _to_unit_float(x), train_y[indices]
+            y = train_y[indices]
+            if world > 1:
+                x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
+            yield _to_unit_float(x), y
 
     def test_tensors(self, device=None) -> tuple[Tensor, Tensor]:
         """The whole (subset) test split as float [0, 1] images and int64 labels."""
@@ -498,13 +504,19 @@ class ImageFolderBundle(DataBundle):
             generator=torch.Generator().manual_seed(0))  # fixed worker base seed; keeps the global RNG untouched
 
     def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
-                      start_batch: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        """One seeded pass; skipped batches are sliced off the index list, so nothing of them is loaded."""
+                      start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
+        """One seeded pass; skipped batches are sliced off the index list, so nothing of them is loaded.
+        ``shard`` = (rank, world size): only this rank's contiguous rows of each global batch are
+        loaded; per-sample seeds keep their augmentation identical to a single process."""
+        rank, world = shard
         device = torch.device(device)
         batches = [[(int(self.train_indices[position]), _mix_seed(seed, epoch, batch_index, slot))
                     for slot, position in enumerate(positions.tolist())]
                    for batch_index, positions in enumerate(self._pass_order(batch_size, epoch, seed, start_batch),
                                                            start_batch)]
+        if world > 1:
+            batches = [[batch[i] for i in torch.arange(len(batch)).tensor_split(world)[rank].tolist()]
+                       for batch in batches]
         dataset = _SeededAugmentation(self.train_folder, self.train_transform)
         for x, y in self._loader(dataset, batches, device):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)

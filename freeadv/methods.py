@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attacks import LinfStep, input_gradient, pgd
+from .distributed import unwrap
 
 
 @contextmanager
@@ -57,8 +58,9 @@ class Method:
 
     def step(self, model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Returns the (detached, on-device) training loss; never synchronises with the host."""
-        return self.update(model, optimizer, self.adversarial_input(model, x, y, generator), y)
+        """Returns the (detached, on-device) training loss; never synchronises with the host.
+        The attack runs on the bare module (no DDP wrapper): its backward is input-only."""
+        return self.update(model, optimizer, self.adversarial_input(unwrap(model), x, y, generator), y)
 
     def state_dict(self) -> dict[str, Any]:
         return {}

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from . import config as cfg
+from . import distributed
 from .data import DataBundle, load_data
 from .io import CheckpointError, load_tensors, save_tensors, write_json, atomic_write_text
 from .methods import Method, build_method
@@ -92,9 +93,10 @@ def make_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Opti
                            lr=config["lr"], momentum=config["momentum"])
 
 
-def step_generator(device: torch.device, seed: int, iteration: int) -> torch.Generator:
-    """Randomness of one training step (attack random starts) as a function of (seed, iteration)."""
-    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + iteration) % (2**63))
+def step_generator(device: torch.device, seed: int, iteration: int, rank: int = 0) -> torch.Generator:
+    """Randomness of one training step (attack random starts) as a function of (seed, iteration,
+    rank): each data-parallel rank draws its own starts for its own rows."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + iteration + rank * 7_777_777_777) % (2**63))
 
 
 @torch.no_grad()
@@ -149,7 +151,20 @@ class Trainer:
 
     # --- main loop -----------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
+        """Train to completion; under torchrun every rank calls this and rank 0 writes the files."""
+        context = distributed.from_environment()
+        if context.enabled and self.config["batch_size"] % context.world_size:
+            raise cfg.ConfigError(f"config key 'batch_size' has bad value {self.config['batch_size']}: with "
+                                  f"{context.world_size} data-parallel processes it must be a multiple of "
+                                  f"{context.world_size} (each rank trains on an equal shard)")
+        try:
+            return self._run(context)
+        finally:
+            distributed.finish(context)
+
+    def _run(self, context: distributed.Context) -> dict[str, Any]:
         config = self.config
+        main = context.is_main
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if (self.run_dir / TRAIN_JSON).exists() and (self.run_dir / MODEL).exists():
             from .io import read_json
@@ -165,18 +180,20 @@ class Trainer:
             if yaml.safe_load(saved.read_text()) != config:
                 raise cfg.ConfigError(f"run folder '{self.run_dir}' holds a checkpoint of a different config; "
                                       "use a new --out folder")
-        cfg.save_yaml(config, saved)
-        for stale in self.run_dir.glob(".*.tmp"):   # half-written files of a killed process
-            stale.unlink(missing_ok=True)
+        if main:
+            cfg.save_yaml(config, saved)
+            for stale in self.run_dir.glob(".*.tmp"):   # half-written files of a killed process
+                stale.unlink(missing_ok=True)
 
         wall_start = time.perf_counter()
         device, autocast, channels_last = setup_runtime(config)
+        context, device = distributed.initialise(context, device)
         torch.manual_seed(config["seed"])
         data = data_for(config)
         model = model_for(config, data).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
-        optimizer = make_optimizer(model, config)
+        optimizer = make_optimizer(model, config)   # DDP shares these parameters
         method = build_method(config, autocast=autocast)
         batches_per_pass = data.num_train_batches(config["batch_size"])
         total, milestones = cfg.schedule(config, batches_per_pass)
@@ -188,20 +205,25 @@ class Trainer:
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
-            method.load_state_dict({k: v.to(device) for k, v in state["method"].items()})
+            # the checkpoint holds every rank's rows of the perturbation buffer, in rank order
+            method.load_state_dict({k: distributed.shard_rows(v.to(device), context).clone()
+                                    for k, v in state["method"].items()})
             iteration, log, history = state["iteration"], state["log"], state["history"]
             train_seconds, resumes = state["train_seconds"], state["resumes"] + 1
             torch.set_rng_state(state["rng_cpu"])
             print(f"[freeadv] resuming {self.run_dir} at iteration {iteration}/{total}")
-        step_model = torch.compile(model) if config["compile"] else model
+        parallel_model = distributed.wrap(model, context, device)
+        step_model = torch.compile(parallel_model) if config["compile"] else parallel_model
 
         def snapshot() -> dict[str, Any]:
+            """The resumable state; a collective under DDP (every rank must call it)."""
+            method_state = {k: distributed.gather_rows(v, context) for k, v in method.state_dict().items()}
             return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "method": method.state_dict(), "iteration": iteration, "log": log, "history": history,
+                    "method": method_state, "iteration": iteration, "log": log, "history": history,
                     "train_seconds": train_seconds, "resumes": resumes, "rng_cpu": torch.get_rng_state(),
                     "schedule": {"total": total, "milestones": milestones}}
 
-        bar = _progress_bar(total, iteration, config, enabled=self.progress)
+        bar = _progress_bar(total, iteration, config, enabled=self.progress and main)
         running_loss = torch.zeros((), device=device)
         since_log = 0
         model.train()
@@ -210,19 +232,21 @@ class Trainer:
             epoch = iteration // iters_per_pass
             start_batch = (iteration % iters_per_pass) // m
             for x, y in data.train_batches(config["batch_size"], epoch=epoch, seed=config["seed"], device=device,
-                                           start_batch=start_batch):
+                                           start_batch=start_batch, shard=(context.rank, context.world_size)):
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 for _ in range(iteration % m, m):
                     lr = cfg.learning_rate(config, milestones, iteration)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    generator = step_generator(device, config["seed"], iteration) if method.name in ("pgd", "fgsm_rs") else None
+                    generator = (step_generator(device, config["seed"], iteration, context.rank)
+                                 if method.name in ("pgd", "fgsm_rs") else None)
                     running_loss += method.step(step_model, optimizer, x, y, generator)
                     iteration += 1
                     since_log += 1
                     if iteration % config["log_every"] == 0 or iteration == total:
-                        mean_loss = float(running_loss) / since_log   # the loop's one host sync
+                        # the loop's one host sync (and, under DDP, one all-reduce of the loss)
+                        mean_loss = float(distributed.mean_over_ranks(running_loss, context)) / since_log
                         if not math.isfinite(mean_loss):
                             raise NonFiniteLoss(f"training loss became non-finite ({mean_loss}) between iterations "
                                                 f"{iteration - since_log + 1} and {iteration}; lower lr or check the data")
@@ -236,7 +260,9 @@ class Trainer:
                     bar.update(1)
                     if iteration % config["checkpoint_every"] == 0 and iteration < total:
                         train_seconds += time.perf_counter() - segment_start
-                        self._save_checkpoint(snapshot())
+                        state = snapshot()
+                        if main:
+                            self._save_checkpoint(state)
                         segment_start = time.perf_counter()
                     if iteration == total:
                         break
@@ -249,18 +275,19 @@ class Trainer:
                      "lr": cfg.learning_rate(config, milestones, max(iteration - 1, 0)),
                      "loss": history[-1]["loss"] if history else None,
                      "clean_acc_eval_n": clean_accuracy(model, data, config["eval_n"], device)
-                     if config["eval_n"] else None,
+                     if config["eval_n"] and main else None,
                      "train_seconds": train_seconds}
             log.append(entry)
-            atomic_write_text(self.run_dir / LOG, "".join(_json_line(e) for e in log))
+            if main:
+                atomic_write_text(self.run_dir / LOG, "".join(_json_line(e) for e in log))
             segment_start = time.perf_counter()
         bar.close()
 
         from .io import write_json as _write
-        save_tensors(self.run_dir / MODEL, model.state_dict())
-        images = total * config["batch_size"]
+        images = total * config["batch_size"]   # the global batch: all ranks together
         result = {
             "kind": "train", "config": config, "seed": config["seed"], **stamp(device),
+            "distributed": context.describe(),
             "iterations": total, "passes": total / iters_per_pass, "replay": m,
             "batches_per_pass": batches_per_pass, "lr_milestones": milestones,
             "n_train": data.n_train, "dataset": data.name,
@@ -272,9 +299,12 @@ class Trainer:
             "final_clean_acc_eval_n": log[-1]["clean_acc_eval_n"] if log else None,
             "eval_n": config["eval_n"], "log": log, "loss_history": history,
         }
-        _write(self.run_dir / TRAIN_JSON, result)
-        for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
-            (self.run_dir / name).unlink(missing_ok=True)
+        distributed.barrier(context)
+        if main:
+            save_tensors(self.run_dir / MODEL, model.state_dict())
+            _write(self.run_dir / TRAIN_JSON, result)
+            for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+                (self.run_dir / name).unlink(missing_ok=True)
         return result
 
 

@@ -222,3 +222,14 @@ def test_imagenet_without_a_folder_fails_before_any_job(tmp_path):
     run = snakemake("table3", "-n", workdir=tmp_path)
     assert run.returncode != 0
     assert "data.imagenet.data_root" in output(run) and "train/ and val/" in output(run)
+
+
+def test_train_jobs_with_several_gpus_run_under_torchrun(tmp_path):
+    several = tmp_path / "gpus.yaml"
+    several.write_text("scales:\n  smoke:\n    resources:\n"
+                       "      train: {threads: 1, gpu: 4, mem_mb: 1000, runtime: 10}\n")
+    dry = snakemake("table1", "-n", "-p", "--config", "scale=smoke", "--configfile", str(several), workdir=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    assert "torchrun --standalone --nproc_per_node=4 -m freeadv train" in output(dry)
+    plain = snakemake("table1", "-n", "-p", "--config", "scale=smoke", workdir=tmp_path)
+    assert "torchrun" not in output(plain) and "OMP_NUM_THREADS=1 freeadv train" in output(plain)

@@ -131,6 +131,15 @@ def _job_settings(kind, model):
     return job
 
 
+def train_launcher(wildcards):
+    """`freeadv`, or torchrun with one data-parallel process per GPU when the job's `gpu` resource
+    (scales.<scale>.resources in the config) asks for several."""
+    gpus = int(_job_settings("train", wildcards.model)["gpu"])
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m freeadv"
+    return "freeadv"
+
+
 def job_threads(kind):
     return lambda wildcards: _job_settings(kind, wildcards.get("model"))["threads"]
 

@@ -2,7 +2,8 @@
 
 
 rule train:
-    """Train one model with `freeadv train`; re-running a killed job resumes from its checkpoint."""
+    """Train one model with `freeadv train` (under torchrun, one process per GPU, when the job has
+    more than one `gpu`); re-running a killed job resumes from its checkpoint."""
     input:
         code=TRAIN_CODE,
         data=training_data,
@@ -10,6 +11,7 @@ rule train:
         model=f"{RESULTS}/runs/{{model}}/model.pt",
         summary=f"{RESULTS}/runs/{{model}}/train.json",
     params:
+        launcher=train_launcher,
         settings=train_overrides,
         run_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
@@ -22,4 +24,4 @@ rule train:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
