@@ -111,8 +111,13 @@ def test_scale_maps_datasets_architectures_and_caps_attacks():
 def test_targets_missing_a_dataset_are_not_available():
     settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
     plan = paper.build_plan("mini", settings)
-    assert paper.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure2", "figure3"]
+    assert paper.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3"]
     assert "cifar100" in paper.unavailable_message(plan, "table2")
+    # Figure 1 is drawn per dataset: its CIFAR-10 panel only, saying what is left out
+    figure1 = plan["targets"]["figure1"]
+    assert {row["group"] for row in figure1["rows"]} == {"cifar10"} and len(figure1["rows"]) == 9
+    assert any("does not provide cifar100" in note for note in figure1["notes"])
+    assert not plan["targets"]["figure4"]["available"]       # ImageNet only: nothing to draw
 
 
 def test_two_configs_under_one_id_are_refused():

@@ -212,7 +212,7 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     assert "figures/mini/figure2.png" in text and "results/mini/tables/table1.csv" in text
     assert "table2" not in text and "figure4" not in text
     assert "figures/mini/figure1.png" in text and "results/mini/claims.txt" in text   # Figure 1's CIFAR-10 panel
-    assert "natural-m16" in text and "cifar100" not in text
+    assert "natural-m16" in text and "model=cifar100" not in text
     assert "cifar10-jpeg-small_cnn" in text
     run = snakemake("table2", "-n", "--config", "scale=mini", workdir=tmp_path)
     assert run.returncode != 0 and "needs the cifar100 dataset(s), which scale 'mini' does not provide" in output(run)
