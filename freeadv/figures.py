@@ -38,10 +38,11 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def save(fig: plt.Figure, out: str | Path) -> list[Path]:
-    """Save ``fig`` as <stem>.png (150 dpi) and <stem>.pdf."""
+    """Save ``fig`` as <stem>.png (150 dpi) and <stem>.pdf, byte-identical when redrawn from the
+    same results (no creation date in the PDF), so regenerated figures show no spurious diff."""
     out = Path(out)
     paths = []
-    for ext, kwargs in ((".png", {"dpi": 150}), (".pdf", {})):
+    for ext, kwargs in ((".png", {"dpi": 150}), (".pdf", {"metadata": {"CreationDate": None}})):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext[1:], bbox_inches="tight", **kwargs)
         path = out.with_suffix(ext)
