@@ -152,13 +152,17 @@ def claims_text(results: Path, verdicts: list[Verdict]) -> str:
                      + [f"{sum(v.passed for v in verdicts)} of {len(verdicts)} claims pass"]) + "\n"
 
 
+def claims_record(results: Path, verdicts: list[Verdict]) -> dict[str, Any]:
+    """The verdicts as JSON: where they were checked, on what, and each claim's numbers."""
+    return {"results": str(results), "provenance": provenance(results), "claims": [asdict(v) for v in verdicts]}
+
+
 def write_claims(results: str | Path, text_path: str | Path, json_path: str | Path) -> list[Path]:
     """Check the claims and write them as text (what ``freeadv claims`` prints) and JSON."""
     results = Path(results)
     verdicts = check_claims(results)
     atomic_write_text(text_path, claims_text(results, verdicts))
-    write_json(json_path, {"results": str(results), "provenance": provenance(results),
-                           "claims": [asdict(v) for v in verdicts]})
+    write_json(json_path, claims_record(results, verdicts))
     return [Path(text_path), Path(json_path)]
 
 
@@ -181,6 +185,5 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if args.out:
         atomic_write_text(args.out, text)
     if args.json:
-        write_json(args.json, {"results": str(results), "provenance": provenance(results),
-                               "claims": [asdict(v) for v in verdicts]})
+        write_json(args.json, claims_record(results, verdicts))
     return 1 if args.strict and not all(v.passed for v in verdicts) else 0

@@ -6,7 +6,6 @@ bad input (exit code 2).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -76,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     import yaml
 
     from . import config as cfg
+    from .distributed import from_environment
     from .training import Trainer
 
     user = cfg.load_yaml(args.config) if args.config else {}
@@ -84,7 +84,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=True), end="")
         return 0
     result = Trainer(config, args.out, progress=not args.no_progress).run()
-    if os.environ.get("RANK", "0") != "0":   # under torchrun, rank 0 reports
+    if not from_environment().is_main:   # under torchrun, rank 0 reports
         return 0
     print(f"[freeadv] trained {args.out}: {result['iterations']} iterations, {result['train_minutes']:.2f} min, "
           f"{result['images_per_second']:.0f} images/s, final loss {result['final_loss']:.4f}")

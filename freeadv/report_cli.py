@@ -188,7 +188,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
 def cmd_regenerate(args: argparse.Namespace) -> int:
     from .claims import CLAIMS_NEED, write_claims
     from .figures import write_figure
-    from .paper import FIGURES, TABLES, available_targets, load_plan, target_files
+    from .paper import TABLES, available_targets, load_plan, target_files
     from .tables import write_table
 
     results = args.results / args.scale
@@ -196,23 +196,22 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     if not plan_path.exists():
         raise FileNotFoundError(f"no plan at '{plan_path}': scale '{args.scale}' has no results here")
     plan = load_plan(plan_path)
-    written, skipped = [], []
+    written, skipped = [], {}
     for name in available_targets(plan):
-        missing = [f for f in target_files(plan, name) if not (results / f).exists()]
+        needed = target_files(plan, name)
+        missing = [f for f in needed if not (results / f).exists()]
         if missing:   # a target this scale's run did not build (e.g. `yopo` at mini)
-            skipped.append(f"{name} ({len(missing)} of {len(target_files(plan, name))} result files missing; "
-                           f"build it with: snakemake {name} --config scale={args.scale})")
-            continue
-        if name in TABLES:
+            skipped[name] = (f"{len(missing)} of {len(needed)} result files missing; "
+                             f"build it with: snakemake {name} --config scale={args.scale}")
+        elif name in TABLES:
             written += write_table(plan, name, results, results / "tables")
-        elif name in FIGURES:
+        else:
             written += write_figure(plan, name, results, args.figures / args.scale / f"{name}.png")
-    built = set(available_targets(plan)) - {line.split()[0] for line in skipped}
-    if set(CLAIMS_NEED) <= built:
+    if all(name in available_targets(plan) and name not in skipped for name in CLAIMS_NEED):
         written += write_claims(results, results / "claims.txt", results / "claims.json")
     for path in written:
         print(f"[freeadv] {path}")
-    for line in skipped:
-        print(f"[freeadv] skipped {line}")
+    for name, why in skipped.items():
+        print(f"[freeadv] skipped {name} ({why})")
     print(f"[freeadv] regenerated {len(written)} files of scale '{args.scale}' from {results} (no model loaded)")
     return 0

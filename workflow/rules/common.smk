@@ -65,7 +65,7 @@ def code(*modules):
     return [os.path.join(workflow.basedir, "freeadv", m) for m in modules]
 
 
-TRAIN_CODE = code("config.py", "data.py", "models.py", "methods.py", "attacks.py", "training.py")
+TRAIN_CODE = code("config.py", "data.py", "models.py", "methods.py", "attacks.py", "training.py", "distributed.py")
 ATTACK_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "cli.py")
 ANALYSIS_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "analysis.py")
 PLAN_CODE = code("paper.py", "paper_values.csv")
