@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import cpu
 from .attacks import input_gradient, pgd
 from .provenance import stamp
 from .training import data_for, load_trained_model, resolve_device
@@ -61,6 +62,7 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
     """Figure 2: the last ``last`` test images (of the whole test split, in the dataset's fixed order)
     and their BIM adversarial examples against the model of ``run_dir``."""
     dev = resolve_device(device)
+    cpu.tune(dev)
     model, config = load_trained_model(run_dir, dev)
     data = _test_split(config, None)
     images, labels = data.test_tensors(dev)
@@ -134,6 +136,7 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
     if images < 1:
         raise ValueError(f"--images has bad value {images}: expected an integer >= 1")
     dev = resolve_device(device)
+    cpu.tune(dev)
     model, config = load_trained_model(run_dir, dev)
     data = _test_split(config, config["n_test"])
     x_all, y_all = next(iter(data.test_batches(images, device=dev)))

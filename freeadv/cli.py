@@ -112,6 +112,7 @@ def attack_spec_from_args(args: argparse.Namespace, train_config: dict[str, Any]
 def cmd_attack(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from . import cpu
     from .attacks import evaluate
     from .io import write_json
     from .provenance import stamp
@@ -119,6 +120,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .training import data_for, load_trained_model, resolve_device
 
     device = resolve_device(args.device)
+    cpu.tune(device)
     model, train_config = load_trained_model(args.run, device)
     spec, eps, step = attack_spec_from_args(args, train_config)
     data_config = dict(train_config, augment=False, n_train=None)

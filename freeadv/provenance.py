@@ -55,6 +55,9 @@ def device_info(device: torch.device) -> dict[str, object]:
         info["gpu"] = torch.cuda.get_device_name(index)
         info["cuda"] = torch.version.cuda
         info["gpu_count"] = torch.cuda.device_count()
+    else:
+        from . import cpu
+        info["cpu_settings"] = cpu.settings()
     info["name"] = info.get("gpu", info["cpu"])
     return info
 
