@@ -1,0 +1,54 @@
+"""freeadv bench: every method timed on one model and batch, costs in the order the paper predicts."""
+import json
+
+import pytest
+
+from freeadv.bench import run_bench
+from freeadv.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_bench():
+    return run_bench("small_cnn", 16, width=4, device="cpu", replay=2, warmup=1, reps=3, attack_steps=3)
+
+
+def test_every_method_and_both_pgd_loops_are_timed(tiny_bench):
+    names = [row["name"] for row in tiny_bench["rows"]]
+    assert names == ["natural", "natural + input gradient", "free m=2", "2-PGD train", "7-PGD train", "fgsm_rs",
+                     "PGD-3 eval (freeadv)", "PGD-3 eval (plain autograd loop)"]
+    natural = tiny_bench["rows"][0]
+    assert natural["relative_to_natural"] == 1.0
+    for row in tiny_bench["rows"]:
+        assert row["reps"] == 3 and row["min_s"] <= row["median_s"] <= row["max_s"]
+        assert row["images_per_s"] == pytest.approx(16 / row["median_s"])
+    assert tiny_bench["device"]["type"] == "cpu" and tiny_bench["git"]["commit"]
+
+
+def test_pgd_training_costs_grow_with_its_steps(tiny_bench):
+    cost = {row["name"]: row["relative_to_natural"] for row in tiny_bench["rows"]}
+    # 7-PGD runs 7 extra forward/backward passes per update; 2-PGD two: even a tiny overhead-bound
+    # model cannot hide that.
+    assert cost["7-PGD train"] > cost["2-PGD train"] > 1.2
+    assert cost["7-PGD train"] > 2.5
+
+
+def test_cli_writes_the_json_and_prints_the_table(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--width", "4", "--batch", "8", "--reps", "1", "--warmup", "1", "--attack-steps", "1",
+                 "--methods", "free", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    table = capsys.readouterr().out
+    assert "free m=8" in table and "x natural" in table
+    result = json.loads(out.read_text())
+    assert [row["name"] for row in result["rows"]][:2] == ["natural", "free m=8"]
+    assert result["device"]["cpu_settings"]["flush_denormal"] is True
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--batch", "0"], "--batch has bad value 0"),
+    (["--methods", "pgd9"], "--methods has bad value 'pgd9'"),
+])
+def test_bad_bench_arguments(capsys, args, message):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
