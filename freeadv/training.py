@@ -255,11 +255,12 @@ class Trainer:
                         bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:g}", img_s=f"{rate:.0f}", refresh=False)
                     bar.update(1)
                     if iteration % config["checkpoint_every"] == 0 and iteration < total:
-                        train_seconds += time.perf_counter() - segment_start
+                        now = time.perf_counter()
+                        train_seconds += now - segment_start
+                        segment_start = now   # the write below is counted in the next segment: it is part of the cost
                         state = snapshot()
                         if main:
                             self._save_checkpoint(state)
-                        segment_start = time.perf_counter()
                     if iteration == total:
                         break
                 if iteration == total:

@@ -105,3 +105,18 @@ def test_free_training_beats_natural_under_pgd(tmp_path):
         accs[name] = evaluate(model, data.test_batches(500, device="cpu"), spec)
     assert accs["nat"]["clean_acc"] > 70, accs
     assert accs["free"]["robust_acc"] > accs["nat"]["robust_acc"] + 5, accs
+
+
+def test_checkpoint_writes_count_as_training_time(tmp_path, monkeypatch):
+    """images/s is what a user gets: a slow checkpoint write must show in train_seconds."""
+    import time
+
+    original = Trainer._save_checkpoint
+
+    def slow_save(self, state):
+        time.sleep(0.5)
+        original(self, state)
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", slow_save)
+    result = train(tmp_path, "slow", method="natural", iterations=48, checkpoint_every=16)  # writes at 16, 32
+    assert result["train_seconds"] >= 1.0
