@@ -62,7 +62,7 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
     """Figure 2: the last ``last`` test images (of the whole test split, in the dataset's fixed order)
     and their BIM adversarial examples against the model of ``run_dir``."""
     dev = resolve_device(device)
-    cpu.tune(dev)
+    cpu.tune(dev, flush_denormal=False)
     model, config = load_trained_model(run_dir, dev)
     data = _test_split(config, None)
     images, labels = data.test_tensors(dev)
@@ -136,7 +136,7 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
     if images < 1:
         raise ValueError(f"--images has bad value {images}: expected an integer >= 1")
     dev = resolve_device(device)
-    cpu.tune(dev)
+    cpu.tune(dev, flush_denormal=False)
     model, config = load_trained_model(run_dir, dev)
     data = _test_split(config, config["n_test"])
     x_all, y_all = next(iter(data.test_batches(images, device=dev)))

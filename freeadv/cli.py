@@ -120,7 +120,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     from .training import data_for, load_trained_model, resolve_device
 
     device = resolve_device(args.device)
-    cpu.tune(device)
+    cpu.tune(device, flush_denormal=False)
     model, train_config = load_trained_model(args.run, device)
     spec, eps, step = attack_spec_from_args(args, train_config)
     data_config = dict(train_config, augment=False, n_train=None)

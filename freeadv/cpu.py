@@ -10,7 +10,8 @@ Two costs were measured on the 2-core EPYC these numbers come from (README "Perf
   them to a few hundred and made a natural step 5-20% faster (small CNN, preact_resnet18). The
   price is that the process keeps its peak memory instead of returning it to the system.
 
-Both are idempotent; ``tune`` is called by every command that runs a model on the CPU.
+Both are idempotent; ``tune`` is called by every command that runs a model on the CPU; attack
+and analysis commands keep denormals (see ``tune``).
 """
 from __future__ import annotations
 
@@ -48,11 +49,16 @@ def retain_heap_memory() -> bool:
     return done
 
 
-def tune(device: torch.device) -> None:
-    """Apply the CPU settings when ``device`` is the CPU (on a GPU the host allocator is not hot)."""
+def tune(device: torch.device, *, flush_denormal: bool = True) -> None:
+    """Apply the CPU settings when ``device`` is the CPU (on a GPU the host allocator is not hot).
+
+    Evaluation passes ``flush_denormal=False``: a sign-gradient attack can still climb on a
+    gradient of 1e-40 (a very confident example), and flushing it to zero would stall the attack
+    there, a gradient masking the library itself would cause."""
     if device.type != "cpu":
         return
-    _state["flush_denormal"] = bool(torch.set_flush_denormal(True))
+    if flush_denormal:
+        _state["flush_denormal"] = bool(torch.set_flush_denormal(True))
     retain_heap_memory()
 
 

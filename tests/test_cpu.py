@@ -56,3 +56,20 @@ def test_tune_leaves_a_gpu_process_alone():
     before = cpu.settings()
     cpu.tune(torch.device("cuda"))      # never touches CUDA: only checks the device type
     assert cpu.settings() == before
+
+
+DENORMAL_SURVIVES = """
+import sys, torch
+from freeadv import cpu
+cpu.tune(torch.device("cpu"), flush_denormal=sys.argv[1] == "train")
+print(float(torch.tensor([1e-40]) * 1.0) != 0.0)
+"""
+
+
+@pytest.mark.parametrize("mode,survives", [("train", False), ("attack", True)])
+def test_attacks_keep_denormal_gradients(mode, survives):
+    """Training flushes denormals for speed; evaluation must not, or a sign-gradient attack would
+    stall on the tiny gradients of very confident examples."""
+    out = subprocess.run([sys.executable, "-c", DENORMAL_SURVIVES, mode], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == str(survives)
