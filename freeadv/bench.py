@@ -68,6 +68,18 @@ def plain_autograd_pgd(model, x, y, eps, step_size, steps):
     return x_adv
 
 
+# What `bench` can time: name -> (config overrides, row label). `xgrad` is a diagnostic, not a
+# training method: a natural step that also computes the input gradient (the work Free adds).
+STEPS: dict[str, tuple[dict[str, Any], str]] = {
+    "natural": ({"method": "natural", "replay": 1}, "natural"),
+    "xgrad": ({"method": "natural", "replay": 1}, "natural + input gradient"),
+    "free": ({"method": "free"}, "free m={replay}"),
+    "pgd2": ({"method": "pgd", "pgd_steps": 2}, "2-PGD train"),
+    "pgd7": ({"method": "pgd", "pgd_steps": 7}, "7-PGD train"),
+    "fgsm_rs": ({"method": "fgsm_rs"}, "fgsm_rs"),
+}
+
+
 def _step_with_input_gradient(method, model, optimizer, x, y):
     """A natural step whose backward also computes the input gradient: the one piece of work a
     Free step adds. Free minus this row is the cost of Free's own bookkeeping (perturbation,
@@ -79,7 +91,7 @@ def _step_with_input_gradient(method, model, optimizer, x, y):
 
 def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto", replay: int = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
-              methods: tuple[str, ...] = ("natural", "xgrad", "free", "pgd2", "pgd7", "fgsm_rs")) -> dict[str, Any]:
+              methods: tuple[str, ...] = tuple(STEPS)) -> dict[str, Any]:
     base = cfg.resolve({"dataset": "synthetic" if dataset == "synthetic" else dataset, "arch": arch,
                         "batch_size": batch, "device": device, "width": width, "iterations": 1})
     dev, autocast, channels_last = setup_runtime(base)
@@ -90,13 +102,10 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
 
-    variants = {"natural": {"method": "natural", "replay": 1}, "xgrad": {"method": "natural", "replay": 1},
-                "free": {"method": "free", "replay": replay},
-                "pgd2": {"method": "pgd", "pgd_steps": 2}, "pgd7": {"method": "pgd", "pgd_steps": 7},
-                "fgsm_rs": {"method": "fgsm_rs"}}
     steps: dict[str, Callable[[], Any]] = {}
     for name in methods:
-        config = cfg.resolve({**base, **variants[name]})
+        overrides, label = STEPS[name]
+        config = cfg.resolve({**base, **overrides, **({"replay": replay} if name == "free" else {})})
         torch.manual_seed(0)
         model = model_for(config).to(dev)
         if channels_last:
@@ -105,8 +114,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         optimizer = make_optimizer(model, config)
         method = build_method(config, autocast=autocast)
         generator = torch.Generator(device=dev).manual_seed(0)
-        label = {"free": f"free m={replay}", "pgd2": "2-PGD train", "pgd7": "7-PGD train",
-                 "xgrad": "natural + input gradient"}.get(name, name)
+        label = label.format(replay=replay)
         if name == "xgrad":
             steps[label] = partial(_step_with_input_gradient, method, model, optimizer, x, y)
         else:
@@ -158,9 +166,9 @@ def add_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--attack-steps", type=int, default=20)
-    p.add_argument("--methods", default="natural,xgrad,free,pgd2,pgd7,fgsm_rs",
-                   help="comma-separated subset of natural,xgrad,free,pgd2,pgd7,fgsm_rs (natural is always "
-                        "timed; xgrad is a natural step that also computes the input gradient)")
+    p.add_argument("--methods", default=",".join(STEPS),
+                   help=f"comma-separated subset of {','.join(STEPS)} (natural is always timed; xgrad is a "
+                        "natural step that also computes the input gradient)")
     p.add_argument("--out", help="write the result JSON here")
     p.set_defaults(func=_cmd_bench)
 
@@ -169,11 +177,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     for name in ("batch", "replay", "reps", "attack_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
-    known = ("natural", "xgrad", "free", "pgd2", "pgd7", "fgsm_rs")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
-        if m not in known:
-            raise ValueError(f"--methods has bad value '{m}': expected names from {', '.join(known)}")
+        if m not in STEPS:
+            raise ValueError(f"--methods has bad value '{m}': expected names from {', '.join(STEPS)}")
     methods = ["natural"] + [m for m in methods if m != "natural"]
     result = run_bench(args.arch, args.batch, dataset=args.dataset, device=args.device, replay=args.replay,
                        warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from . import cpu
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
@@ -56,7 +58,6 @@ def device_info(device: torch.device) -> dict[str, object]:
         info["cuda"] = torch.version.cuda
         info["gpu_count"] = torch.cuda.device_count()
     else:
-        from . import cpu
         info["cpu_settings"] = cpu.settings()
     info["name"] = info.get("gpu", info["cpu"])
     return info

@@ -197,7 +197,8 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no plan at '{plan_path}': scale '{args.scale}' has no results here")
     plan = load_plan(plan_path)
     written, skipped = [], {}
-    for name in available_targets(plan):
+    available = available_targets(plan)
+    for name in available:
         needed = target_files(plan, name)
         missing = [f for f in needed if not (results / f).exists()]
         if missing:   # a target this scale's run did not build (e.g. `yopo` at mini)
@@ -207,7 +208,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
             written += write_table(plan, name, results, results / "tables")
         else:
             written += write_figure(plan, name, results, args.figures / args.scale / f"{name}.png")
-    if all(name in available_targets(plan) and name not in skipped for name in CLAIMS_NEED):
+    if all(name in available and name not in skipped for name in CLAIMS_NEED):
         written += write_claims(results, results / "claims.txt", results / "claims.json")
     for path in written:
         print(f"[freeadv] {path}")
