@@ -24,10 +24,12 @@ optimizer, method = make_optimizer(model, config), build_method(config)
 x, y = torch.rand(128, 3, 32, 32), torch.randint(0, 10, (128,))
 for _ in range(3):
     method.step(model, optimizer, x, y)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
+per_step = []
+for _ in range(12):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     method.step(model, optimizer, x, y)
-print(json.dumps({"faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10,
+    per_step.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({"faults": sorted(per_step)[len(per_step) // 2], "per_step": per_step,
                   "settings": cpu.settings()}))
 """
 
@@ -44,7 +46,9 @@ def test_retained_heap_stops_per_step_page_faults():
     assert default["settings"]["heap"] == "default" and tuned["settings"] == {"flush_denormal": True,
                                                                               "heap": "retained"}
     # A natural small-CNN step (8 MiB activations) faults in fresh pages thousands of times when
-    # glibc hands its freed buffers back to the kernel; with the heap retained almost never.
+    # glibc hands its freed buffers back to the kernel; with the heap retained almost never. The
+    # median step: a retained heap still grows now and then (one step with ~1,000-4,000 faults
+    # in a dozen), which is a one-off cost, not a per-step one.
     assert default["faults"] > 1000, default
     assert tuned["faults"] < default["faults"] / 10, (default, tuned)
 
