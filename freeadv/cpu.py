@@ -7,7 +7,8 @@ Two costs were measured on the 2-core EPYC these numbers come from (README "Perf
 * Page faults: glibc hands the multi-megabyte activation buffers of every step back to the
   kernel (``mmap``/``munmap``, heap trimming), so the next step faults them in again, 4 KiB at a
   time: ~2,000-90,000 minor faults per step. Keeping freed memory in the heap for reuse cut
-  them to a few hundred and made a natural step 5-20% faster (small CNN, preact_resnet18). The
+  them to none in a typical step (a step now and then still faults while the heap grows) and
+  made a natural step 5-20% faster (small CNN, preact_resnet18). The
   price is that the process keeps its peak memory instead of returning it to the system.
 
 Both are idempotent; ``tune`` is called by every command that runs a model on the CPU; attack

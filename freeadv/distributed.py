@@ -50,7 +50,7 @@ def initialise(context: Context, device: torch.device) -> tuple[Context, torch.d
     if not context.enabled:
         return context, device
     if device.type == "cuda":
-        if torch.cuda.device_count() < context.world_size and context.local_rank >= torch.cuda.device_count():
+        if context.local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"rank {context.rank} needs GPU {context.local_rank}, but this node has "
                                f"{torch.cuda.device_count()}")
         device = torch.device("cuda", context.local_rank)
