@@ -7,7 +7,8 @@
 #
 # Targets: table1 table2 table3 table4 table5 yopo trials fast figure1 figure2 figure3 figure4, and
 # all (those whose datasets the scale provides). Scales live in config/config.yaml; the paper's
-# experiments in freeadv/paper.py. Outputs: results/<scale>/, figures/<scale>/, logs/<scale>/.
+# experiments in freeadv/experiments/. Outputs: results/<scale>/, figures/<scale>/, logs/<scale>/
+# (freeadv/experiments/layout.py). Parsing this file imports no torch.
 
 import os
 

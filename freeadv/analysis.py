@@ -14,8 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cpu
-from .attacks import input_gradient, pgd
+from .attacks import AttackSpec
+from .attacks.steps import input_gradient, predict
+from .data import CIFAR10_CLASSES
 from .provenance import stamp
+from .units import PIXEL_LEVELS, to_unit
 from .training import data_for, load_trained_model, resolve_device
 
 PLANES = ("adv-rad", "rad-rad")
@@ -23,7 +26,6 @@ PLANES = ("adv-rad", "rad-rad")
 
 def class_names(dataset: str, num_classes: int) -> list[str]:
     """Human names of the classes where the library knows them, else 'class k'."""
-    from .data import CIFAR10_CLASSES
     if dataset in ("cifar10", "cifar10-jpeg") and num_classes == len(CIFAR10_CLASSES):
         return list(CIFAR10_CLASSES)
     return [f"class {k}" for k in range(num_classes)]
@@ -31,16 +33,11 @@ def class_names(dataset: str, num_classes: int) -> list[str]:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """[0, 1] float images -> uint8 pixels (round to nearest)."""
-    return (x.detach().float().cpu() * 255).round().clamp(0, 255).to(torch.uint8)
+    return (x.detach().float().cpu() * PIXEL_LEVELS).round().clamp(0, PIXEL_LEVELS).to(torch.uint8)
 
 
 def from_uint8(x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
-    return x.to(device=device, dtype=torch.float32) / 255
-
-
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor) -> list[int]:
-    return model(x).argmax(1).tolist()
+    return x.to(device=device, dtype=torch.float32) / PIXEL_LEVELS
 
 
 def _test_split(config: dict[str, Any], n_test: int | None):
@@ -53,8 +50,8 @@ def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, 
                          steps: int) -> torch.Tensor:
     """BIM (PGD without random start, cross-entropy) in pixel units; returns uint8 images whose
     distance to the (uint8) clean images is at most eps pixels."""
-    adv = pgd(model, x, y, eps=eps / 255, step_size=step_size / 255, steps=steps, loss="ce", random_start=False)
-    return to_uint8(adv)
+    spec = AttackSpec("bim", steps, eps, step_size)
+    return to_uint8(spec.attack.perturb(model, x, y, spec, None))
 
 
 def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, steps: int = 50, last: int = 9,
@@ -82,8 +79,8 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
         "test_split_size": len(labels), "indices": list(range(first, len(labels))),
         "labels": y.tolist(), "class_names": class_names(config["dataset"], data.num_classes),
         "clean_images": clean.tolist(), "adversarial_images": adversarial.tolist(),
-        "clean_predictions": predict(model, x),
-        "adversarial_predictions": predict(model, from_uint8(adversarial, dev)),
+        "clean_predictions": predict(model, x).tolist(),
+        "adversarial_predictions": predict(model, from_uint8(adversarial, dev)).tolist(),
         "max_perturbation_pixels": int((adversarial.int() - clean.int()).abs().max()),
         "image_layout": "uint8 [channel][row][column] (3x32x32 for CIFAR)",
         "wall_seconds": seconds, **stamp(dev),
@@ -153,7 +150,7 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
             d1 = input_gradient(model, x[None], torch.tensor([y], device=dev)).sign()[0]
         else:
             d1 = rad1
-        losses = loss_grid(model, x, y, d1, rad2, axis / 255, axis / 255, batch_size)
+        losses = loss_grid(model, x, y, d1, rad2, to_unit(axis), to_unit(axis), batch_size)
         with torch.no_grad():
             clean_loss = float(F.cross_entropy(model(x[None]).float(), torch.tensor([y], device=dev)))
         results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist()})

@@ -7,7 +7,6 @@ never a reason to move a threshold.
 """
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from .io import atomic_write_text, read_json, write_json
-from .paper import load_plan
+from .experiments.layout import PLAN_FILE, train_path
+from .experiments.scales import load_plan
+from .io import atomic_write_text, write_json
 from .tables import build_table, read_result
 
 CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read
@@ -125,7 +125,7 @@ CLAIMS: tuple[Callable[[pd.DataFrame, dict[str, Any], Path], Verdict], ...] = (
 def check_claims(results: str | Path) -> list[Verdict]:
     """Every claim over ``results/<scale>`` (its plan.json and the JSON files it names)."""
     results = Path(results)
-    plan_path = results / "plan.json"
+    plan_path = results / PLAN_FILE
     if not plan_path.exists():
         raise FileNotFoundError(f"no plan at '{plan_path}': run the scale's workflow first "
                                 f"(snakemake table1 figure3 --config scale=...)")
@@ -136,9 +136,9 @@ def check_claims(results: str | Path) -> list[Verdict]:
 
 def provenance(results: Path) -> str:
     """Scale, dataset, architecture and commit of the Table 1 natural run: what the claims were tested on."""
-    plan = load_plan(results / "plan.json")
+    plan = load_plan(results / PLAN_FILE)
     natural = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "natural")
-    train = read_json(results / "runs" / natural["model"] / "train.json")
+    train = read_result(results, train_path(natural["model"]))
     config = train["config"]
     width = f" (width {config['width']})" if config.get("width") else ""
     commit = ((train.get("git") or {}).get("commit") or "unknown")[:12]
@@ -164,26 +164,3 @@ def write_claims(results: str | Path, text_path: str | Path, json_path: str | Pa
     atomic_write_text(text_path, claims_text(results, verdicts))
     write_json(json_path, claims_record(results, verdicts))
     return [Path(text_path), Path(json_path)]
-
-
-def add_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("claims", help="check the paper's claims (C1-C6) on results/<scale>: PASS / FAIL",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", default="mini", help="scale whose results/<scale>/ to read (default mini)")
-    p.add_argument("--results", default="results", help="results root (default results)")
-    p.add_argument("--out", help="also write what is printed to this file")
-    p.add_argument("--json", help="also write the verdicts as JSON to this file")
-    p.add_argument("--strict", action="store_true", help="exit 1 when a claim fails")
-    p.set_defaults(func=_cmd_claims)
-
-
-def _cmd_claims(args: argparse.Namespace) -> int:
-    results = Path(args.results) / args.scale
-    verdicts = check_claims(results)
-    text = claims_text(results, verdicts)
-    print(text, end="")
-    if args.out:
-        atomic_write_text(args.out, text)
-    if args.json:
-        write_json(args.json, claims_record(results, verdicts))
-    return 1 if args.strict and not all(v.passed for v in verdicts) else 0

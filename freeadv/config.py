@@ -16,11 +16,10 @@ from typing import Any
 
 import yaml
 
-METHODS = ("natural", "free", "pgd", "fgsm_rs")
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
+from .data import DATASETS
+from .io import atomic_write_text
+from .keys import ConfigError, bad_value, check, is_number
+from .methods import METHODS, get_method, method_keys
 
 
 # --- Defaults shared by every run --------------------------------------------------------------
@@ -37,14 +36,11 @@ DEFAULTS: dict[str, Any] = {
     # model
     "arch": "wrn32_10",
     "width": None,               # small_cnn only
-    # method (Algorithm 1 and baselines)
-    "method": "free",            # natural | free | pgd | fgsm_rs
-    "replay": 8,                 # m: minibatch replays (free; natural with replay for Figure 1)
-    "eps": 8.0,                  # perturbation bound, pixel units /255
-    "free_step": None,           # free: delta step size; None = eps (Algorithm 1)
-    "pgd_steps": 7,              # K of K-PGD training
-    "pgd_step_size": 2.0,        # alpha of K-PGD training, pixel units
-    "fgsm_alpha": None,          # FGSM-RS step; None = 1.25 * eps (Wong et al. 2020)
+    # method (Algorithm 1 and baselines); each method's own keys (pgd_steps, ...) are declared on
+    # its class in freeadv/methods/ and added to the resolved config of runs of that method only
+    "method": "free",            # a name in freeadv.methods.METHODS (freeadv train --help lists them)
+    "replay": None,              # m: minibatch replays (free, natural); None = the method's default (free 8, natural 1)
+    "eps": 8.0,                  # perturbation bound, pixel units /255 (also the default attack eps)
     # optimisation: SGD + momentum, step schedule counted in iterations
     "batch_size": 128,
     "iterations": 80000,         # total parameter updates (CIFAR: 80k); None = derive from epochs
@@ -79,13 +75,17 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
                   "checkpoint_every": 100},
 }
 
-# Keys whose values are integers >= 1 / >= 0 / floats > 0; used by validate().
-_POSITIVE_INT = ("replay", "pgd_steps", "batch_size", "log_every", "checkpoint_every")
-_OPTIONAL_POSITIVE_INT = ("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n")
-_NON_NEGATIVE_INT = ("seed", "data_seed", "num_workers")
-_POSITIVE_FLOAT = ("lr",)
-_NON_NEGATIVE_FLOAT = ("momentum", "weight_decay", "lr_gamma")
-_BOOL = ("download", "augment", "compile")
+
+# The kind of each shared key (freeadv.keys.CHECKS); validate() checks these and the methods' keys.
+KINDS: dict[str, str] = {
+    **dict.fromkeys(("batch_size", "log_every", "checkpoint_every"), "int>=1"),
+    **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n"), "int>=1|null"),
+    **dict.fromkeys(("seed", "data_seed", "num_workers"), "int>=0"),
+    "lr": "number>0",
+    **dict.fromkeys(("momentum", "weight_decay", "lr_gamma"), "number>=0"),
+    **dict.fromkeys(("download", "augment", "compile"), "bool"),
+    "eps": "pixels",
+}
 
 
 def _type_name(value: Any) -> str:
@@ -118,75 +118,67 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> dict[str, Any]:
-    """Merge defaults, dataset defaults, the user's values and overrides, then validate."""
-    merged: dict[str, Any] = {}
-    merged.update(user or {})
+def defaults() -> dict[str, Any]:
+    """DEFAULTS plus every registered method's own keys (pgd_steps, free_step, ...) with their
+    defaults: read from the registry at call time, so a method registered later is included."""
+    return {**DEFAULTS, **{key: declared.default for key, declared in method_keys().items()}}
+
+
+def _merge(user: dict[str, Any] | None, overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    merged: dict[str, Any] = dict(user or {})
     if isinstance(overrides, dict):
         merged.update(overrides)
     else:
         merged.update(dict(parse_override(o) for o in overrides or []))
-    unknown = sorted(set(merged) - set(DEFAULTS))
+    known = defaults()
+    unknown = sorted(set(merged) - set(known))
     if unknown:
-        raise ConfigError(f"unknown config key '{unknown[0]}'; known keys: {', '.join(sorted(DEFAULTS))}")
+        raise ConfigError(f"unknown config key '{unknown[0]}'; known keys: {', '.join(sorted(known))}")
+    return merged
+
+
+def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Merge defaults, dataset defaults, the method's replay default, the user's values and
+    overrides, then validate."""
+    merged = _merge(user, overrides)
     dataset = merged.get("dataset", DEFAULTS["dataset"])
-    from .data import DATASETS  # local import: data pulls in torchvision
     if dataset not in DATASETS:
         raise ConfigError(f"dataset '{dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
-    config = dict(DEFAULTS)
+    config = defaults()
     config.update(DATASET_DEFAULTS[dataset])
-    if merged.get("method", config["method"]) in ("pgd", "fgsm_rs") and "replay" not in merged:
-        config["replay"] = 1  # replay belongs to free / natural; K-PGD and FGSM-RS see each batch once
-    if merged.get("method") == "natural" and "replay" not in merged:
-        config["replay"] = 1
     config.update(merged)
+    method = get_method(config["method"])
+    if config["replay"] is None:
+        config["replay"] = method.replay_default or 1
     validate(config)
     return config
 
 
+def _check_method(config: dict[str, Any]) -> None:
+    method = get_method(config["method"])
+    check("replay", config["replay"], "int>=1")
+    if method.replay_default is None and config["replay"] != 1:
+        replaying = ", ".join(name for name, cls in METHODS.items() if cls.replay_default is not None)
+        raise bad_value("replay", config["replay"], f"1 (method {method.name} sees each minibatch once; "
+                                                    f"replay is for {replaying})")
+    for key, declared in method_keys().items():
+        check(key, config[key], declared.kind)
+
+
 def validate(config: dict[str, Any]) -> None:
     """Check every value before any work starts; raise ConfigError with one line naming the culprit."""
-    from .data import DATASETS
-    from .models import MODELS
+    from .models import MODELS   # local: the model registry imports torch; the plan reads this module without it
 
     def bad(key: str, allowed: str) -> ConfigError:
-        return ConfigError(f"config key '{key}' has bad value {config[key]!r}: expected {allowed}")
-
-    def is_int(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool)
-
-    def is_number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        return bad_value(key, config[key], allowed)
 
     if config["dataset"] not in DATASETS:
         raise bad("dataset", f"one of {', '.join(DATASETS)}")
     if config["arch"] not in MODELS:
         raise bad("arch", f"one of {', '.join(sorted(MODELS))}")
-    if config["method"] not in METHODS:
-        raise bad("method", f"one of {', '.join(METHODS)}")
-    for key in _POSITIVE_INT:
-        if not is_int(config[key]) or config[key] < 1:
-            raise bad(key, "an integer >= 1")
-    for key in _OPTIONAL_POSITIVE_INT:
-        if config[key] is not None and (not is_int(config[key]) or config[key] < 1):
-            raise bad(key, "an integer >= 1 or null")
-    for key in _NON_NEGATIVE_INT:
-        if not is_int(config[key]) or config[key] < 0:
-            raise bad(key, "an integer >= 0")
-    for key in _POSITIVE_FLOAT:
-        if not is_number(config[key]) or config[key] <= 0:
-            raise bad(key, "a number > 0")
-    for key in _NON_NEGATIVE_FLOAT:
-        if not is_number(config[key]) or config[key] < 0:
-            raise bad(key, "a number >= 0")
-    for key in _BOOL:
-        if not isinstance(config[key], bool):
-            raise bad(key, "true or false")
-    if not is_number(config["eps"]) or not 0 < config["eps"] <= 255:
-        raise bad("eps", "a number in (0, 255] (pixel units, 8 means 8/255)")
-    for key in ("free_step", "fgsm_alpha", "pgd_step_size"):
-        if config[key] is not None and (not is_number(config[key]) or not 0 < config[key] <= 255):
-            raise bad(key, "a number in (0, 255] (pixel units) or null")
+    _check_method(config)
+    for key, kind in KINDS.items():
+        check(key, config[key], kind)
     if config["iterations"] is None and config["epochs"] is None:
         raise ConfigError("config needs 'iterations' or 'epochs' to know how long to train; both are null")
     milestones = config["lr_milestones"]
@@ -206,17 +198,6 @@ def validate(config: dict[str, Any]) -> None:
                           f"larger than n_train={config['n_train']}")
 
 
-def perturbation(config: dict[str, Any]) -> dict[str, float]:
-    """The method's perturbation sizes converted from pixel units to the [0, 1] scale."""
-    eps = config["eps"] / 255
-    return {
-        "eps": eps,
-        "free_step": (config["free_step"] if config["free_step"] is not None else config["eps"]) / 255,
-        "pgd_step_size": config["pgd_step_size"] / 255,
-        "fgsm_alpha": (config["fgsm_alpha"] if config["fgsm_alpha"] is not None else 1.25 * config["eps"]) / 255,
-    }
-
-
 def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[int]]:
     """Total iterations and the learning-rate milestones (in iterations) for this run.
 
@@ -224,7 +205,7 @@ def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[i
     makes ``iterations / (m * batches)`` passes over the data. With ``epochs`` set (ImageNet) free-m
     makes ceil(epochs / m) passes and decays every ceil(lr_step_epochs / m) passes, as in the paper.
     """
-    m = config["replay"] if config["method"] in ("free", "natural") else 1
+    m = config["replay"]   # 1 for methods without replay (validate checks it)
     iters_per_pass = m * batches_per_pass
     if config["iterations"] is not None:
         total = config["iterations"]
@@ -249,6 +230,4 @@ def learning_rate(config: dict[str, Any], milestones: list[int], iteration: int)
 
 
 def save_yaml(config: dict[str, Any], path: str | Path) -> None:
-    from .io import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(config, sort_keys=True))

@@ -164,7 +164,7 @@ def run_checks(config_path: str | None, roots: list[str], outputs: list[str]) ->
             + check_writable(outputs) + check_tools())
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="check versions, devices, data roots and write access before a long run",
                        description=__doc__)
     p.add_argument("--config", default="config/config.yaml" if Path("config/config.yaml").exists() else None,

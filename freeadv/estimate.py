@@ -2,10 +2,11 @@
 
 Two costs are measured per architecture on this device: a training step (forward + full backward +
 SGD step) and an attack step (forward + input-only backward). Every job is then a count of those:
-natural and Free-m iterations cost one training step each (Free's claim; ``freeadv bench`` checks it),
-a K-PGD iteration one training step plus K attack steps, FGSM-RS one plus one, and an evaluation
-(steps x restarts) attack steps per test batch, an upper bound since restarts attack only the
-still-robust examples. On a CPU the steps are timed at a small probe batch and scaled linearly.
+each training method declares what one of its iterations costs in those units (``Method.cost``:
+natural and Free-m one training step, Free's claim that ``freeadv bench`` checks; K-PGD one
+training step plus K attack steps; FGSM-RS one plus one), and each attack kind what it costs per
+test batch (``AttackKind.cost``: steps x restarts, an upper bound since restarts attack only the
+still-robust examples). On a CPU the steps are timed at a small probe batch and scaled linearly.
 """
 from __future__ import annotations
 
@@ -17,23 +18,26 @@ from typing import Any
 import torch
 
 from . import config as cfg
-from . import paper
+from .attacks import AttackSpec
+from .attacks.steps import input_gradient
+from .bench import time_interleaved
+from .data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
+from .experiments.design import FIGURES, TABLES
+from .experiments.scales import available_targets, build_plan, plan_inputs, unavailable_message
+from .methods import METHODS, get_method
+from .provenance import device_info
+from .training import make_optimizer, model_for, place_batch, place_model, resolve_device, setup_runtime
 
-# Images per split of the real datasets (n_train / n_test override); synthetic uses its defaults.
-TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "cifar10-jpeg": 50_000, "imagenet": 1_281_167}
-TEST_SIZE = {"cifar10": 10_000, "cifar100": 10_000, "cifar10-jpeg": 10_000, "imagenet": 50_000}
 CPU_PROBE_BATCH = 32
 
 
 def split_size(config: dict[str, Any], split: str) -> int:
-    from .data import SYNTHETIC_DEFAULT_SIZES
-
+    """Images in a split: n_train / n_test where set, else the dataset's size."""
     requested = config["n_train" if split == "train" else "n_test"]
     if requested is not None:
         return requested
-    if config["dataset"] == "synthetic":
-        return SYNTHETIC_DEFAULT_SIZES[0 if split == "train" else 1]
-    return (TRAIN_SIZE if split == "train" else TEST_SIZE)[config["dataset"]]
+    sizes = SYNTHETIC_DEFAULT_SIZES if config["dataset"] == "synthetic" else SPLIT_SIZES[config["dataset"]]
+    return sizes[0 if split == "train" else 1]
 
 
 def iterations(config: dict[str, Any]) -> int:
@@ -43,11 +47,6 @@ def iterations(config: dict[str, Any]) -> int:
 
 def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | None, reps: int) -> dict[str, float]:
     """Seconds per training step and per attack step at the job's batch size, on ``device``."""
-    from .bench import time_interleaved
-    from .attacks import input_gradient
-    from .methods import Natural
-    from .training import make_optimizer, model_for, setup_runtime
-
     dev, autocast, channels_last = setup_runtime({**config, "device": device})
     batch = config["batch_size"]
     probe = probe_batch or (batch if dev.type == "cuda" else min(batch, CPU_PROBE_BATCH))
@@ -55,13 +54,10 @@ def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | N
     torch.manual_seed(0)
     x = torch.rand(probe, 3, size, size, device=dev)
     y = torch.randint(0, 2, (probe,), device=dev)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    model = model_for(config).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    x = place_batch(x, channels_last)
+    model = place_model(model_for(config), dev, channels_last)
     optimizer = make_optimizer(model, config)
-    natural = Natural(autocast=autocast)
+    natural = METHODS["natural"](autocast=autocast)
     timings = time_interleaved({"train": lambda: natural.step(model, optimizer, x, y),
                                 "attack": lambda: input_gradient(model, x, y)}, dev, warmup=1, reps=reps)
     scale = batch / probe
@@ -77,13 +73,13 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
              reps: int = 3) -> dict[str, Any]:
     """Jobs of ``target`` (a table or figure, or ``all``: every target the scale provides, each
     shared model and attack counted once) with their expected seconds."""
-    names = paper.available_targets(plan) if target == "all" else [target]
+    names = available_targets(plan) if target == "all" else [target]
     models: set[str] = set()
     attacks: dict[str, set[str]] = {}
     for name in names:
         entry = plan["targets"][name]
         if not entry["available"]:
-            raise ValueError(paper.unavailable_message(plan, name))
+            raise ValueError(unavailable_message(plan, name))
         models |= {row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]}
         for row in entry["rows"]:
             for planned in list(row["metrics"].values()) + row.get("sanity", []):
@@ -98,15 +94,15 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
         if key not in costs:
             costs[key] = measure_step_costs(config, device, probe_batch, reps)
         cost = costs[key]
-        per_iteration = cost["train_step_s"] + cost["attack_step_s"] * {
-            "pgd": config["pgd_steps"], "fgsm_rs": 1}.get(config["method"], 0)
+        work = get_method(config["method"]).cost(config)
+        per_iteration = cost["train_step_s"] * work.train + cost["attack_step_s"] * work.attack
         n_iter = iterations(config)
         jobs.append({"job": "train", "model": model, "method": config["method"], "iterations": n_iter,
                      "seconds": n_iter * per_iteration})
         n_test = split_size(config, "test")
         for attack_id in sorted(attacks.get(model, ())):
-            attack = paper.Attack.parse(attack_id)
-            steps = max(attack.steps, 1) * attack.restarts if attack.kind in ("pgd", "cw", "bim") else 0
+            attack = AttackSpec.parse(attack_id)
+            steps = attack.attack.cost(attack)
             batches = n_test / config["batch_size"]
             seconds = batches * (steps + 1) * cost["attack_step_s"]   # +1: the clean pass, a generous forward
             jobs.append({"job": "attack", "model": model, "method": attack_id, "iterations": steps,
@@ -139,7 +135,7 @@ def format_estimate(result: dict[str, Any], device_name: str) -> str:
     return "\n".join(lines)
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("estimate", help="expected wall time of a table's or figure's jobs on this device",
                        description=__doc__)
     p.add_argument("target", help="a table or figure (table1 ... table5, yopo, trials, fast, figure1 ... figure4), "
@@ -154,18 +150,16 @@ def add_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
-    from .provenance import device_info
-    from .training import resolve_device
 
-    if args.target not in paper.TABLES + paper.FIGURES + ("all",):
+    if args.target not in TABLES + FIGURES + ("all",):
         raise ValueError(f"target '{args.target}' is unknown: choose one of "
-                         f"{', '.join(list(paper.TABLES) + list(paper.FIGURES))} or all")
+                         f"{', '.join(list(TABLES) + list(FIGURES))} or all")
     for name in ("probe_batch", "reps"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
     workflow_config = cfg.load_yaml(Path(args.config))
-    plan = paper.build_plan(**paper.plan_inputs(workflow_config, args.scale))
+    plan = build_plan(**plan_inputs(workflow_config, args.scale))
     result = estimate(plan, args.target, device=args.device, probe_batch=args.probe_batch, reps=args.reps)
     print(format_estimate(result, device_info(resolve_device(args.device))["name"]))
     return 0

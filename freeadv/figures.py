@@ -6,8 +6,6 @@ mini figure cannot be mistaken for the paper's. Each is written as PNG and PDF.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,36 +15,28 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .paper import ARCH_TITLES, DATASET_TITLES, paper_value, unavailable_message  # noqa: E402
+from .experiments.design import ARCH_TITLES, DATASET_TITLES  # noqa: E402
+from .experiments.layout import train_path  # noqa: E402
+from .experiments.paper_values import paper_value  # noqa: E402
+from .experiments.scales import unavailable_message  # noqa: E402
+from .io import atomic_write  # noqa: E402
 from .tables import metric_value, read_result  # noqa: E402
 
 PAPER_GREY = "0.45"
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    """Write next to ``path`` and rename into place: a killed job leaves no half-written figure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(fig: plt.Figure, out: str | Path) -> list[Path]:
     """Save ``fig`` as <stem>.png (150 dpi) and <stem>.pdf, byte-identical when redrawn from the
-    same results (no creation date in the PDF), so regenerated figures show no spurious diff."""
+    same results (no creation date in the PDF), so regenerated figures show no spurious diff.
+    Each file is written next to its path and renamed into place: a killed job leaves no
+    half-written figure."""
     out = Path(out)
     paths = []
     for ext, kwargs in ((".png", {"dpi": 150}), (".pdf", {"metadata": {"CreationDate": None}})):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext[1:], bbox_inches="tight", **kwargs)
         path = out.with_suffix(ext)
-        _write_bytes(path, buffer.getvalue())
+        atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
         paths.append(path)
     plt.close(fig)
     return paths
@@ -74,7 +64,7 @@ def _row_value(results: Path, row: dict[str, Any], metric_key: str, field: str) 
 
 
 def _train_config(results: Path, row: dict[str, Any]) -> dict[str, Any]:
-    return read_result(results, f"runs/{row['model']}/train.json")["config"]
+    return read_result(results, train_path(row["model"]))["config"]
 
 
 # --- Figure 1 ------------------------------------------------------------------------------------

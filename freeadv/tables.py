@@ -1,6 +1,6 @@
 """Tables 1-5, YOPO, trials and FGSM-RS comparison: ours next to the paper's numbers.
 
-A table is built from a plan (:func:`freeadv.paper.build_plan`) and the JSON result files under
+A table is built from a plan (:func:`freeadv.experiments.scales.build_plan`) and the JSON result files under
 ``results/<scale>`` only, so it regenerates without any model. Columns of the CSV, per metric M:
 ``M_ours``, ``M_paper``, ``M_diff`` (ours - paper), then where the number came from: train
 minutes, images/s, device, the dataset and architecture actually trained, the model id, the
@@ -16,7 +16,10 @@ from typing import Any
 import pandas as pd
 
 from .io import atomic_write_text, read_json
-from .paper import DATASET_TITLES, paper_value, train_path, unavailable_message
+from .experiments.design import DATASET_TITLES
+from .experiments.layout import TABLE_FORMATS, table_file, train_path
+from .experiments.paper_values import paper_value
+from .experiments.scales import unavailable_message
 from .sanity import check_model
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
@@ -248,7 +251,7 @@ def write_table(plan: dict[str, Any], target: str, results_dir: str | Path, out_
     """Build one table and write ``<out_dir>/<target>.{csv,md,tex}`` atomically."""
     frame = build_table(plan, target, results_dir)
     out_dir = Path(out_dir)
-    paths = [out_dir / f"{target}.{ext}" for ext in ("csv", "md", "tex")]
+    paths = [out_dir / table_file(target, ext) for ext in TABLE_FORMATS]
     atomic_write_text(paths[0], frame.to_csv(index=False))
     atomic_write_text(paths[1], to_markdown(frame, plan, target))
     atomic_write_text(paths[2], to_latex(frame, plan, target))

@@ -1,10 +1,14 @@
 """PGD / CW / BIM: stay in the ball and the box, restarts only help the attacker, and a natural
 model falls to a large-eps attack."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
 
-from freeadv.attacks import AttackSpec, cw_margin, evaluate, pgd, worst_case
+from freeadv.attacks import ATTACKS, AttackError, AttackSpec, cw_margin, evaluate, pgd, worst_case
+from freeadv.attacks.spec import for_model
 
 
 def trained_toy_model():
@@ -41,7 +45,7 @@ def test_pgd_stays_in_eps_ball_and_unit_box(toy, loss, random_start):
 
 def test_pgd_raises_the_loss(toy):
     model, x, y = toy
-    x_adv = pgd(model, x, y, eps=16 / 255, step_size=2 / 255, steps=10)
+    x_adv = pgd(model, x, y, eps=16, step_size=2, steps=10)
     ce = nn.functional.cross_entropy
     assert ce(model(x_adv), y) > 10 * ce(model(x), y)
     assert cw_margin(model(x_adv), y) > cw_margin(model(x), y)
@@ -51,7 +55,7 @@ def test_large_eps_pgd_drives_natural_model_accuracy_to_zero(toy):
     model, x, y = toy
     clean = evaluate(model, [(x, y)], AttackSpec("none"))
     assert clean["clean_acc"] > 95
-    attacked = evaluate(model, [(x, y)], AttackSpec("pgd", eps=128 / 255, step_size=16 / 255, steps=20))
+    attacked = evaluate(model, [(x, y)], AttackSpec("pgd", eps=128, step_size=16, steps=20))
     assert attacked["robust_acc"] < 2
 
 
@@ -59,7 +63,7 @@ def test_more_restarts_never_raise_robust_accuracy(toy):
     model, x, y = toy
     accs = []
     for restarts in (1, 3, 6):
-        spec = AttackSpec("pgd", eps=48 / 255, step_size=12 / 255, steps=2, restarts=restarts)
+        spec = AttackSpec("pgd", eps=48, step_size=12, steps=2, restarts=restarts)
         accs.append(evaluate(model, [(x, y)], spec, seed=0)["robust_acc"])
     assert accs[0] >= accs[1] >= accs[2]
     assert accs[2] < accs[0]     # restarts find examples a single run missed
@@ -68,7 +72,7 @@ def test_more_restarts_never_raise_robust_accuracy(toy):
 
 def test_worst_case_keeps_adversarial_example_that_fooled(toy):
     model, x, y = toy
-    spec = AttackSpec("pgd", eps=12 / 255, step_size=2 / 255, steps=3, restarts=2)
+    spec = AttackSpec("pgd", eps=12, step_size=2, steps=3, restarts=2)
     x_adv, robust = worst_case(model, x, y, spec, torch.Generator().manual_seed(1))
     fooled = model(x_adv).argmax(1) != y
     assert torch.equal(fooled, ~robust)
@@ -80,7 +84,7 @@ def test_attack_uses_eval_mode_and_restores_training_mode():
     x, y = torch.rand(6, 3, 2, 2), torch.randint(0, 3, (6,))
     modes = []
     model[2].register_forward_pre_hook(lambda mod, inp: modes.append(mod.training))
-    evaluate(model, [(x, y)], AttackSpec("pgd", steps=2))
+    evaluate(model, [(x, y)], AttackSpec("pgd", steps=2, eps=8, step_size=2))
     assert modes and not any(modes)
     assert model.training
 
@@ -90,3 +94,34 @@ def test_attack_spec_rejects_bad_values():
         AttackSpec("fgsmx")
     with pytest.raises(ValueError, match="restarts=0"):
         AttackSpec("pgd", restarts=0)
+
+
+@pytest.mark.parametrize("attack_id", ["clean", "noise-eps8", "pgd20-eps8-step2", "pgd20-eps8-step2-r10",
+                                       "cw100-eps8-step2", "bim50-eps30-step2", "pgd10-eps2-step1"])
+def test_attack_ids_round_trip_through_the_registry(attack_id):
+    spec = AttackSpec.parse(attack_id)
+    assert spec.id == attack_id
+    assert spec.kind in ATTACKS
+
+
+def test_unknown_attack_id_names_the_known_forms():
+    with pytest.raises(AttackError, match="pgd-twenty.*<steps>-eps<E>"):
+        AttackSpec.parse("pgd-twenty")
+
+
+def test_unbound_attack_says_what_is_missing():
+    with pytest.raises(AttackError, match="no eps"):
+        AttackSpec("pgd", steps=2).eps_unit
+
+
+def test_spec_is_in_pixel_units_and_for_model_fills_the_training_eps():
+    spec = for_model(AttackSpec("pgd", 20), {"eps": 4.0, "dataset": "imagenet"})
+    assert (spec.eps, spec.step_size) == (4.0, 1.0)
+    assert spec.eps_unit == pytest.approx(4 / 255)
+    assert for_model(AttackSpec("pgd", 20), {"eps": 8, "dataset": "cifar10"}).step_size == 2.0
+
+
+def test_attack_registry_imports_no_torch():
+    code = ("import sys, freeadv.attacks, freeadv.methods, freeadv.config, freeadv.sanity; "
+            "assert not [m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy')], 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -5,6 +5,9 @@ import pytest
 
 from freeadv.bench import run_bench
 from freeadv.cli import main
+from freeadv.methods import METHODS, method_params
+
+PAPER_METHODS = ("natural", "free", "pgd", "fgsm_rs")
 
 
 @pytest.fixture(scope="module")
@@ -14,8 +17,9 @@ def tiny_bench():
 
 def test_every_method_and_both_pgd_loops_are_timed(tiny_bench):
     names = [row["name"] for row in tiny_bench["rows"]]
-    assert names == ["natural", "natural + input gradient", "free m=2", "2-PGD train", "7-PGD train", "fgsm_rs",
-                     "PGD-3 eval (freeadv)", "PGD-3 eval (plain autograd loop)"]
+    assert names[:6] == ["Natural", "natural + input gradient", "Free m=2", "2-PGD", "7-PGD", "FGSM-RS"]
+    assert names[6:-2] == [METHODS[m].title(method_params(m, {})) for m in METHODS if m not in PAPER_METHODS]
+    assert names[-2:] == ["PGD-3 eval (freeadv)", "PGD-3 eval (plain autograd loop)"]
     natural = tiny_bench["rows"][0]
     assert natural["relative_to_natural"] == 1.0
     for row in tiny_bench["rows"]:
@@ -28,8 +32,8 @@ def test_pgd_training_costs_grow_with_its_steps(tiny_bench):
     cost = {row["name"]: row["relative_to_natural"] for row in tiny_bench["rows"]}
     # 7-PGD runs 7 extra forward/backward passes per update; 2-PGD two: even a tiny overhead-bound
     # model cannot hide that.
-    assert cost["7-PGD train"] > cost["2-PGD train"] > 1.2
-    assert cost["7-PGD train"] > 2.5
+    assert cost["7-PGD"] > cost["2-PGD"] > 1.2
+    assert cost["7-PGD"] > 2.5
 
 
 def test_cli_writes_the_json_and_prints_the_table(tmp_path, capsys):
@@ -38,9 +42,9 @@ def test_cli_writes_the_json_and_prints_the_table(tmp_path, capsys):
                  "--methods", "free", "--device", "cpu", "--out", str(out)])
     assert code == 0
     table = capsys.readouterr().out
-    assert "free m=8" in table and "x natural" in table
+    assert "Free m=8" in table and "x natural" in table
     result = json.loads(out.read_text())
-    assert [row["name"] for row in result["rows"]][:2] == ["natural", "free m=8"]
+    assert [row["name"] for row in result["rows"]][:2] == ["Natural", "Free m=8"]
     assert result["device"]["cpu_settings"]["flush_denormal"] is True
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from freeadv import config as cfg
-from freeadv.io import CheckpointError, load_tensors
+from freeadv.checkpoints import CheckpointError, load_tensors
 from freeadv.training import Trainer
 
 ARGS = ["--set", "dataset=synthetic", "--set", "arch=small_cnn", "--set", "width=8", "--set", "n_train=512",
@@ -24,7 +24,8 @@ ARGS = ["--set", "dataset=synthetic", "--set", "arch=small_cnn", "--set", "width
 KILLER = textwrap.dedent("""
     import io, os, signal, sys
     import torch
-    from freeadv import io as fio, methods, training
+    from freeadv import checkpoints, methods
+    from freeadv.training import folder
     from freeadv.cli import main
 
     point, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -59,19 +60,19 @@ KILLER = textwrap.dedent("""
             return save(obj, f, *a, **k)
         torch.save = dying_save
     elif point == "checkpoint-rotate":       # checkpoint.pt renamed to checkpoint.prev.pt, new one not begun
-        save_tensors = training.save_tensors
+        save_tensors = checkpoints.save_tensors
         def dying_save_tensors(path, state):
             if due():
                 die()
             return save_tensors(path, state)
-        training.save_tensors = dying_save_tensors
+        checkpoints.save_tensors = dying_save_tensors
     elif point == "train-json":              # model.pt written, train.json not yet
-        write_json = fio.write_json
+        write_json = folder.write_json
         def dying_write_json(path, data):
             if due():
                 die()
             return write_json(path, data)
-        fio.write_json = dying_write_json
+        folder.write_json = dying_write_json
     sys.exit(main(args))
 """)
 
@@ -155,3 +156,12 @@ def test_all_checkpoints_corrupt_is_a_clear_error_not_a_restart(tmp_path, monkey
     with pytest.raises(CheckpointError, match="cannot load .*checkpoint.pt.* no older good checkpoint"):
         Trainer(cfg.resolve(TINY), run, progress=False).run()
     assert not (run / "model.pt").exists()
+
+
+def test_io_imports_no_torch():
+    """freeadv.io runs at Snakemake parse time (through freeadv.claims): importing it must not
+    import torch; the tensor files are freeadv.checkpoints'."""
+    code = "import sys, freeadv.io; assert 'torch' not in sys.modules, 'io imported torch'"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+

@@ -2,7 +2,10 @@
 seeded subsets, the cache, and the exactness of seeded / resumed training passes."""
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -10,8 +13,11 @@ import pytest
 import torch
 import torchvision.datasets.cifar
 
-from freeadv.data import (CIFAR10_CLASSES, DATASETS, MEAN_STD, NUM_CLASSES, DataBundle, DataError, load_data,
-                          random_crop_flip)
+import freeadv.data
+from freeadv.data import (CIFAR10_CLASSES, DATASETS, MEAN_STD, NUM_CLASSES, SPLIT_SIZES, DataBundle, DataError,
+                          load_data, random_crop_flip)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -395,3 +401,30 @@ def test_random_crop_flip_uses_its_generator_only():
     assert first.dtype == torch.uint8 and first.shape == x.shape
     assert torch.equal(first, random_crop_flip(x, torch.Generator().manual_seed(5)))
     assert not torch.equal(first, random_crop_flip(x, torch.Generator().manual_seed(6)))
+
+
+# --- the package: torch-free facts, torch-heavy names on first use ----------------------------------
+
+def test_dataset_facts_import_without_torch():
+    """The experiment plan and the Snakefile read these facts at parse time, where torch costs seconds."""
+    code = ("import sys, freeadv.data as d; d.DATASETS, d.NUM_CLASSES, d.MEAN_STD, d.SPLIT_SIZES, d.DataError; "
+            "heavy = {'torch', 'torchvision', 'numpy', 'PIL'} & set(sys.modules); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_lazy_names_are_the_defining_modules_objects():
+    from freeadv.data import bundle, jpeg, loading, subsets, synthetic
+    assert freeadv.data.load_data is loading.load_data and DataBundle is bundle.DataBundle
+    assert freeadv.data.cache_dir is jpeg.cache_dir and freeadv.data.make_synthetic is synthetic.make_synthetic
+    assert freeadv.data.train_subset_indices is subsets.train_subset_indices
+    for name in freeadv.data.__all__:
+        getattr(freeadv.data, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        freeadv.data.no_such_name
+
+
+def test_catalog_facts_cover_every_dataset():
+    assert set(NUM_CLASSES) == set(MEAN_STD) == set(DATASETS)
+    assert set(SPLIT_SIZES) == set(DATASETS) - {"synthetic"}
+    assert SPLIT_SIZES["cifar10"] == SPLIT_SIZES["cifar10-jpeg"] == (50_000, 10_000)
+    assert MEAN_STD["cifar10"][1][0] == 0.2470   # the value every committed run was trained with

@@ -12,9 +12,11 @@ import torch
 import torch.nn.functional as F
 
 from freeadv import config as cfg
-from freeadv.io import load_tensors, read_json
+from freeadv.checkpoints import load_tensors
+from freeadv.io import read_json
 from freeadv.methods import frozen_bn_statistics
-from freeadv.training import data_for, make_optimizer, model_for, setup_runtime
+from freeadv.training import data_for, make_optimizer, model_for, place_model, setup_runtime
+from freeadv.units import to_unit
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -60,12 +62,11 @@ def single_process_equivalent() -> dict[str, torch.Tensor]:
     device, _, channels_last = setup_runtime(config)
     torch.manual_seed(config["seed"])
     data = data_for(config)
-    model = model_for(config, data).to(device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(model_for(config, data), device, channels_last)
     optimizer = make_optimizer(model, config)
     total, milestones = cfg.schedule(config, data.num_train_batches(config["batch_size"]))
-    eps, step = (cfg.perturbation(config)[k] for k in ("eps", "free_step"))
+    free_step = config["free_step"] if config["free_step"] is not None else config["eps"]   # Algorithm 1: eps
+    eps, step = to_unit(config["eps"]), to_unit(free_step)
     delta = torch.zeros(config["batch_size"], 3, 32, 32)
     iteration, epoch = 0, 0
     model.train()

@@ -1,7 +1,8 @@
 """`freeadv estimate`: every job of a target gets a time from costs measured on this device."""
 import pytest
 
-from freeadv import estimate, paper
+from freeadv import estimate
+from freeadv.experiments.scales import build_plan, plan_inputs, target_files
 from freeadv.cli import main
 from freeadv.config import load_yaml
 
@@ -12,7 +13,7 @@ REPO_CONFIG = "config/config.yaml"
 def smoke_plan():
     from pathlib import Path
     config = load_yaml(Path(__file__).resolve().parents[1] / REPO_CONFIG)
-    return paper.build_plan(**paper.plan_inputs(config, "smoke"))
+    return build_plan(**plan_inputs(config, "smoke"))
 
 
 def test_table1_estimate_covers_every_job_and_charges_pgd_for_its_steps(smoke_plan):
@@ -20,7 +21,7 @@ def test_table1_estimate_covers_every_job_and_charges_pgd_for_its_steps(smoke_pl
     trains = {j["model"]: j for j in result["jobs"] if j["job"] == "train"}
     attacks = [j for j in result["jobs"] if j["job"] == "attack"]
     assert len(trains) == 6
-    assert len(attacks) == len(paper.target_files(smoke_plan, "table1")) - 6
+    assert len(attacks) == len(target_files(smoke_plan, "table1")) - 6
     natural = next(j for m, j in trains.items() if "natural" in m)
     free = next(j for m, j in trains.items() if "free-m8" in m)
     pgd7 = next(j for m, j in trains.items() if "pgd7" in m)

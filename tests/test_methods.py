@@ -1,4 +1,5 @@
 """Algorithm 1 and the baselines, checked against hand-derived gradients of a linear model."""
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -108,3 +109,54 @@ def test_training_attack_does_not_move_batchnorm_running_statistics():
     assert model[2].momentum == 0.1
     with frozen_bn_statistics(model):
         assert model[2].momentum == 0.0
+
+
+# --- the registry -------------------------------------------------------------------------------
+
+from freeadv import config as cfg  # noqa: E402
+from freeadv.methods import METHODS, Key, Method, StepCost, register_method  # noqa: E402
+
+
+def _declared(name, **attrs):
+    body = {"name": name, "title": classmethod(lambda cls, p: name), "id_fragment": classmethod(lambda cls, p: name),
+            "cost": classmethod(lambda cls, c: StepCost()), "from_config": classmethod(lambda cls, c, a=None: cls()),
+            "adversarial_input": lambda self, model, x, y, g: x}
+    body.update(attrs)
+    return type(f"M_{name}", (Method,), body)
+
+
+@pytest.mark.parametrize("missing", ["title", "id_fragment", "cost", "from_config"])
+def test_a_half_declared_method_is_refused_at_registration(missing):
+    cls = _declared("halfway")
+    delattr(cls, missing)
+    with pytest.raises(TypeError, match=f"does not define {missing}"):
+        register_method(cls)
+    assert "halfway" not in METHODS
+
+
+def test_a_method_that_never_perturbs_or_clashes_is_refused():
+    with pytest.raises(TypeError, match="neither adversarial_input nor step"):
+        register_method(_declared("lazy", adversarial_input=Method.adversarial_input))
+    with pytest.raises(TypeError, match="already taken"):
+        register_method(_declared("free"))
+    with pytest.raises(TypeError, match="pgd_steps.*declared differently"):
+        register_method(_declared("other", keys={"pgd_steps": Key(3, "int>=1", "x")}))
+    with pytest.raises(TypeError, match="must be a freeadv.keys.Key"):
+        register_method(_declared("other2", keys={"other_steps": 3}))
+
+
+def test_config_reads_the_registry():
+    for name, cls in METHODS.items():
+        config = cfg.resolve({"dataset": "synthetic", "method": name})
+        assert config["replay"] == (cls.replay_default or 1)
+        for key, declared in cls.keys.items():
+            assert config[key] == declared.default
+    with pytest.raises(cfg.ConfigError, match="'replay' has bad value 8: expected 1"):
+        cfg.resolve({"dataset": "synthetic", "method": "fgsm_rs", "replay": 8})
+    with pytest.raises(cfg.ConfigError, match="'pgd_steps' has bad value 0"):
+        cfg.resolve({"dataset": "synthetic", "method": "pgd", "pgd_steps": 0})
+
+
+def test_randomness_is_declared_by_the_methods_that_draw_it():
+    assert {n for n, c in METHODS.items() if c.needs_randomness} >= {"pgd", "fgsm_rs"}
+    assert not METHODS["free"].needs_randomness and not METHODS["natural"].needs_randomness

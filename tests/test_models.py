@@ -257,3 +257,22 @@ def test_imagenet_resnets_get_num_classes_and_normalize():
     assert isinstance(model.preprocess, Normalize)
     assert model.net.fc.out_features == 1000
     assert count_parameters(model) == 25_557_032  # torchvision's published ResNet-50 size
+
+
+def test_public_names_stay_importable():
+    import freeadv.models
+
+    assert {name for name in freeadv.models.__all__ if not hasattr(freeadv.models, name)} == set()
+
+
+def test_default_normalisation_is_the_data_catalogs():
+    """One definition per constant: the builders' default is the data catalog's CIFAR-10 entry
+    (std 0.2470, what every trained model used through MEAN_STD)."""
+    import freeadv.models
+    from freeadv.data import MEAN_STD
+
+    assert (freeadv.models.CIFAR10_MEAN, freeadv.models.CIFAR10_STD) == MEAN_STD["cifar10"]
+    assert (freeadv.models.IMAGENET_MEAN, freeadv.models.IMAGENET_STD) == MEAN_STD["imagenet"]
+    model = build_model("small_cnn", 10, width=4)
+    torch.testing.assert_close(model.preprocess.std.flatten(), torch.tensor(MEAN_STD["cifar10"][1]))
+    torch.testing.assert_close(model.preprocess.mean.flatten(), torch.tensor(MEAN_STD["cifar10"][0]))

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from freeadv import config as cfg
-from freeadv.io import load_tensors
+from freeadv.checkpoints import load_tensors
 from freeadv.training import Trainer
 
 REFERENCE = Path(__file__).with_name("data") / "reference_weights.json"

@@ -59,7 +59,7 @@ def test_unbounded_attack_on_gradient_masking_model_is_flagged():
     model = MaskedModel().eval()
     x = torch.rand(64, 3, 2, 2)
     y = model(x).argmax(1)                       # labels the model gets right
-    result = evaluate(model, [(x, y)], AttackSpec("pgd", eps=128 / 255, step_size=16 / 255, steps=10))
+    result = evaluate(model, [(x, y)], AttackSpec("pgd", eps=128, step_size=16, steps=10))
     assert result["robust_acc"] > 50             # PGD is blind: the gradient is zero everywhere
     warnings = check_eval({"attack": {"kind": "pgd", "steps": 10, "eps": 128.0, "restarts": 1}, **result})
     assert any("gradient masking" in w for w in warnings)

@@ -6,18 +6,21 @@ import math
 import pandas as pd
 import pytest
 
-from freeadv import paper
+from freeadv.attacks import AttackError, AttackSpec
+from freeadv.experiments import design, scales
+from freeadv.experiments.layout import train_path
+from freeadv.experiments.paper_values import paper_value, paper_values
 from freeadv.tables import MissingResult, build_table, write_table
 
 SMALL_SCALE = {
     "datasets": {"cifar10": "synthetic", "cifar100": "synthetic", "imagenet": "synthetic"},
-    "architectures": {a: {"arch": "small_cnn", "width": 4} for a in paper.PAPER_ARCHS},
+    "architectures": {a: {"arch": "small_cnn", "width": 4} for a in design.PAPER_ARCHS},
     "train": {"iterations": 20, "n_train": 256, "n_test": 100},
     "attacks": {"max_steps": 5, "max_restarts": 2},
 }
 PAPER_SCALE = {
     "datasets": {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"},
-    "architectures": {a: {"arch": a} for a in paper.PAPER_ARCHS},
+    "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS},
 }
 
 
@@ -33,20 +36,20 @@ PAPER_SCALE = {
     ("figure1", "cifar100_pgd7", "nat", 59.87),
 ])
 def test_paper_values_are_transcribed(table, row, metric, value):
-    assert paper.paper_value(table, row, metric) == pytest.approx(value)
+    assert paper_value(table, row, metric) == pytest.approx(value)
 
 
 def test_paper_values_have_no_duplicates_and_figure4_has_none():
-    values = paper.paper_values()
+    values = paper_values()
     assert not values.duplicated(["table", "row", "metric"]).any()
     assert (values["table"] == "figure4").sum() == 0
     assert set(values["unit"]) == {"percent", "minutes"}
-    assert paper.paper_value("table1", "free_m10", "no_such_metric") is None
+    assert paper_value("table1", "free_m10", "no_such_metric") is None
 
 
 def test_every_paper_value_has_a_row_and_a_column_in_its_target():
-    targets = paper.TARGETS
-    for table, row, metric in paper.paper_values()[["table", "row", "metric"]].itertuples(index=False):
+    targets = design.TARGETS
+    for table, row, metric in paper_values()[["table", "row", "metric"]].itertuples(index=False):
         target = targets[table]
         rows = {r.key for r in target.rows} | ({"mean", "std"} if target.summary == "mean_std" else set())
         assert row in rows, (table, row)
@@ -54,12 +57,12 @@ def test_every_paper_value_has_a_row_and_a_column_in_its_target():
 
 
 def test_paper_grid_of_table_rows_matches_the_paper():
-    rows = {name: [r.key for r in paper.TARGETS[name].rows] for name in paper.TABLES}
+    rows = {name: [r.key for r in design.TARGETS[name].rows] for name in design.TABLES}
     assert rows["table1"] == ["natural", "free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]
     assert rows["table2"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8", "free_m10", "pgd2", "pgd7"]
     assert rows["table3"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8"]
     assert rows["table5"] == ["resnet50", "resnet101", "resnet152"]
-    assert [m.key for m in paper.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "train_min"]
+    assert [m.key for m in design.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "train_min"]
 
 
 # --- ids and the plan ---------------------------------------------------------------------------
@@ -67,16 +70,16 @@ def test_paper_grid_of_table_rows_matches_the_paper():
 @pytest.mark.parametrize("attack_id", ["clean", "pgd20-eps8-step2", "pgd20-eps8-step2-r10", "cw100-eps8-step2",
                                        "pgd100-eps2.5-step1", "bim50-eps30-step2"])
 def test_attack_id_round_trips(attack_id):
-    assert paper.Attack.parse(attack_id).id == attack_id
+    assert AttackSpec.parse(attack_id).id == attack_id
 
 
 def test_bad_attack_id_is_refused():
-    with pytest.raises(paper.PlanError, match="pgd20-eps8-step2-r10"):
-        paper.Attack.parse("pgd-twenty")
+    with pytest.raises(AttackError, match="pgd20-eps8-step2-r10"):
+        AttackSpec.parse("pgd-twenty")
 
 
 def test_paper_plan_trains_shared_models_once():
-    plan = paper.build_plan("paper", PAPER_SCALE)
+    plan = scales.build_plan("paper", PAPER_SCALE)
     free8 = "cifar10-wrn32_10-free-m8-eps8-s0"
     assert free8 in plan["models"]
     users = [name for name, entry in plan["targets"].items()
@@ -98,7 +101,7 @@ def test_paper_plan_trains_shared_models_once():
 
 
 def test_scale_maps_datasets_architectures_and_caps_attacks():
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     # CIFAR-10 and CIFAR-100 natural models realise the same config at this scale: one model
     assert plan["targets"]["table1"]["rows"][0]["model"] == plan["targets"]["table2"]["rows"][0]["model"] \
         == "synthetic-small_cnn-w4-natural-s0"
@@ -110,9 +113,9 @@ def test_scale_maps_datasets_architectures_and_caps_attacks():
 
 def test_targets_missing_a_dataset_are_not_available():
     settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
-    plan = paper.build_plan("mini", settings)
-    assert paper.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3"]
-    assert "cifar100" in paper.unavailable_message(plan, "table2")
+    plan = scales.build_plan("mini", settings)
+    assert scales.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3"]
+    assert "cifar100" in scales.unavailable_message(plan, "table2")
     # Figure 1 is drawn per dataset: its CIFAR-10 panel only, saying what is left out
     figure1 = plan["targets"]["figure1"]
     assert {row["group"] for row in figure1["rows"]} == {"cifar10"} and len(figure1["rows"]) == 9
@@ -123,13 +126,13 @@ def test_targets_missing_a_dataset_are_not_available():
 def test_two_configs_under_one_id_are_refused():
     settings = dict(SMALL_SCALE, architectures={**SMALL_SCALE["architectures"],
                                                 "resnet50": {"arch": "small_cnn", "width": 4, "lr": 0.05}})
-    with pytest.raises(paper.PlanError, match="share the model id 'synthetic-small_cnn-w4-natural-s0'.*lr"):
-        paper.build_plan("bad", settings)
+    with pytest.raises(scales.PlanError, match="share the model id 'synthetic-small_cnn-w4-natural-s0'.*lr"):
+        scales.build_plan("bad", settings)
 
 
 def test_unknown_training_key_is_refused():
-    with pytest.raises(paper.PlanError, match="'iterationz'"):
-        paper.build_plan("bad", dict(SMALL_SCALE, train={"iterationz": 5}))
+    with pytest.raises(scales.PlanError, match="'iterationz'"):
+        scales.build_plan("bad", dict(SMALL_SCALE, train={"iterationz": 5}))
 
 
 # --- tables from hand-written results -------------------------------------------------------------
@@ -147,7 +150,7 @@ def fake_results(tmp_path, plan, target, value_of, sanity_value=None):
     for row in entry["rows"]:
         if not row["model"]:
             continue
-        _write(tmp_path / paper.train_path(row["model"]),
+        _write(tmp_path / train_path(row["model"]),
                {"config": plan["models"][row["model"]]["config"], "train_minutes": value_of(row["key"], "train_min"),
                 "images_per_second": 1234.0, "device": {"name": "Test GPU"}, "git": {"commit": "abcdef0123456789"}})
     for row in entry["rows"]:
@@ -168,7 +171,7 @@ def fake_results(tmp_path, plan, target, value_of, sanity_value=None):
 
 
 def _attack_record(attack_id):
-    a = paper.Attack.parse(attack_id)
+    a = AttackSpec.parse(attack_id)
     return {"kind": a.kind, "steps": a.steps, "eps": a.eps, "step_size": a.step_size, "restarts": a.restarts}
 
 
@@ -178,7 +181,7 @@ def sound_sanity(row, which, clean):
 
 
 def test_table1_has_ours_paper_and_difference(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "table1", lambda row, metric: {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0,
                                                                 "cw100": 41.0, "pgd20_r10": 38.5,
                                                                 "train_min": 2.5}[metric])
@@ -207,7 +210,7 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
 
 
 def test_table_shows_sanity_evaluations_and_their_warnings(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "train_min": 2.5}
 
     def masked_free_m8(row, which, clean):   # Free m=8 looks masked: large eps leaves 35%, noise 30%
@@ -229,7 +232,7 @@ def test_table_shows_sanity_evaluations_and_their_warnings(tmp_path):
 
 
 def test_fast_table_takes_paper_values_from_table1(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "fast", lambda row, metric: 50.0)
     frame = build_table(plan, "fast", tmp_path).set_index("row")
     assert frame.loc["free_m8", "nat_paper"] == 85.96
@@ -238,7 +241,7 @@ def test_fast_table_takes_paper_values_from_table1(tmp_path):
 
 
 def test_yopo_keeps_the_reported_only_row(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "yopo", lambda row, metric: 47.0)
     frame = build_table(plan, "yopo", tmp_path).set_index("row")
     assert frame.loc["free_m10_bs256", "pgd20_diff"] == pytest.approx(47.0 - 48.03)
@@ -247,7 +250,7 @@ def test_yopo_keeps_the_reported_only_row(tmp_path):
 
 
 def test_trials_adds_mean_and_sample_std(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     nat = {"seed0": 85.0, "seed1": 86.0, "seed2": 87.0, "seed3": 85.5, "seed4": 86.5}
     fake_results(tmp_path, plan, "trials", lambda row, metric: nat[row] if metric == "nat" else 46.0)
     frame = build_table(plan, "trials", tmp_path).set_index("row")
@@ -258,12 +261,12 @@ def test_trials_adds_mean_and_sample_std(tmp_path):
 
 
 def test_missing_result_names_the_file(tmp_path):
-    plan = paper.build_plan("small", SMALL_SCALE)
+    plan = scales.build_plan("small", SMALL_SCALE)
     with pytest.raises(MissingResult, match="train.json"):
         build_table(plan, "table3", tmp_path)
 
 
 def test_unavailable_table_is_refused(tmp_path):
-    plan = paper.build_plan("mini", dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"}))
+    plan = scales.build_plan("mini", dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"}))
     with pytest.raises(ValueError, match="needs the imagenet"):
         build_table(plan, "table4", tmp_path)

@@ -7,7 +7,7 @@ import torch
 
 from freeadv import config as cfg
 from freeadv.attacks import AttackSpec, evaluate
-from freeadv.io import load_tensors
+from freeadv.checkpoints import load_tensors
 from freeadv.training import Trainer, data_for, load_trained_model
 
 TINY = {"dataset": "synthetic", "arch": "small_cnn", "width": 8, "n_train": 512, "n_test": 200,
@@ -97,7 +97,7 @@ def test_free_training_beats_natural_under_pgd(tmp_path):
                   checkpoint_every=1000, eval_n=None)
     train(tmp_path, "nat", method="natural", replay=1, **common)
     train(tmp_path, "free", method="free", replay=2, **common)
-    spec = AttackSpec("pgd", eps=6 / 255, step_size=1 / 255, steps=10)
+    spec = AttackSpec("pgd", eps=6, step_size=1, steps=10)   # pixel units (/255)
     accs = {}
     for name in ("nat", "free"):
         model, config = load_trained_model(tmp_path / name)
@@ -111,12 +111,13 @@ def test_checkpoint_writes_count_as_training_time(tmp_path, monkeypatch):
     """images/s is what a user gets: a slow checkpoint write must show in train_seconds."""
     import time
 
-    original = Trainer._save_checkpoint
+    from freeadv import checkpoints
+    original = checkpoints.save_checkpoint
 
-    def slow_save(self, state):
+    def slow_save(run_dir, state):
         time.sleep(0.5)
-        original(self, state)
+        original(run_dir, state)
 
-    monkeypatch.setattr(Trainer, "_save_checkpoint", slow_save)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", slow_save)
     result = train(tmp_path, "slow", method="natural", iterations=48, checkpoint_every=16)  # writes at 16, 32
     assert result["train_seconds"] >= 1.0

@@ -1,6 +1,7 @@
 """The Snakemake workflow: the smoke DAG end to end (every table with every row and column of the
-paper, every figure a real PNG/PDF, the report), the paper-scale DAG shape, lint, and clear
-errors for an unknown scale, a config failing the schema and missing datasets."""
+paper, every figure a real PNG/PDF, the report), the paper-scale DAG shape, lint, clear errors for
+an unknown scale, a config failing the schema and missing datasets, parsing without torch, and the
+library files of each rule derived from the import graph (what an edit reruns)."""
 import math
 import os
 import re
@@ -12,18 +13,22 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from freeadv import paper
+from freeadv.experiments import design, scales
+from freeadv.experiments.paper_values import paper_values
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_TIMEOUT_S = 900
 
 
-def snakemake(*args: str, workdir: Path, timeout: int = 120, repo: Path = REPO) -> subprocess.CompletedProcess:
-    """Run the Snakefile of ``repo`` with its outputs under ``workdir``; jobs use ``repo``'s freeadv."""
+def snakemake(*args: str, workdir: Path, timeout: int = 120, repo: Path = REPO,
+              path_first: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the Snakefile of ``repo`` with its outputs under ``workdir``; jobs use ``repo``'s freeadv.
+    ``path_first``: a folder put before everything else on PYTHONPATH."""
     executable = shutil.which("snakemake")
     command = [executable] if executable else [sys.executable, "-m", "snakemake"]
     command += ["-s", str(repo / "Snakefile"), "--directory", str(workdir), *args]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+    path = [str(path_first) if path_first else None, str(repo), os.environ.get("PYTHONPATH")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=repo, env=env)
 
 
@@ -68,13 +73,13 @@ def smoke(tmp_path_factory):
 @pytest.mark.slow
 def test_smoke_tables_have_every_paper_row_and_column(smoke):
     workdir, _ = smoke
-    values = paper.paper_values()
-    for name in paper.TABLES:
+    values = paper_values()
+    for name in design.TABLES:
         folder = workdir / "results" / "smoke" / "tables"
         for ext in ("csv", "md", "tex"):
             assert (folder / f"{name}.{ext}").stat().st_size > 200, (name, ext)
         frame = pd.read_csv(folder / f"{name}.csv").set_index("row")
-        metrics = [m.key for m in paper.TARGETS[name].metrics]
+        metrics = [m.key for m in design.TARGETS[name].metrics]
         expected = values[values["table"] == name]
         for row, metric, value in expected[["row", "metric", "value"]].itertuples(index=False):
             assert row in frame.index, (name, row)
@@ -95,7 +100,7 @@ def test_smoke_tables_have_every_paper_row_and_column(smoke):
 @pytest.mark.slow
 def test_smoke_figures_are_real_png_and_pdf(smoke):
     workdir, _ = smoke
-    for name in paper.FIGURES:
+    for name in design.FIGURES:
         png = (workdir / "figures" / "smoke" / f"{name}.png").read_bytes()
         pdf = (workdir / "figures" / "smoke" / f"{name}.pdf").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
@@ -133,10 +138,10 @@ def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
     run = subprocess.run([sys.executable, "-m", "freeadv", "regenerate", "--scale", "smoke"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
-    for name in paper.TABLES:
+    for name in design.TABLES:
         rebuilt = pd.read_csv(tmp_path / "results/smoke/tables" / f"{name}.csv")
         pd.testing.assert_frame_equal(rebuilt, pd.read_csv(source / "tables" / f"{name}.csv"))
-    for name in paper.FIGURES:
+    for name in design.FIGURES:
         assert (tmp_path / "figures/smoke" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "results/smoke/claims.txt").read_text().splitlines()[1:] == \
         (source / "claims.txt").read_text().splitlines()[1:]
@@ -173,10 +178,10 @@ def test_paper_all_trains_each_model_once(tmp_path):
     dry = snakemake("all", "-n", "--config", f"data={{imagenet: {{data_root: {imagenet}}}}}", workdir=tmp_path)
     assert dry.returncode == 0, output(dry)[-3000:]
     counts = job_counts(output(dry))
-    settings = {"datasets": {d: d for d in paper.PAPER_DATASETS},
-                "architectures": {a: {"arch": a} for a in paper.PAPER_ARCHS}}
-    assert counts["train"] == len(paper.build_plan("paper", settings)["models"]) == 62
-    assert counts["table"] == len(paper.TABLES) and counts["figure"] == len(paper.FIGURES)
+    settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
+                "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
+    assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 62
+    assert counts["table"] == len(design.TABLES) and counts["figure"] == len(design.FIGURES)
 
 
 def test_lint_is_clean(tmp_path):
@@ -233,3 +238,54 @@ def test_train_jobs_with_several_gpus_run_under_torchrun(tmp_path):
     assert "torchrun --standalone --nproc_per_node=4 -m freeadv train" in output(dry)
     plain = snakemake("table1", "-n", "-p", "--config", "scale=smoke", workdir=tmp_path)
     assert "torchrun" not in output(plain) and "OMP_NUM_THREADS=1 freeadv train" in output(plain)
+
+
+# --- parse time and code inputs -------------------------------------------------------------------
+
+def test_snakefile_parses_without_torch(tmp_path):
+    """The Snakefile builds the plan at parse time (on every job of a cluster run): no torch there."""
+    stub = tmp_path / "stub"
+    (stub / "torch").mkdir(parents=True)
+    (stub / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
+                             env=dict(os.environ, PYTHONPATH=str(stub)))
+    assert "torch is blocked in this test" in blocked.stderr
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    dry = snakemake("-n", "all", "--config", "scale=smoke", workdir=workdir, path_first=stub)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    assert job_counts(output(dry))["train"] == 24
+
+
+def _edit(path: Path) -> None:
+    """A change of content (Snakemake 9 skips an input whose mtime moved but whose checksum did not)."""
+    path.write_text(path.read_text() + "\n# edited by test_workflow\n")
+
+
+def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
+    repo = snapshot(tmp_path / "repo")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    smoke = ("all", "--config", "scale=smoke")
+    summary = snakemake(*smoke, "--summary", workdir=workdir, repo=repo)
+    assert summary.returncode == 0, output(summary)[-3000:]
+    for line in summary.stdout.splitlines()[1:]:   # every output of the DAG, faked, then dated in DAG order
+        path = workdir / line.split("\t")[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    touched = snakemake(*smoke, "--touch", "--cores", "1", workdir=workdir, repo=repo)
+    assert touched.returncode == 0, output(touched)[-3000:]
+
+    def dry_run() -> subprocess.CompletedProcess:
+        dry = snakemake(*smoke, "-n", "--rerun-triggers", "mtime", workdir=workdir, repo=repo)
+        assert dry.returncode == 0, output(dry)[-3000:]
+        return dry
+
+    assert "Nothing to be done" in output(dry_run())
+    for unused in ("bench.py", "doctor.py", "estimate.py", "cli.py"):   # no rule's command imports them
+        _edit(repo / "freeadv" / unused)
+    assert "Nothing to be done" in output(dry_run())
+    _edit(repo / "freeadv" / "sanity.py")   # read by freeadv attack (check_eval) and the tables (check_model)
+    counts = job_counts(output(dry_run()))
+    assert counts["attack"] == 79 and counts["table"] == 8 and "train" not in counts, counts
+

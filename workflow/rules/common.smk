@@ -1,6 +1,7 @@
 # Helpers of the workflow: config checks, the plan of the chosen scale, and the input / params /
 # resources functions the rules use. The experiments themselves (which models, which attacks,
-# which result files each table and figure reads) come from freeadv/paper.py via the plan.
+# which result files each table and figure reads) come from freeadv/experiments/ via the plan;
+# where each file lives from freeadv/experiments/layout.py. Nothing imported here imports torch.
 
 import json
 import os
@@ -12,8 +13,18 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, workflow.basedir)  # the freeadv package of this checkout
-from freeadv import claims as paper_claims  # noqa: E402
-from freeadv import paper  # noqa: E402
+from freeadv.attacks import AttackSpec  # noqa: E402
+from freeadv.claims import CLAIMS_NEED  # noqa: E402
+from freeadv.experiments import deps, layout  # noqa: E402
+from freeadv.experiments.design import FIGURES, TABLES, TARGETS  # noqa: E402
+from freeadv.experiments.scales import (  # noqa: E402
+    PlanError,
+    available_targets,
+    build_plan,
+    plan_inputs,
+    target_files,
+    unavailable_message,
+)
 
 
 # --- config: the scale first (one line), then the schema ---------------------------------------
@@ -46,32 +57,34 @@ except WorkflowError as err:
 # --- the plan of this scale ----------------------------------------------------------------------
 
 try:
-    PLAN_INPUTS = paper.plan_inputs(config, SCALE)
-    PLAN = paper.build_plan(**PLAN_INPUTS)
-except paper.PlanError as err:
+    PLAN_INPUTS = plan_inputs(config, SCALE)
+    PLAN = build_plan(**PLAN_INPUTS)
+except PlanError as err:
     raise WorkflowError(f"scale '{SCALE}': {err}") from None
 
-RESULTS = f"results/{SCALE}"
-FIGURES = f"figures/{SCALE}"
-LOGS = f"logs/{SCALE}"
+LAYOUT = layout.ScaleLayout(SCALE)
 SETTINGS = config["scales"][SCALE]
-TABLES = list(paper.TABLES)
-FIGURE_NAMES = list(paper.FIGURES)
-AVAILABLE = paper.available_targets(PLAN)
+TABLE_NAMES = list(TABLES)
+FIGURE_NAMES = list(FIGURES)
+AVAILABLE = available_targets(PLAN)
 
 
-def code(*modules):
-    """Library source files of a kind of job: editing one reruns the jobs that use it."""
-    return [os.path.join(workflow.basedir, "freeadv", m) for m in modules]
+def result(relative):
+    """A path of the plan (relative to results/<scale>) as the workflow sees it; also a pattern
+    when ``relative`` holds wildcards, e.g. result(layout.eval_path("{model}", "{attack}"))."""
+    return LAYOUT.result(relative)
 
 
-TRAIN_CODE = code("config.py", "data.py", "models.py", "methods.py", "attacks.py", "training.py", "distributed.py")
-ATTACK_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "cli.py")
-ANALYSIS_CODE = code("config.py", "data.py", "models.py", "attacks.py", "training.py", "analysis.py")
-PLAN_CODE = code("paper.py", "paper_values.csv")
-TABLE_CODE = code("paper.py", "paper_values.csv", "tables.py")
-CLAIMS_CODE = code("paper.py", "paper_values.csv", "tables.py", "claims.py")
-FIGURE_CODE = code("paper.py", "paper_values.csv", "tables.py", "figures.py")
+def code(command):
+    """The library files a command module imports (freeadv/experiments/deps.py): a job's `code`
+    input, so that editing one of them reruns the jobs that run it."""
+    return [os.path.join(workflow.basedir, f) for f in deps.closure(command, root=workflow.basedir)]
+
+
+TRAIN_CODE = code("freeadv.commands.train")
+ATTACK_CODE = code("freeadv.commands.attack")
+ANALYSIS_CODE = code("freeadv.commands.analysis")
+REPORT_CODE = code("freeadv.commands.report")  # plan, table, figure and claims
 
 
 # --- models, attacks, analyses -------------------------------------------------------------------
@@ -112,7 +125,7 @@ def training_data(wildcards):
 
 
 def attack_arguments(wildcards):
-    return " ".join(paper.Attack.parse(wildcards.attack).cli_args())
+    return " ".join(AttackSpec.parse(wildcards.attack).cli_args())
 
 
 def analysis_arguments(wildcards):
@@ -151,7 +164,7 @@ def job_resource(kind, name):
 # --- targets -------------------------------------------------------------------------------------
 
 def results(files):
-    return [f"{RESULTS}/{f}" for f in files]
+    return [result(f) for f in files]
 
 
 def target_results(name):
@@ -159,8 +172,8 @@ def target_results(name):
 
     def inputs(wildcards):
         if not PLAN["targets"][name]["available"]:
-            raise WorkflowError(paper.unavailable_message(PLAN, name))
-        return results(paper.target_files(PLAN, name))
+            raise WorkflowError(unavailable_message(PLAN, name))
+        return results(target_files(PLAN, name))
 
     return inputs
 
@@ -170,25 +183,25 @@ def target_outputs(name):
 
     def outputs(wildcards):
         if not PLAN["targets"][name]["available"]:
-            raise WorkflowError(paper.unavailable_message(PLAN, name))
-        if name in TABLES:
-            return [f"{RESULTS}/tables/{name}.{ext}" for ext in ("csv", "md", "tex")]
-        return [f"{FIGURES}/{name}.{ext}" for ext in ("png", "pdf")]
+            raise WorkflowError(unavailable_message(PLAN, name))
+        if name in TABLE_NAMES:
+            return LAYOUT.table_files(name)
+        return LAYOUT.figure_files(name)
 
     return outputs
 
 
 def claims_results(wildcards):
     """Input function of the claims rule: the result files of the targets the claims read."""
-    missing = [name for name in paper_claims.CLAIMS_NEED if not PLAN["targets"][name]["available"]]
+    missing = [name for name in CLAIMS_NEED if not PLAN["targets"][name]["available"]]
     if missing:
-        raise WorkflowError(paper.unavailable_message(PLAN, missing[0]) + " (the claims read it)")
-    return results(sorted({f for name in paper_claims.CLAIMS_NEED for f in paper.target_files(PLAN, name)}))
+        raise WorkflowError(unavailable_message(PLAN, missing[0]) + " (the claims read it)")
+    return results(sorted({f for name in CLAIMS_NEED for f in target_files(PLAN, name)}))
 
 
 def all_outputs(wildcards):
     """Every available table and figure, and the claims where their targets are available."""
     outputs = [f for name in AVAILABLE for f in target_outputs(name)(wildcards)]
-    if set(paper_claims.CLAIMS_NEED) <= set(AVAILABLE):
-        outputs += [f"{RESULTS}/claims.txt", f"{RESULTS}/claims.json"]
+    if set(CLAIMS_NEED) <= set(AVAILABLE):
+        outputs += [LAYOUT.claims_text, LAYOUT.claims_json]
     return outputs

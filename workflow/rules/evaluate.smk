@@ -4,17 +4,17 @@
 rule attack:
     """Clean and robust accuracy of one model under one attack (`freeadv attack`)."""
     input:
-        model=f"{RESULTS}/runs/{{model}}/model.pt",
-        summary=f"{RESULTS}/runs/{{model}}/train.json",
+        model=result(layout.model_path("{model}")),
+        summary=result(layout.train_path("{model}")),
         code=ATTACK_CODE,
     output:
-        f"{RESULTS}/runs/{{model}}/evals/{{attack}}.json",
+        result(layout.eval_path("{model}", "{attack}")),
     params:
         attack=attack_arguments,
         batch_size=SETTINGS.get("attack_batch_size", 500),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
-        f"{LOGS}/attack/{{model}}/{{attack}}.log",
+        LAYOUT.log("attack", "{model}", "{attack}.log"),
     threads: job_threads("attack")
     resources:
         gpu=job_resource("attack", "gpu"),
@@ -30,16 +30,16 @@ rule attack:
 rule analysis:
     """Figure data of one model: `freeadv adv-examples` (Figure 2) or `freeadv loss-surface` (Figure 3)."""
     input:
-        model=f"{RESULTS}/runs/{{model}}/model.pt",
-        summary=f"{RESULTS}/runs/{{model}}/train.json",
+        model=result(layout.model_path("{model}")),
+        summary=result(layout.train_path("{model}")),
         code=ANALYSIS_CODE,
     output:
-        f"{RESULTS}/runs/{{model}}/analysis/{{analysis}}.json",
+        result(layout.analysis_path("{model}", "{analysis}")),
     params:
         command=analysis_arguments,
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
-        f"{LOGS}/analysis/{{model}}/{{analysis}}.log",
+        LAYOUT.log("analysis", "{model}", "{analysis}.log"),
     threads: job_threads("analysis")
     resources:
         gpu=job_resource("analysis", "gpu"),

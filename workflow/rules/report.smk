@@ -2,20 +2,20 @@
 
 
 wildcard_constraints:
-    table="|".join(TABLES),
+    table="|".join(TABLE_NAMES),
     figure="|".join(FIGURE_NAMES),
 
 
 rule plan:
     """The scale's plan (model ids, configs, result files of each target), read by tables and figures."""
     input:
-        code=PLAN_CODE,
+        code=REPORT_CODE,
     output:
-        f"{RESULTS}/plan.json",
+        LAYOUT.plan,
     params:
         inputs=json.dumps(PLAN_INPUTS, sort_keys=True),
     log:
-        f"{LOGS}/plan.log",
+        LAYOUT.log("plan.log"),
     localrule: True
     conda:
         "../envs/freeadv.yaml"
@@ -26,24 +26,24 @@ rule plan:
 rule table:
     """One table as csv, md and tex: ours, the paper's value and the difference for every cell."""
     input:
-        plan=f"{RESULTS}/plan.json",
+        plan=LAYOUT.plan,
         results=lambda wildcards: target_results(wildcards.table)(wildcards),
-        code=TABLE_CODE,
+        code=REPORT_CODE,
     output:
         csv=report(
-            f"{RESULTS}/tables/{{table}}.csv",
+            LAYOUT.table("{table}", "csv"),
             caption="../report/table.rst",
             category="Tables",
             labels={"table": "{table}", "format": "csv"},
         ),
-        md=f"{RESULTS}/tables/{{table}}.md",
-        tex=f"{RESULTS}/tables/{{table}}.tex",
+        md=LAYOUT.table("{table}", "md"),
+        tex=LAYOUT.table("{table}", "tex"),
     params:
         title=lambda wildcards: PLAN["targets"][wildcards.table]["title"],
-        results=lambda wildcards, input: os.path.dirname(input.plan),
+        results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     log:
-        f"{LOGS}/tables/{{table}}.log",
+        LAYOUT.log("tables", "{table}.log"),
     localrule: True
     conda:
         "../envs/freeadv.yaml"
@@ -55,22 +55,22 @@ rule table:
 rule figure:
     """One figure as png and pdf, drawn from the JSON results only."""
     input:
-        plan=f"{RESULTS}/plan.json",
+        plan=LAYOUT.plan,
         results=lambda wildcards: target_results(wildcards.figure)(wildcards),
-        code=FIGURE_CODE,
+        code=REPORT_CODE,
     output:
         png=report(
-            f"{FIGURES}/{{figure}}.png",
+            LAYOUT.figure("{figure}", "png"),
             caption="../report/figure.rst",
             category="Figures",
             labels={"figure": "{figure}"},
         ),
-        pdf=f"{FIGURES}/{{figure}}.pdf",
+        pdf=LAYOUT.figure("{figure}", "pdf"),
     params:
         title=lambda wildcards: PLAN["targets"][wildcards.figure]["title"],
-        results=lambda wildcards, input: os.path.dirname(input.plan),
+        results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
     log:
-        f"{LOGS}/figures/{{figure}}.log",
+        LAYOUT.log("figures", "{figure}.log"),
     localrule: True
     conda:
         "../envs/freeadv.yaml"
@@ -82,18 +82,20 @@ rule figure:
 rule claims:
     """The paper's claims C1-C6 checked on this scale's Table 1 and Figure 3 results (PASS / FAIL)."""
     input:
-        plan=f"{RESULTS}/plan.json",
+        plan=LAYOUT.plan,
         results=claims_results,
-        code=CLAIMS_CODE,
+        code=REPORT_CODE,
     output:
-        text=f"{RESULTS}/claims.txt",
-        json=f"{RESULTS}/claims.json",
+        text=LAYOUT.claims_text,
+        json=LAYOUT.claims_json,
     params:
+        results_root=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results_root,
         scale=SCALE,
     log:
-        f"{LOGS}/claims.log",
+        LAYOUT.log("claims.log"),
     localrule: True
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv claims --results results --scale {params.scale} --out {output.text} --json {output.json} > {log} 2>&1"
+        "freeadv claims --results {params.results_root} --scale {params.scale} --out {output.text}"
+        " --json {output.json} > {log} 2>&1"

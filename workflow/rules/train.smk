@@ -8,14 +8,14 @@ rule train:
         code=TRAIN_CODE,
         data=training_data,
     output:
-        model=f"{RESULTS}/runs/{{model}}/model.pt",
-        summary=f"{RESULTS}/runs/{{model}}/train.json",
+        model=result(layout.model_path("{model}")),
+        summary=result(layout.train_path("{model}")),
     params:
         launcher=train_launcher,
         settings=train_overrides,
         run_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
-        f"{LOGS}/train/{{model}}.log",
+        LAYOUT.log("train", "{model}.log"),
     threads: job_threads("train")
     resources:
         gpu=job_resource("train", "gpu"),

@@ -1,0 +1,85 @@
+"""Robust accuracy: restarts that keep each example's worst case, and the evaluation job."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import cpu
+from ..provenance import stamp
+from ..sanity import check_eval
+from ..training import data_for, load_trained_model, resolve_device
+from .spec import AttackSpec, for_model
+from .steps import eval_mode, predict
+
+
+def worst_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``spec.restarts`` attacks, keeping for each example the first restart that fools the model.
+
+    Returns (x_adv, robust) where robust[i] is True only if example i survived every restart.
+    Restarts after the first attack only the still-robust examples, which keeps R restarts cheap.
+    """
+    with eval_mode(model):
+        x_adv = x.clone()
+        robust = predict(model, x) == y          # a misclassified clean image is not robust
+        for _ in range(spec.restarts if spec.attack.uses_restarts else 1):
+            alive = robust.nonzero().squeeze(1)
+            if alive.numel() == 0:
+                break
+            candidate = spec.attack.perturb(model, x[alive], y[alive], spec, generator)
+            fooled = predict(model, candidate) != y[alive]
+            x_adv[alive[fooled]] = candidate[fooled]
+            robust[alive[fooled]] = False
+            not_fooled = alive[~fooled]
+            x_adv[not_fooled] = candidate[~fooled]
+    return x_adv, robust
+
+
+def evaluate(model: nn.Module, batches, spec: AttackSpec, *, seed: int = 0,
+             progress: Callable[[int], None] | None = None) -> dict[str, float | int]:
+    """Clean and robust accuracy of ``model`` over ``batches`` of (x, y)."""
+    generator = None
+    n = clean = robust = 0
+    for x, y in batches:
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(seed)
+        with eval_mode(model):
+            clean += int((predict(model, x) == y).sum())
+        _, survived = worst_case(model, x, y, spec, generator)
+        robust += int(survived.sum())
+        n += len(y)
+        if progress is not None:
+            progress(len(y))
+    return {"n": n, "clean_correct": clean, "robust_correct": robust,
+            "clean_acc": 100.0 * clean / max(n, 1), "robust_acc": 100.0 * robust / max(n, 1)}
+
+
+def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, batch_size: int = 500,
+               seed: int = 0, device: str = "auto", progress: bool = False) -> dict:
+    """Evaluate a finished run under ``spec`` (eps / step default to the run's eps and the paper's
+    step for its dataset); returns the eval JSON as a dict, with the sanity warnings."""
+    if n is not None and n < 1:
+        raise ValueError(f"--n has bad value {n}: expected an integer >= 1")
+    dev = resolve_device(device)
+    cpu.tune(dev, flush_denormal=False)
+    model, train_config = load_trained_model(run_dir, dev)
+    spec = for_model(spec, train_config)
+    for name, value in (("--eps", spec.eps), ("--step-size", spec.step_size)):
+        if not 0 < value <= 255:
+            raise ValueError(f"{name} has bad value {value}: expected a number in (0, 255] (pixel units)")
+    data = data_for(dict(train_config, augment=False, n_train=None, **({"n_test": n} if n else {})))
+    start = time.perf_counter()
+    with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
+        metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed, progress=bar.update)
+    seconds = time.perf_counter() - start
+    result = {"kind": "eval", "run": str(run_dir), "train_config": train_config, "seed": seed,
+              "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
+              "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
+              **stamp(dev)}
+    result["warnings"] = check_eval(result)
+    return result

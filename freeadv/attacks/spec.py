@@ -1,0 +1,173 @@
+"""What an evaluation attack is, in one class, and the registry of attack kinds.
+
+:class:`AttackSpec` is an attack in the paper's units (pixels /255): kind, steps, eps, step size,
+restarts. It is serialised to and from the id used in result file names and Snakemake wildcards
+(``pgd20-eps8-step2-r10``), to ``freeadv attack`` arguments and to the paper's wording. Each kind
+is one registered :class:`AttackKind` (its id form, cost, sanity role and torch implementation);
+the CLI, the experiment plan, the sanity checks and ``estimate`` read :data:`ATTACKS`.
+
+No torch here (the plan is built at Snakemake parse time); implementations bind it lazily.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+
+from ..units import to_unit
+
+
+class AttackError(ValueError):
+    """A bad attack id or spec; one line saying what form is expected."""
+
+
+def num(value: float) -> str:
+    """8.0 -> '8', 2.5 -> '2.5': numbers as they appear in ids and labels."""
+    return f"{value:g}"
+
+
+class AttackKind:
+    """One kind of attack. Subclasses set ``name`` and the flags, and implement ``perturb``.
+
+    - ``gradient``: a gradient attack (the sanity checks expect it to beat noise and to reach ~0%
+      at an unbounded eps).
+    - ``uses_restarts``: R restarts keep each example's worst case (else the spec's R must be 1).
+    - ``form``: the id pattern after the kind's name, and ``id`` / ``parse`` / ``describe``.
+    - ``cost(spec)``: input-gradient steps per test image (``freeadv estimate``).
+    """
+
+    name: ClassVar[str] = ""
+    gradient: ClassVar[bool] = True
+    uses_restarts: ClassVar[bool] = True
+    form: ClassVar[str] = "<kind><steps>-eps<E>-step<S>[-r<restarts>]"
+    _ID: ClassVar[re.Pattern] = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)-step(?P<step>[0-9.]+)"
+                                           r"(?:-r(?P<restarts>\d+))?$")
+
+    def id(self, spec: "AttackSpec") -> str:
+        if spec.eps is None or spec.step_size is None:
+            raise AttackError(f"attack {spec.kind}-{spec.steps} has no eps/step size yet; bind it to a row first")
+        restarts = f"-r{spec.restarts}" if spec.restarts > 1 else ""
+        return f"{self.name}{spec.steps}-eps{num(spec.eps)}-step{num(spec.step_size)}{restarts}"
+
+    def parse(self, attack_id: str) -> "AttackSpec | None":
+        """The spec an id of this kind stands for; None when the id is not of this kind."""
+        match = self._ID.match(attack_id[len(self.name):]) if attack_id.startswith(self.name) else None
+        if not match:
+            return None
+        return AttackSpec(self.name, int(match["steps"]), float(match["eps"]), float(match["step"]),
+                          int(match["restarts"] or 1))
+
+    def describe(self, spec: "AttackSpec") -> str:
+        text = f"{self.name.upper()}-{spec.steps}" + (f", {spec.restarts} restarts" if spec.restarts > 1 else "")
+        eps = "eps = training eps" if spec.eps is None else f"eps {num(spec.eps)}"
+        return f"{text}, {eps}, step {num(spec.step_size)}"
+
+    def cost(self, spec: "AttackSpec") -> int:
+        return max(spec.steps, 1) * spec.restarts
+
+    def perturb(self, model, x, y, spec: "AttackSpec", generator):
+        """One run of the attack on a batch (sizes via ``spec.eps_unit`` / ``spec.step_unit``)."""
+        raise NotImplementedError
+
+
+ATTACKS: dict[str, AttackKind] = {}
+
+
+def register_attack(cls: type[AttackKind]) -> type[AttackKind]:
+    """Class decorator: add one instance of an attack kind to ATTACKS under ``cls.name``."""
+    if not cls.name or cls.name in ATTACKS:
+        raise TypeError(f"attack kind {cls.__name__}: name {cls.name!r} is empty or already registered")
+    if cls.perturb is AttackKind.perturb:
+        raise TypeError(f"attack kind {cls.__name__} does not implement perturb")
+    ATTACKS[cls.name] = cls()
+    return cls
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    """An evaluation attack in pixel units. ``eps=None``: the eps of the row (or the trained model)."""
+    kind: str = "pgd"
+    steps: int = 0
+    eps: float | None = None
+    step_size: float | None = None
+    restarts: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ATTACKS:
+            raise AttackError(f"unknown attack '{self.kind}'; choose one of: {', '.join(ATTACKS)}")
+        if self.steps < 0 or self.restarts < 1:
+            raise AttackError(f"attack needs steps >= 0 and restarts >= 1, got steps={self.steps} "
+                              f"restarts={self.restarts}")
+
+    @property
+    def attack(self) -> AttackKind:
+        return ATTACKS[self.kind]
+
+    @property
+    def id(self) -> str:
+        return self.attack.id(self)
+
+    @classmethod
+    def parse(cls, attack_id: str) -> "AttackSpec":
+        """Inverse of :attr:`id`: ``pgd20-eps8-step2-r10`` -> AttackSpec('pgd', 20, 8, 2, 10)."""
+        for kind in ATTACKS.values():
+            spec = kind.parse(attack_id)
+            if spec is not None:
+                return spec
+        forms = "; ".join(f"{k.form.replace('<kind>', name)}" for name, k in ATTACKS.items())
+        raise AttackError(f"attack id '{attack_id}' is not of a known form ({forms}), e.g. pgd20-eps8-step2-r10")
+
+    def cli_args(self) -> list[str]:
+        """Arguments of ``freeadv attack`` that run this attack."""
+        args = ["--attack", self.kind, "--steps", str(self.steps), "--restarts", str(self.restarts)]
+        args += ["--eps", num(self.eps)] if self.eps is not None else []
+        return args + (["--step-size", num(self.step_size)] if self.step_size is not None else [])
+
+    def describe(self) -> str:
+        """The paper's wording, e.g. 'PGD-20, 10 restarts, eps 8, step 2'."""
+        return self.attack.describe(self)
+
+    def bind(self, eps: float | None) -> "AttackSpec":
+        """This attack with the row's eps where it has none of its own."""
+        return self if self.eps is not None or self.kind == "none" else replace(self, eps=eps)
+
+    def capped(self, max_steps: int | None, max_restarts: int | None) -> "AttackSpec":
+        steps = min(self.steps, max_steps) if max_steps and self.kind != "none" else self.steps
+        restarts = min(self.restarts, max_restarts) if max_restarts else self.restarts
+        return replace(self, steps=steps, restarts=restarts)
+
+    @property
+    def eps_unit(self) -> float:
+        """eps in the [0, 1] units the attack implementations work in."""
+        return to_unit(self._size("eps"))
+
+    @property
+    def step_unit(self) -> float:
+        return to_unit(self._size("step_size"))
+
+    def _size(self, field: str) -> float:
+        value = getattr(self, field)
+        if value is None:
+            raise AttackError(f"attack {self.kind}-{self.steps} has no {field} yet; bind it to a model first "
+                              f"(freeadv.attacks.spec.for_model)")
+        return value
+
+    def record(self) -> dict[str, Any]:
+        """The ``attack`` entry of an eval JSON (pixel units)."""
+        return {"kind": self.kind, "eps": self.eps, "step_size": self.step_size, "steps": self.steps,
+                "restarts": self.restarts}
+
+
+# The paper's attack step in pixel units: 2/255 on CIFAR (Madry et al.), 1/255 on ImageNet.
+PAPER_STEP = {"cifar": 2.0, "imagenet": 1.0}
+
+
+def default_step(dataset: str) -> float:
+    return PAPER_STEP["imagenet" if dataset == "imagenet" else "cifar"]
+
+
+def for_model(spec: AttackSpec, train_config: dict[str, Any]) -> AttackSpec:
+    """``spec`` with the trained model's eps and its dataset's paper step where it has none."""
+    eps = spec.eps if spec.eps is not None else train_config["eps"]
+    step = spec.step_size if spec.step_size is not None else default_step(train_config["dataset"])
+    return replace(spec, eps=eps, step_size=step)

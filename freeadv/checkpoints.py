@@ -1,0 +1,75 @@
+"""Tensor files: weights-only loads, atomic saves, and a run folder's rotating checkpoints.
+
+A run folder keeps its newest checkpoint and the one before it: a checkpoint that turns out
+corrupt (a disk error, a write cut short outside our atomic rename) falls back to the previous
+one, never to a restart from zero.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .io import atomic_write
+
+CHECKPOINT = "checkpoint.pt"
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+
+
+class CheckpointError(RuntimeError, ValueError):
+    """A checkpoint that cannot be read safely (corrupt, truncated, or holding non-tensor objects).
+
+    Also a ValueError: the CLI reports every bad input (a ValueError) as one line with exit code 2,
+    without importing this module (torch) to name it."""
+
+
+def save_tensors(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save a dict of tensors / numbers / strings atomically."""
+    atomic_write(path, lambda h: torch.save(state, h))
+
+
+def load_tensors(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors and plain containers only, never arbitrary pickled code."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # pickle refusals, truncation, zip errors all land here
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot load '{path}' safely (weights_only=True): {first}") from None
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    """Write ``checkpoint.pt``, keeping the one it replaces as ``checkpoint.prev.pt``."""
+    current = run_dir / CHECKPOINT
+    if current.exists():
+        os.replace(current, run_dir / PREVIOUS_CHECKPOINT)
+    save_tensors(current, state)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The newest readable checkpoint; a corrupt one falls back to the previous, never to zero."""
+    errors = []
+    for path in (run_dir / CHECKPOINT, run_dir / PREVIOUS_CHECKPOINT):
+        if not path.exists():
+            continue
+        try:
+            state = load_tensors(path)
+            if not isinstance(state, dict) or "iteration" not in state:
+                raise CheckpointError(f"'{path}' is not a freeadv checkpoint")
+            if errors:
+                warnings.warn(f"{errors[0]}; resuming from the previous checkpoint '{path.name}'")
+            return state
+        except CheckpointError as err:
+            errors.append(str(err))
+    if errors:
+        raise CheckpointError(f"{errors[0]} (and no older good checkpoint); delete the run folder to restart")
+    return None
+
+
+def remove_checkpoints(run_dir: Path) -> None:
+    for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+        (run_dir / name).unlink(missing_ok=True)

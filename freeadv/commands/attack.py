@@ -1,0 +1,50 @@
+"""``freeadv attack``: clean and robust accuracy of a finished run under one registered attack."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..attacks import ATTACKS, AttackSpec
+from ..attacks.evaluation import run_attack
+from ..io import write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    kinds = "; ".join(f"{name}: {(type(kind).__doc__ or '').strip().splitlines()[0]}" for name, kind in ATTACKS.items())
+    p = sub.add_parser("attack", help=f"evaluate a trained run under {' / '.join(ATTACKS)}",
+                       description="Clean and robust accuracy of RUN_DIR/model.pt on the test split. Sizes in "
+                                   "pixel units /255 like the paper. Defaults: eps = the training eps, step 2 "
+                                   "(CIFAR) or 1 (ImageNet).")
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run folder")
+    p.add_argument("--attack", default="pgd", choices=list(ATTACKS), help=kinds)
+    p.add_argument("--steps", type=int, default=20, help="attack iterations K (default 20)")
+    p.add_argument("--restarts", type=int, default=1, help="random restarts R; an example counts as robust "
+                                                             "only if it survives all of them (default 1)")
+    p.add_argument("--eps", type=float, help="L-inf bound in pixel units (default: the run's training eps)")
+    p.add_argument("--step-size", type=float, help="attack step in pixel units (default 2, ImageNet 1)")
+    p.add_argument("--n", type=int, help="first N test images (default: the run's n_test, else all)")
+    p.add_argument("--batch-size", type=int, default=500, help="attack batch size (default 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, required=True, metavar="EVAL.json", help="where to write the result JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_attack)
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    if args.steps < 0:
+        raise ValueError(f"--steps has bad value {args.steps}: expected an integer >= 0")
+    if args.restarts < 1:
+        raise ValueError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
+    spec = AttackSpec(args.attack, args.steps, args.eps, args.step_size, args.restarts)
+    result = run_attack(args.run, spec, n=args.n, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                        progress=not args.no_progress)
+    write_json(args.out, result)
+    for warning in result["warnings"]:
+        print(f"[freeadv] WARNING: {warning}", file=sys.stderr)
+    a = result["attack"]
+    print(f"[freeadv] {args.run} {a['kind']}-{a['steps']} x{a['restarts']} eps {a['eps']:g}: clean "
+          f"{result['clean_acc']:.2f}%  robust {result['robust_acc']:.2f}%  (n={result['n']}, "
+          f"{result['wall_seconds']:.1f} s)")
+    return 0

@@ -1,0 +1,182 @@
+"""``freeadv plan | table | figure | claims | regenerate``: the plan of a scale and everything drawn
+from JSON results alone.
+
+  freeadv plan --config config/config.yaml --scale mini          (print what a scale trains)
+  freeadv table table1 --results results/mini --out-dir results/mini/tables
+  freeadv figure figure1 --results results/mini --out figures/mini/figure1.png
+  freeadv claims --scale mini          (the paper's claims checked on results/mini: PASS / FAIL)
+  freeadv regenerate --scale mini      (every table, figure and the claims, from committed results)
+
+Tables, figures and claims read only the JSON result files under --results (and the plan saved
+there), so they regenerate without any model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from .. import claims
+from ..config import load_yaml
+from ..experiments.design import FIGURES, TABLES
+from ..experiments.layout import FIGURES_ROOT, PLAN_FILE, RESULTS_ROOT, TABLES_DIR, ScaleLayout
+from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
+from ..io import atomic_write_text, write_json
+from ..tables import write_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_plan(sub)
+    _register_table(sub)
+    _register_figure(sub)
+    _register_claims(sub)
+    _register_regenerate(sub)
+
+
+def _register_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="realise the paper's tables and figures at one scale: model ids, configs, files",
+                       description="Build the plan of one scale: every model (id and training config) and every "
+                                   "result file each table and figure reads.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="workflow config YAML (config/config.yaml); needs --scale")
+    source.add_argument("--inputs", help="JSON {scale, settings, data} as the Snakefile passes it")
+    p.add_argument("--scale", help="scale name in the workflow config (paper, mini, smoke)")
+    p.add_argument("--out", type=Path, help="write the plan JSON here (default: print a summary)")
+    p.set_defaults(func=cmd_plan)
+
+
+def _add_results_arguments(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
+    """NAME, --results and --plan: what a table or a figure is drawn from."""
+    p.add_argument("name", choices=names)
+    p.add_argument("--results", type=Path, required=True, help="results/<scale> (holds plan.json and runs/)")
+    p.add_argument("--plan", type=Path, help="plan JSON (default: RESULTS/plan.json)")
+
+
+def _register_table(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("table", help="build a table (csv, md, tex) from JSON results: ours, paper, difference")
+    _add_results_arguments(p, TABLES)
+    p.add_argument("--out-dir", type=Path, help="where NAME.{csv,md,tex} go (default: RESULTS/tables)")
+    p.set_defaults(func=cmd_table)
+
+
+def _register_figure(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("figure", help="draw a figure (png and pdf) from JSON results")
+    _add_results_arguments(p, FIGURES)
+    p.add_argument("--out", type=Path, required=True, help="figure path; .png and .pdf are both written")
+    p.set_defaults(func=cmd_figure)
+
+
+def _register_claims(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("claims", help="check the paper's claims (C1-C6) on results/<scale>: PASS / FAIL",
+                       description=claims.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scale", default="mini", help="scale whose results/<scale>/ to read (default mini)")
+    p.add_argument("--results", default=RESULTS_ROOT, help=f"results root (default {RESULTS_ROOT})")
+    p.add_argument("--out", help="also write what is printed to this file")
+    p.add_argument("--json", help="also write the verdicts as JSON to this file")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a claim fails")
+    p.set_defaults(func=cmd_claims)
+
+
+def _register_regenerate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("regenerate", help="rebuild every table and figure of a scale (and its claims) from the "
+                                          "committed JSON results, without models",
+                       description="Tables, figures and claims of results/<scale> from its plan.json and result "
+                                   "files alone: what a fresh clone can do without retraining or re-attacking "
+                                   "(Snakemake would retrain there, since the models are not committed).")
+    p.add_argument("--scale", default="mini", help="scale to rebuild (default mini)")
+    p.add_argument("--results", type=Path, default=Path(RESULTS_ROOT), help=f"results root (default {RESULTS_ROOT})")
+    p.add_argument("--figures", type=Path, default=Path(FIGURES_ROOT), help=f"figures root (default {FIGURES_ROOT})")
+    p.set_defaults(func=cmd_regenerate)
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+def _plan_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    if args.inputs is not None:
+        try:
+            return json.loads(args.inputs)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--inputs is not valid JSON: {err}") from None
+    return plan_inputs(load_yaml(args.config), args.scale)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    inputs = _plan_inputs(args)
+    plan = build_plan(inputs["scale"], inputs["settings"], inputs.get("data"))
+    if args.out:
+        write_json(args.out, plan)
+        print(f"[freeadv] plan of scale '{plan['scale']}': {len(plan['models'])} models -> {args.out}")
+        return 0
+    print(f"scale {plan['scale']}: {len(plan['models'])} models; targets of 'all': {', '.join(available_targets(plan))}")
+    for name, entry in plan["targets"].items():
+        if entry["available"]:
+            print(f"  {name}: {len(target_files(plan, name))} result files")
+        else:
+            print(f"  {name}: not at this scale (needs {', '.join(entry['missing_datasets'])})")
+    for model in plan["models"]:
+        print(f"  model {model}")
+    return 0
+
+
+def _load_plan(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.plan or args.results / PLAN_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"plan '{path}' does not exist; run snakemake (rule plan) or freeadv plan --out {path}")
+    return load_plan(path)
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    paths = write_table(_load_plan(args), args.name, args.results, args.out_dir or args.results / TABLES_DIR)
+    print(f"[freeadv] {args.name} -> {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_figure(args: argparse.Namespace) -> int:
+    from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
+
+    paths = write_figure(_load_plan(args), args.name, args.results, args.out)
+    print(f"[freeadv] {args.name} -> {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def cmd_claims(args: argparse.Namespace) -> int:
+    results = Path(ScaleLayout(args.scale, args.results).results)
+    verdicts = claims.check_claims(results)
+    text = claims.claims_text(results, verdicts)
+    print(text, end="")
+    if args.out:
+        atomic_write_text(args.out, text)
+    if args.json:
+        write_json(args.json, claims.claims_record(results, verdicts))
+    return 1 if args.strict and not all(v.passed for v in verdicts) else 0
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
+
+    layout = ScaleLayout(args.scale, args.results, args.figures)
+    results = Path(layout.results)
+    if not Path(layout.plan).exists():
+        raise FileNotFoundError(f"no plan at '{layout.plan}': scale '{args.scale}' has no results here")
+    plan = load_plan(layout.plan)
+    written, skipped = [], {}
+    available = available_targets(plan)
+    for name in available:
+        needed = target_files(plan, name)
+        missing = [f for f in needed if not Path(layout.result(f)).exists()]
+        if missing:   # a target this scale's run did not build (e.g. `yopo` at mini)
+            skipped[name] = (f"{len(missing)} of {len(needed)} result files missing; "
+                             f"build it with: snakemake {name} --config scale={args.scale}")
+        elif name in TABLES:
+            written += write_table(plan, name, results, layout.tables)
+        else:
+            written += write_figure(plan, name, results, layout.figure(name))
+    if all(name in available and name not in skipped for name in claims.CLAIMS_NEED):
+        written += claims.write_claims(results, layout.claims_text, layout.claims_json)
+    for path in written:
+        print(f"[freeadv] {path}")
+    for name, why in skipped.items():
+        print(f"[freeadv] skipped {name} ({why})")
+    print(f"[freeadv] regenerated {len(written)} files of scale '{args.scale}' from {results} (no model loaded)")
+    return 0

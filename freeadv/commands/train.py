@@ -1,0 +1,57 @@
+"""``freeadv train``: train one model into a run folder; re-running resumes it."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from .. import config as cfg
+from ..methods import METHODS, method_params
+
+EXAMPLES = """examples:
+  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
+  freeadv train --set dataset=cifar10-jpeg --set method=pgd --set pgd_steps=7 --out runs/pgd7
+"""
+
+
+def _method_help() -> str:
+    """Every registered method, its title at the defaults, and its own keys (from the registry)."""
+    lines = ["methods (--set method=NAME), shown with their defaults, and their own keys:"]
+    for name, cls in METHODS.items():
+        replay = f"; replay m, default {cls.replay_default}" if cls.replay_default else ""
+        lines.append(f"  {name:<9} {cls.title(method_params(name, {}))}{replay}")
+        lines += [f"  {'':<9}   {key}: {declared.doc} (default {declared.default})" for key, declared in cls.keys.items()]
+    return "\n".join(lines)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help=f"train one model ({', '.join(METHODS)}); resumes a killed run",
+                       description="Train one model. Config = defaults < --config YAML < --set overrides. "
+                                   "Re-running on a RUN_DIR with a checkpoint resumes it; a finished run is not "
+                                   "retrained.\n\n" + _method_help(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    p.add_argument("--config", type=Path, help="YAML file of config keys (see freeadv/config.py for every key)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key, value parsed as YAML (repeatable), e.g. --set replay=8")
+    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
+                   help="run folder: config.yaml, checkpoint.pt, model.pt, log.jsonl, train.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = cfg.resolve(cfg.load_yaml(args.config) if args.config else {}, args.overrides)
+    if args.print_config:
+        print(yaml.safe_dump(config, sort_keys=True), end="")
+        return 0
+    from ..distributed import from_environment   # local: torch, not needed for --print-config
+    from ..training import Trainer
+
+    result = Trainer(config, args.out, progress=not args.no_progress).run()
+    if not from_environment().is_main:   # under torchrun, rank 0 reports
+        return 0
+    print(f"[freeadv] trained {args.out}: {result['iterations']} iterations, {result['train_minutes']:.2f} min, "
+          f"{result['images_per_second']:.0f} images/s, final loss {result['final_loss']:.4f}")
+    return 0

@@ -1,0 +1,117 @@
+"""ImageNet-style ``root/train`` and ``root/val`` ImageFolders, read through a DataLoader with
+per-sample seeded augmentation (so passes keep the determinism contract of ``freeadv.data.bundle``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.utils.data
+from torch import Tensor
+
+from .bundle import DataBundle, mix_seed
+from .catalog import DataError
+from .subsets import check_subset_size, train_subset_indices
+
+IMAGENET_SIZE = 224
+
+
+class _SeededAugmentation(torch.utils.data.Dataset):
+    """ImageFolder samples addressed as ``(index, sample_seed)``: each random transform runs under
+    its own seed, so augmentation does not depend on worker assignment or on where a pass resumed."""
+
+    def __init__(self, folder, transform) -> None:
+        self.folder = folder
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
+        index, sample_seed = key
+        path, label = self.folder.samples[index]
+        image = self.folder.loader(path)
+        with torch.random.fork_rng(devices=[]):   # leave the caller's global RNG untouched
+            torch.manual_seed(sample_seed)
+            return self.transform(image), label
+
+
+class ImageFolderBundle(DataBundle):
+    """ImageNet-style ``root/train`` and ``root/val`` folders read through a DataLoader."""
+
+    def __init__(self, name: str, train_folder, test_folder, train_indices: Tensor, n_test: int,
+                 augment: bool, num_workers: int) -> None:
+        from torchvision import transforms
+
+        super().__init__(name, image_size=IMAGENET_SIZE, n_train=len(train_indices), n_test=n_test)
+        self.train_indices = train_indices
+        self.num_workers = num_workers
+        self.eval_transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(IMAGENET_SIZE),
+                                                  transforms.ToTensor()])
+        self.train_folder = train_folder
+        self.test_folder = test_folder
+        self.test_folder.transform = self.eval_transform
+        self.train_transform = (transforms.Compose([transforms.RandomResizedCrop(IMAGENET_SIZE),
+                                                    transforms.RandomHorizontalFlip(), transforms.ToTensor()])
+                                if augment else self.eval_transform)
+
+    def _loader(self, dataset, batch_sampler, device: torch.device):
+        return torch.utils.data.DataLoader(
+            dataset, batch_sampler=batch_sampler, num_workers=self.num_workers,
+            pin_memory=device.type == "cuda",
+            generator=torch.Generator().manual_seed(0))  # fixed worker base seed; keeps the global RNG untouched
+
+    def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
+                      start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
+        """One seeded pass; skipped batches are sliced off the index list, so nothing of them is loaded.
+        ``shard`` = (rank, world size): only this rank's contiguous rows of each global batch are
+        loaded; per-sample seeds keep their augmentation identical to a single process."""
+        rank, world = shard
+        device = torch.device(device)
+        batches = [[(int(self.train_indices[position]), mix_seed(seed, epoch, batch_index, slot))
+                    for slot, position in enumerate(positions.tolist())]
+                   for batch_index, positions in enumerate(self._pass_order(batch_size, epoch, seed, start_batch),
+                                                           start_batch)]
+        if world > 1:
+            batches = [[batch[i] for i in torch.arange(len(batch)).tensor_split(world)[rank].tolist()]
+                       for batch in batches]
+        dataset = _SeededAugmentation(self.train_folder, self.train_transform)
+        for x, y in self._loader(dataset, batches, device):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+    def test_tensors(self, device=None) -> tuple[Tensor, Tensor]:
+        raise DataError(f"{self.name}: test_tensors() holds a whole split in memory and exists for CIFAR-sized "
+                        f"datasets only; iterate test_batches() instead")
+
+    def test_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
+        """The first ``n_test`` validation images in ImageFolder order, center-cropped."""
+        device = torch.device(device)
+        indices = list(range(self.n_test))
+        batches = [indices[start:start + batch_size] for start in range(0, self.n_test, batch_size)]
+        for x, y in self._loader(self.test_folder, batches, device):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def load_imagenet(root: Path, n_train: int | None, n_test: int | None, data_seed: int, augment: bool,
+                  num_workers: int) -> ImageFolderBundle:
+    """``root/train`` and ``root/val`` as an ``ImageFolderBundle``, checked to share their classes."""
+    from torchvision.datasets import ImageFolder
+
+    folders = {}
+    for split in ("train", "val"):
+        path = root / split
+        if not path.is_dir():
+            raise DataError(f"imagenet: missing folder '{path}'; expected ImageFolder layout "
+                            f"{root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG (set data_root to their parent)")
+        try:
+            folders[split] = ImageFolder(str(path))
+        except (FileNotFoundError, OSError) as err:
+            raise DataError(f"imagenet: cannot read '{path}' as an ImageFolder ({err})") from err
+    if folders["train"].classes != folders["val"].classes:
+        raise DataError(f"imagenet: class folders of '{root / 'train'}' and '{root / 'val'}' differ; "
+                        f"both need the same <wnid> subfolders")
+    check_subset_size("imagenet", "train", n_train, len(folders["train"]), minimum=1)
+    check_subset_size("imagenet", "test", n_test, len(folders["val"]), minimum=0)
+    return ImageFolderBundle("imagenet", folders["train"], folders["val"],
+                             train_subset_indices(len(folders["train"]), n_train, data_seed),
+                             len(folders["val"]) if n_test is None else n_test, augment, num_workers)

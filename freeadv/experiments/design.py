@@ -1,0 +1,328 @@
+"""The paper's design: every table and figure as rows of cells and columns of metrics.
+
+A :class:`Cell` is one trained model as the paper describes it: dataset and architecture in the
+paper's names, a registered training method (freeadv.methods) and the settings of it that the
+paper varies. A :class:`Metric` is one column: a number of an attack's result (an
+:class:`~freeadv.attacks.AttackSpec` in pixel units) or of the training summary. Nothing here
+knows how a scale realises a cell (see :mod:`.scales`), and no method is special-cased: titles and
+model-id fragments come from the method registry.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..attacks import AttackSpec
+from ..attacks.spec import PAPER_STEP, num
+from ..methods import get_method, method_params
+
+PAPER_DATASETS = ("cifar10", "cifar100", "imagenet")
+PAPER_ARCHS = ("wrn32_10", "wrn34_10", "resnet50", "resnet101", "resnet152")
+DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet",
+                  "cifar10-jpeg": "CIFAR-10 (JPEG q75)", "synthetic": "synthetic"}
+ARCH_TITLES = {"wrn32_10": "WRN-32-10", "wrn34_10": "WRN-34-10", "resnet50": "ResNet-50",
+               "resnet101": "ResNet-101", "resnet152": "ResNet-152", "small_cnn": "small CNN",
+               "preact_resnet18": "PreAct ResNet-18"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One trained model as the paper describes it (dataset and architecture in the paper's names).
+
+    ``params`` are the ``freeadv train`` keys the paper sets for this model's method, as sorted
+    (key, value) pairs: ``eps`` (pixel units; absent for natural training) and the method's own
+    keys (``replay``, ``pgd_steps``, ...). They are exactly what the cell adds to its training
+    config; the method's defaults fill the rest (build cells with :func:`cell`).
+    """
+    dataset: str                       # cifar10 | cifar100 | imagenet
+    arch: str                          # wrn32_10 | wrn34_10 | resnet50 | resnet101 | resnet152
+    method: str                        # a name in freeadv.methods.METHODS
+    params: tuple[tuple[str, Any], ...] = ()
+    batch_size: int | None = None      # None: the dataset's default (CIFAR 128, ImageNet 256)
+    seed: int = 0
+
+    @property
+    def eps(self) -> float | None:
+        """The training eps in pixel units; None for natural training."""
+        return dict(self.params).get("eps")
+
+    @property
+    def method_params(self) -> dict[str, Any]:
+        """The method's keys with its defaults filled: what its title and id fragment read."""
+        return method_params(self.method, dict(self.params))
+
+    @property
+    def title(self) -> str:
+        """The method as a row title: 'Free m=8', '7-PGD', 'Natural m=4', 'FGSM-RS'."""
+        return get_method(self.method).title(self.method_params)
+
+    @property
+    def id_fragment(self) -> str:
+        """The method part of a model id: 'free-m8', 'pgd7-step2', 'natural'."""
+        return get_method(self.method).id_fragment(self.method_params)
+
+    @property
+    def paper_name(self) -> str:
+        """The model in the paper's words, e.g. 'CIFAR-10 WRN-32-10 Free m=8 eps 8'."""
+        eps = f" eps {num(self.eps)}" if self.eps is not None else ""
+        seed = f" seed {self.seed}" if self.seed else ""
+        return f"{DATASET_TITLES[self.dataset]} {ARCH_TITLES[self.arch]} {self.title}{eps}{seed}"
+
+
+def cell(dataset: str, arch: str, method: str, *, batch_size: int | None = None, seed: int = 0,
+         **params: Any) -> Cell:
+    """A :class:`Cell` whose ``params`` are the given method settings (``eps`` or the method's keys)."""
+    known = set(method_params(method, {})) | {"eps"}
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"cell of method '{method}': '{unknown[0]}' is not one of its settings "
+                         f"({', '.join(sorted(known))})")
+    return Cell(dataset, arch, method, tuple(sorted(params.items())), batch_size, seed)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column: the number ``field`` of an attack's result (or of the training summary)."""
+    key: str                           # column key, as in paper_values.csv
+    label: str                         # column title, as in the paper
+    field: str                         # clean_acc | robust_acc | train_minutes
+    attack: AttackSpec | None = None   # None: read train.json
+
+    @property
+    def unit(self) -> str:
+        return "minutes" if self.field == "train_minutes" else "percent"
+
+    @property
+    def source(self) -> str:
+        """Where the number comes from, in words (for table notes)."""
+        if self.attack is None:
+            return "training time (train.json)"
+        if self.field == "clean_acc":
+            job = "" if self.attack.kind == "none" else f" (the clean pass of the {self.attack.describe()} job)"
+            return f"accuracy on the clean test images{job}"
+        return f"accuracy under {self.attack.describe()}"
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str                           # row key, as in paper_values.csv
+    label: str
+    cell: Cell | None                  # None: a number the paper reports but nobody trains here
+    eval_eps: float | None = None      # eps for attacks without their own (Figure 4: the training eps)
+    paper_ref: tuple[str, str] | None = None   # (table, row) holding its paper values; default its own
+    group: str = ""                    # curve / panel of a figure row
+    x: float | None = None             # its x value in a figure (m in Figure 1, eps in Figure 4)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A figure-data job on one model: ``freeadv adv-examples`` or ``freeadv loss-surface``."""
+    kind: str                          # adv-examples | loss-surface
+    cell: Cell
+    label: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def id(self) -> str:
+        o = dict(self.options)
+        if self.kind == "adv-examples":
+            return f"adv-examples-bim{o['steps']}-eps{num(o['eps'])}-step{num(o['step_size'])}-last{o['last']}"
+        return f"loss-surface-{o['plane']}-img{o['images']}-grid{o['grid']}-span{num(o['span'])}"
+
+    def cli_args(self) -> list[str]:
+        args = [self.kind]
+        for key, value in self.options:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+        return args
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    kind: str                          # table | figure
+    title: str
+    rows: tuple[Row, ...] = ()
+    metrics: tuple[Metric, ...] = ()
+    analyses: tuple[Analysis, ...] = ()
+    summary: str | None = None         # 'mean_std': add mean and std rows over the rows (trials)
+    notes: tuple[str, ...] = ()
+    partial: bool = False              # may be drawn from the datasets a scale has (Figure 1's panels)
+
+    @property
+    def datasets(self) -> set[str]:
+        cells = [r.cell for r in self.rows if r.cell] + [a.cell for a in self.analyses]
+        return {c.dataset for c in cells}
+
+
+# --- attacks and metrics ---------------------------------------------------------------------------
+
+# Attacks of the paper. CIFAR: eps 8, step 2 (Madry et al.); ImageNet: step 1, eps = training eps.
+def _cifar(kind: str, steps: int, restarts: int = 1) -> AttackSpec:
+    return AttackSpec(kind, steps, 8.0, PAPER_STEP["cifar"], restarts)
+
+
+def _imagenet(steps: int, eps: float | None) -> AttackSpec:
+    return AttackSpec("pgd", steps, eps, PAPER_STEP["imagenet"])
+
+
+CLEAN = AttackSpec("none")
+
+# Sanity evaluations run on every table model (freeadv.sanity reads them): uniform noise of the
+# row's eps, whose accuracy a working gradient attack must not exceed, and a PGD-20 of a very large
+# budget, which must reach ~0% unless gradients are masked.
+LARGE_EPS_PGD = AttackSpec("pgd", 20, 64.0, 8.0)
+
+
+def sanity_attacks(metrics: tuple[Metric, ...], eval_eps: float | None) -> list[AttackSpec]:
+    """The noise attack at the eps of the row's first gradient attack, and the large-eps PGD."""
+    eps = next((m.attack.bind(eval_eps).eps for m in metrics
+                if m.attack is not None and m.attack.attack.gradient), None)
+    return ([AttackSpec("noise", 0, eps)] if eps is not None else []) + [LARGE_EPS_PGD]
+
+
+def _nat(attack: AttackSpec) -> Metric:
+    """Natural accuracy, read from the clean pass of an attack job the table runs anyway."""
+    return Metric("nat", "Natural images", "clean_acc", attack)
+
+
+def _robust(key: str, label: str, attack: AttackSpec) -> Metric:
+    return Metric(key, label, "robust_acc", attack)
+
+
+TRAIN_MIN = Metric("train_min", "Train time (min)", "train_minutes", None)
+
+
+def _imagenet_metrics(eps: float, train_minutes: bool = False) -> tuple[Metric, ...]:
+    metrics = (_nat(_imagenet(10, eps)), _robust("pgd10", "PGD-10", _imagenet(10, eps)),
+               _robust("pgd50", "PGD-50", _imagenet(50, eps)), _robust("pgd100", "PGD-100", _imagenet(100, eps)))
+    return metrics + ((TRAIN_MIN,) if train_minutes else ())
+
+
+# --- the paper's models ------------------------------------------------------------------------------
+
+def natural(dataset: str, arch: str, replay: int = 1) -> Cell:
+    return cell(dataset, arch, "natural", replay=replay)
+
+
+def free(dataset: str, arch: str, m: int, eps: float, **kw: Any) -> Cell:
+    return cell(dataset, arch, "free", replay=m, eps=float(eps), **kw)
+
+
+def kpgd(dataset: str, arch: str, steps: int, step_size: float, eps: float) -> Cell:
+    return cell(dataset, arch, "pgd", eps=float(eps), pgd_steps=steps, pgd_step_size=float(step_size))
+
+
+WRN, C10, C100, INET = "wrn32_10", "cifar10", "cifar100", "imagenet"
+
+PAPER_SWEEPS: dict[str, list] = {
+    "figure1_replays": [1, 2, 4, 6, 8, 10, 12, 16],   # m = 1 is natural training
+    "figure4_eps": [2, 3, 4, 5, 6, 7],
+    "figure4_replays": [2, 4, 6, 8],
+    "trial_seeds": [0, 1, 2, 3, 4],
+}
+
+
+# --- the targets -----------------------------------------------------------------------------------
+
+def _cifar_tables() -> list[Target]:
+    """Tables 1 and 2: CIFAR-10 and CIFAR-100, WRN-32-10, eps 8."""
+    pgd20, pgd100, cw100, pgd20_r10 = _cifar("pgd", 20), _cifar("pgd", 100), _cifar("cw", 100), _cifar("pgd", 20, 10)
+    return [
+        Target("table1", "table", "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness",
+               rows=(Row("natural", "Natural", natural(C10, WRN)),
+                     *(Row(f"free_m{m}", f"Free m={m}", free(C10, WRN, m, 8)) for m in (2, 4, 8, 10)),
+                     Row("pgd7", "7-PGD trained", kpgd(C10, WRN, 7, 2, 8))),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _robust("pgd100", "PGD-100", pgd100),
+                        _robust("cw100", "CW-100", cw100), _robust("pgd20_r10", "10 restart PGD-20", pgd20_r10),
+                        TRAIN_MIN)),
+        Target("table2", "table", "Table 2: CIFAR-100, WRN-32-10, eps 8: accuracy and robustness",
+               rows=(Row("natural", "Natural", natural(C100, WRN)),
+                     *(Row(f"free_m{m}", f"Free m={m}", free(C100, WRN, m, 8)) for m in (2, 4, 6, 8, 10)),
+                     Row("pgd2", "2-PGD trained (step 4)", kpgd(C100, WRN, 2, 4, 8)),
+                     Row("pgd7", "7-PGD trained", kpgd(C100, WRN, 7, 2, 8))),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _robust("pgd100", "PGD-100", pgd100),
+                        TRAIN_MIN),
+               notes=("The paper does not give the 2-PGD step size; we use 4/255 so that K x step = eps, "
+                      "as its ImageNet 2-PGD does (step 2, eps 4).",)),
+    ]
+
+
+def _imagenet_tables() -> list[Target]:
+    """Tables 3-5: ImageNet ResNets."""
+    return [
+        Target("table3", "table", "Table 3: ImageNet, ResNet-50, eps 2: accuracy and robustness",
+               rows=(Row("natural", "Natural", natural(INET, "resnet50")),
+                     *(Row(f"free_m{m}", f"Free m={m}", free(INET, "resnet50", m, 2)) for m in (2, 4, 6, 8))),
+               metrics=_imagenet_metrics(2)),
+        Target("table4", "table", "Table 4: ImageNet, ResNet-50, eps 4: Free m=4 vs 2-PGD",
+               rows=(Row("free_m4", "RN50 - Free m=4", free(INET, "resnet50", 4, 4)),
+                     Row("pgd2", "RN50 - 2-PGD trained", kpgd(INET, "resnet50", 2, 2, 4))),
+               metrics=_imagenet_metrics(4, train_minutes=True)),
+        Target("table5", "table", "Table 5: ImageNet, Free m=4, eps 4: ResNets of growing capacity",
+               rows=tuple(Row(a, ARCH_TITLES[a], free(INET, a, 4, 4)) for a in ("resnet50", "resnet101", "resnet152")),
+               metrics=_imagenet_metrics(4)),
+    ]
+
+
+def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
+    """YOPO, the trials over seeds and FGSM-RS: comparisons on CIFAR-10."""
+    pgd20, pgd20_r20 = _cifar("pgd", 20), _cifar("pgd", 20, 20)
+    return [
+        Target("yopo", "table", "Comparison with YOPO: CIFAR-10, WRN-34-10, Free m=10, batch 256",
+               rows=(Row("free_m10_bs256", "WRN-34-10 Free m=10, batch 256", free(C10, "wrn34_10", 10, 8, batch_size=256)),
+                     Row("yopo_5_3", "YOPO 5-3 (reported by Zhang et al. 2019; not trained here)", None)),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20))),
+        Target("trials", "table", "Trials of Free m=8 on CIFAR-10 over training seeds (the paper: five, 0-4)",
+               rows=tuple(Row(f"seed{seed}", f"Free m=8, seed {seed}", free(C10, WRN, 8, 8, seed=seed))
+                          for seed in sweeps["trial_seeds"]),
+               metrics=(_nat(pgd20_r20), _robust("pgd20_r20", "20 restart PGD-20", pgd20_r20)),
+               summary="mean_std",
+               notes=("mean and sample standard deviation (ddof=1) over the seeds",)),
+        Target("fast", "table", "FGSM-RS vs Free m=8 vs 7-PGD on CIFAR-10, WRN-32-10, eps 8",
+               rows=(Row("fgsm_rs", "FGSM-RS (Wong et al. 2020; not in the paper)", cell(C10, WRN, "fgsm_rs", eps=8.0)),
+                     Row("free_m8", "Free m=8", free(C10, WRN, 8, 8), paper_ref=("table1", "free_m8")),
+                     Row("pgd7", "7-PGD trained", kpgd(C10, WRN, 7, 2, 8), paper_ref=("table1", "pgd7"))),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), TRAIN_MIN),
+               notes=("Paper values of Free m=8 and 7-PGD are Table 1's.",)),
+    ]
+
+
+def _figures(sweeps: dict[str, list]) -> list[Target]:
+    """Figures 1-4: replay sweep, adversarial examples, loss surfaces, ImageNet eps sweep."""
+    free8, pgd7 = free(C10, WRN, 8, 8), kpgd(C10, WRN, 7, 2, 8)
+    return [
+        Target("figure1", "figure", "Figure 1: natural training with minibatch replay: validation accuracy vs m",
+               rows=tuple(Row(f"{d}_m{m}", f"m={m}", natural(d, WRN, m), group=d, x=m)
+                          for d in (C10, C100) for m in sweeps["figure1_replays"])
+               + tuple(Row(f"{d}_pgd7", "7-PGD trained", kpgd(d, WRN, 7, 2, 8), group=d) for d in (C10, C100)),
+               metrics=(Metric("nat", "Natural images", "clean_acc", CLEAN),), partial=True),
+        Target("figure2", "figure", "Figure 2: BIM adversarial examples (eps 30, step 2, 50 iterations) "
+                                    "of the last 9 CIFAR-10 test images",
+               analyses=tuple(Analysis("adv-examples", c, label, (("eps", 30), ("step_size", 2), ("steps", 50),
+                                                                  ("last", 9)))
+                              for c, label in ((pgd7, "7-PGD trained"), (free8, "Free m=8")))),
+        Target("figure3", "figure", "Figure 3: cross-entropy loss surfaces of the first 2 CIFAR-10 test images",
+               analyses=tuple(Analysis("loss-surface", c, label, (("plane", plane), ("images", 2), ("grid", 21),
+                                                                  ("span", 16)))
+                              for plane in ("adv-rad", "rad-rad")
+                              for c, label in ((free8, "Free m=8"), (pgd7, "7-PGD trained")))),
+        Target("figure4", "figure", "Figure 4: ImageNet ResNet-50: clean and PGD-100 accuracy vs training eps",
+               rows=tuple(Row(f"natural_eps{num(e)}", "Natural", natural(INET, "resnet50"), eval_eps=float(e),
+                              group="natural", x=e) for e in sweeps["figure4_eps"])
+               + tuple(Row(f"free_m{m}_eps{num(e)}", f"Free m={m}", free(INET, "resnet50", m, e), eval_eps=float(e),
+                           group=f"free_m{m}", x=e) for m in sweeps["figure4_replays"] for e in sweeps["figure4_eps"]),
+               metrics=(_nat(_imagenet(100, None)), _robust("pgd100", "PGD-100", _imagenet(100, None))),
+               notes=("Attacks use eps = the training eps (the natural model: each eps of the sweep) and step 1.",)),
+    ]
+
+
+def make_targets(sweeps: dict[str, list] | None = None) -> dict[str, Target]:
+    """Every table and figure of the paper. ``sweeps`` may shorten the figure sweeps (smoke scale)."""
+    s = {**PAPER_SWEEPS, **(sweeps or {})}
+    targets = _cifar_tables() + _imagenet_tables() + _comparison_tables(s) + _figures(s)
+    return {t.name: t for t in targets}
+
+
+TARGETS: dict[str, Target] = make_targets()
+TABLES = tuple(name for name, t in TARGETS.items() if t.kind == "table")
+FIGURES = tuple(name for name, t in TARGETS.items() if t.kind == "figure")

@@ -1,0 +1,215 @@
+"""How one scale of the workflow realises the paper's design: the plan.
+
+A scale (one entry of ``scales`` in config/config.yaml) maps every paper dataset and architecture
+onto what is actually trained, adds its training settings, and may cap the attacks (smoke). Each
+cell of :mod:`.design` so becomes a concrete training config and a *model id* named after it; two
+cells that realise the same config share one model, trained once.
+
+The plan (:func:`build_plan`) is a JSON-able dict that both the Snakefile (to build the DAG) and
+``freeadv table`` / ``freeadv figure`` (to find the result files) read, so the two can never
+disagree. Its file paths are relative to ``results/<scale>`` (see :mod:`.layout`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..attacks import AttackSpec
+from ..attacks.spec import num
+from ..config import defaults   # light: yaml and the method registry, no torch
+from ..io import read_json
+from .design import Analysis, Cell, Row, Target, make_targets, sanity_attacks
+from .layout import analysis_path, eval_path, train_path
+
+
+class PlanError(ValueError):
+    """A scale's settings cannot realise the paper's design; one line saying what to change."""
+
+
+# The keys of a scale's settings that decide what is trained and evaluated (not its job resources).
+PLAN_SETTINGS = ("datasets", "architectures", "train", "train_by_dataset", "attacks", "sweeps")
+
+
+def model_id(config: dict[str, Any], cell: Cell) -> str:
+    """A readable name of a realised training config, e.g. ``cifar10-wrn32_10-free-m8-eps8-s0``.
+
+    It names what is actually trained (dataset and architecture after the scale's mapping) and every
+    setting in which the paper's models differ (the method's part from its registered
+    ``id_fragment``); settings shared by all models of a scale (schedule, subset sizes) are not in
+    it, and :func:`build_plan` checks that no two different configs meet under one id.
+    """
+    arch = config["arch"] + (f"-w{config['width']}" if config.get("width") else "")
+    parts = [config["dataset"], arch, cell.id_fragment]
+    if cell.eps is not None:
+        parts.append(f"eps{num(cell.eps)}")
+    if cell.batch_size is not None:
+        parts.append(f"bs{cell.batch_size}")
+    parts.append(f"s{cell.seed}")
+    return "-".join(parts)
+
+
+def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The ``freeadv train`` keys of a cell at a scale (only what differs from the library defaults).
+
+    ``settings`` is one entry of ``scales`` in config/config.yaml; ``data`` maps a dataset name to
+    training keys for every model on it (``data_root``, ``download``).
+    """
+    datasets = settings.get("datasets", {})
+    architectures = settings.get("architectures", {})
+    if cell.dataset not in datasets:
+        raise PlanError(f"the scale maps no dataset for the paper's '{cell.dataset}' "
+                        f"(its datasets: {', '.join(datasets) or 'none'})")
+    if cell.arch not in architectures:
+        raise PlanError(f"the scale maps no architecture for the paper's '{cell.arch}' "
+                        f"(its architectures: {', '.join(architectures) or 'none'})")
+    dataset = datasets[cell.dataset]
+    config: dict[str, Any] = {"dataset": dataset, **architectures[cell.arch]}
+    config.update((data or {}).get(dataset, {}))
+    config.update(settings.get("train", {}))
+    config.update(settings.get("train_by_dataset", {}).get(dataset, {}))
+    config.update(method=cell.method, seed=cell.seed)
+    config.update(cell.params)          # the method's settings the paper gives this model
+    if cell.batch_size is not None:
+        config["batch_size"] = cell.batch_size
+    config = {k: v for k, v in config.items() if v is not None}   # None: the library's default
+    unknown = sorted(set(config) - set(defaults()))
+    if unknown:
+        raise PlanError(f"training key '{unknown[0]}' (from the scale's settings) is not a freeadv config key; "
+                        f"see freeadv/config.py DEFAULTS and the methods' keys (freeadv train --help)")
+    return dict(sorted(config.items()))
+
+
+def realise_attack(attack: AttackSpec, settings: dict[str, Any]) -> AttackSpec:
+    """The attack a scale runs for one of the paper's: the scale may cap steps and restarts (smoke)."""
+    caps = settings.get("attacks") or {}
+    return attack.capped(caps.get("max_steps"), caps.get("max_restarts"))
+
+
+def plan_inputs(workflow_config: dict[str, Any], scale: str) -> dict[str, Any]:
+    """The arguments of :func:`build_plan` from the workflow config (config/config.yaml): the scale's
+    settings that decide what is trained and evaluated (not its job resources), and the data keys."""
+    scales = workflow_config.get("scales") or {}
+    if scale not in scales:
+        raise PlanError(f"unknown scale '{scale}': choose one of {', '.join(scales)}")
+    settings = {key: value for key, value in scales[scale].items() if key in PLAN_SETTINGS}
+    return {"scale": scale, "settings": settings, "data": workflow_config.get("data") or {}}
+
+
+# --- building the plan -------------------------------------------------------------------------------
+
+class _Models:
+    """The models of a plan: model id -> {config, cells (the paper's names of what it stands for)}."""
+
+    def __init__(self, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None) -> None:
+        self.settings, self.data = settings, data
+        self.entries: dict[str, dict[str, Any]] = {}
+
+    def realise(self, cell: Cell) -> str:
+        """The id of the model that trains ``cell`` at this scale, added to the plan once."""
+        config = training_config(cell, self.settings, self.data)
+        name = model_id(config, cell)
+        known = self.entries.setdefault(name, {"config": config, "cells": []})
+        if known["config"] != config:
+            differ = sorted(k for k in set(config) | set(known["config"]) if config.get(k) != known["config"].get(k))
+            raise PlanError(f"two different training configs share the model id '{name}' (they differ in "
+                            f"{', '.join(differ)}); give them different datasets/architectures in the scale settings")
+        if cell.paper_name not in known["cells"]:
+            known["cells"].append(cell.paper_name)
+        return name
+
+
+def _result(model: str, attack: AttackSpec) -> dict[str, Any]:
+    return {"file": eval_path(model, attack.id), "attack": attack.id}
+
+
+def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
+    """One row: its model and, per metric, the result file and attack that give its number."""
+    planned: dict[str, Any] = {"key": row.key, "label": row.label, "group": row.group, "x": row.x,
+                               "paper_ref": list(row.paper_ref or (target.name, row.key)),
+                               "model": None, "metrics": {}}
+    if row.cell is None:
+        return planned
+    name = planned["model"] = models.realise(row.cell)
+    for metric in target.metrics:
+        if metric.attack is None:
+            planned["metrics"][metric.key] = {"file": train_path(name), "attack": None}
+        else:
+            planned["metrics"][metric.key] = _result(name, realise_attack(metric.attack.bind(row.eval_eps),
+                                                                          models.settings))
+    if target.kind == "table":
+        planned["sanity"] = [_result(name, realise_attack(a, models.settings))
+                             for a in sanity_attacks(target.metrics, row.eval_eps)]
+    return planned
+
+
+def _plan_analysis(analysis: Analysis, models: _Models) -> dict[str, Any]:
+    name = models.realise(analysis.cell)
+    return {"kind": analysis.kind, "label": analysis.label, "model": name, "id": analysis.id,
+            "options": dict(analysis.options), "args": analysis.cli_args(),
+            "file": analysis_path(name, analysis.id)}
+
+
+def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
+    """One target: whether this scale can build it, and its rows and analyses if so."""
+    datasets = set(models.settings.get("datasets", {}))
+    missing = sorted(target.datasets - datasets)
+    # A partial target (one panel per dataset) keeps the panels of the datasets this scale has.
+    available = not missing or (target.partial and bool(target.datasets & datasets))
+    notes = list(target.notes)
+    if missing and available:
+        notes.append(f"Only {', '.join(sorted(target.datasets & datasets))} at scale '{scale}': "
+                     f"it does not provide {', '.join(missing)}.")
+    entry: dict[str, Any] = {
+        "kind": target.kind, "title": target.title, "available": available,
+        "datasets": sorted(target.datasets), "missing_datasets": missing, "summary": target.summary,
+        "notes": notes,
+        "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit, "source": m.source}
+                    for m in target.metrics],
+        "rows": [], "analyses": [],
+    }
+    if available:
+        entry["rows"] = [_plan_row(target, row, models) for row in target.rows
+                         if row.cell is None or row.cell.dataset not in missing]
+        entry["analyses"] = [_plan_analysis(analysis, models) for analysis in target.analyses]
+    return entry
+
+
+def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Realise every target at one scale. Returns a JSON-able dict:
+
+    ``models``: model id -> {config, cells (paper titles)}; ``targets``: name -> {available,
+    missing_datasets, rows[{key, label, model, group, paper_ref, metrics{key: {file, attack}}}],
+    metrics[...], analyses[...]}. Paths are relative to ``results/<scale>``.
+    """
+    models = _Models(settings, data)
+    targets = {name: _plan_target(target, scale, models)
+               for name, target in make_targets(settings.get("sweeps")).items()}
+    return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets}
+
+
+# --- reading a plan ----------------------------------------------------------------------------------
+
+def target_files(plan: dict[str, Any], target: str) -> list[str]:
+    """Every result file (relative to results/<scale>) one target reads."""
+    entry = plan["targets"][target]
+    files = [m["file"] for row in entry["rows"] for m in row["metrics"].values()]
+    files += [s["file"] for row in entry["rows"] for s in row.get("sanity", [])]
+    files += [train_path(row["model"]) for row in entry["rows"] if row["model"]]
+    files += [a["file"] for a in entry["analyses"]]
+    return sorted(set(files))
+
+
+def available_targets(plan: dict[str, Any]) -> list[str]:
+    return [name for name, entry in plan["targets"].items() if entry["available"]]
+
+
+def unavailable_message(plan: dict[str, Any], target: str) -> str:
+    entry = plan["targets"][target]
+    datasets = plan["settings"].get("datasets", {})
+    return (f"target '{target}' needs the {', '.join(entry['missing_datasets'])} dataset(s), which scale "
+            f"'{plan['scale']}' does not provide (scales.{plan['scale']}.datasets maps: "
+            f"{', '.join(datasets) or 'nothing'}); run it at a scale that does, e.g. --config scale=paper or smoke")
+
+
+def load_plan(path: str | Path) -> dict[str, Any]:
+    return read_json(path)

@@ -1,0 +1,62 @@
+"""Config keys: one typed declaration each, and the checks behind their one-line errors.
+
+``config.DEFAULTS`` holds the keys every run has; each registered training method declares its own
+as :class:`Key` objects (``freeadv.methods``). Both are validated by :func:`check` with the same
+wording: ``config key 'K' has bad value V: expected ...``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _pixels(value: Any) -> bool:
+    return is_number(value) and 0 < value <= 255
+
+
+# kind -> (test, what the error message says is allowed)
+CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int>=1": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
+    "int>=1|null": (lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1 or null"),
+    "int>=0": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "number>0": (lambda v: is_number(v) and v > 0, "a number > 0"),
+    "number>=0": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "pixels": (_pixels, "a number in (0, 255] (pixel units, 8 means 8/255)"),
+    "pixels|null": (lambda v: v is None or _pixels(v), "a number in (0, 255] (pixel units) or null"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
+
+
+def bad_value(key: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"config key '{key}' has bad value {value!r}: expected {allowed}")
+
+
+def check(key: str, value: Any, kind: str) -> None:
+    test, allowed = CHECKS[kind]
+    if not test(value):
+        raise bad_value(key, value, allowed)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key a method reads: its default, its kind (a name in CHECKS) and what it means."""
+    default: Any
+    kind: str
+    doc: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in CHECKS:
+            raise TypeError(f"Key kind '{self.kind}' is unknown; choose one of {', '.join(CHECKS)}")

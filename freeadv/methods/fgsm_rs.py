@@ -1,0 +1,45 @@
+"""FGSM with a random start (Wong et al. 2020, 'fast is better than free'); beyond the paper."""
+from __future__ import annotations
+
+from ..keys import Key
+from ..units import to_unit
+from ..lazy import lazy_import
+from . import Method, StepCost, frozen_bn_statistics, register_method
+
+steps = lazy_import("freeadv.attacks.steps")   # imports torch
+
+
+@register_method
+class FGSMRandomStart(Method):
+    """Uniform random start, one FGSM step of alpha = 1.25 eps, projected back to the eps-ball."""
+
+    name = "fgsm_rs"
+    keys = {"fgsm_alpha": Key(None, "pixels|null", "fgsm_rs: step, pixel units; null = 1.25 * eps (Wong et al. 2020)")}
+    needs_randomness = True
+
+    def __init__(self, *, eps: float, step_size: float, autocast=None) -> None:
+        super().__init__(replay=1, autocast=autocast)
+        self.eps, self.step_size = eps, step_size
+
+    @classmethod
+    def title(cls, params):
+        return "FGSM-RS"
+
+    @classmethod
+    def id_fragment(cls, params):
+        return "fgsm_rs"
+
+    @classmethod
+    def cost(cls, config):
+        return StepCost(train=1, attack=1)
+
+    @classmethod
+    def from_config(cls, config, autocast=None):
+        alpha = config["fgsm_alpha"] if config["fgsm_alpha"] is not None else 1.25 * config["eps"]
+        return cls(eps=to_unit(config["eps"]), step_size=to_unit(alpha), autocast=autocast)
+
+    def adversarial_input(self, model, x, y, generator):
+        ball = steps.LinfStep(self.eps, self.step_size)
+        with frozen_bn_statistics(model), self.autocast():
+            start = ball.random_start(x, generator)
+            return ball.project(ball.step(start, steps.input_gradient(model, start, y)), x).detach()

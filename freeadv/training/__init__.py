@@ -1,0 +1,29 @@
+"""The one training engine every method runs on: data, replay, schedule, timing, checkpoints.
+
+Resumption is exact: the data order and augmentation of every batch, and the random starts of
+the training attacks, are pure functions of (seed, epoch, batch, iteration), so a run resumed from
+its checkpoint (model, optimizer, perturbation buffer, iteration, logs) ends with the same weights
+as an uninterrupted one.
+
+Modules by concern:
+
+* ``runtime`` -- device, autocast, memory format (``place_model``/``place_batch``), the model, data
+  and optimizer of a config, the per-step random generator, clean accuracy
+* ``state``   -- ``Setup`` (built once per session) and ``LoopState`` (what the loop changes)
+* ``engine``  -- ``Trainer``: build, restore, the replay loop, loss reads, checkpoints, evaluation
+* ``folder``  -- the run folder: checks before training, log.jsonl, train.json, model.pt, loading
+* tensor files and the rotating checkpoints are freeadv.checkpoints'
+"""
+from __future__ import annotations
+
+from ..checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT
+from .engine import NonFiniteLoss, Trainer
+from .folder import CONFIG, LOG, MODEL, TRAIN_JSON, load_trained_model
+from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
+                      resolve_device, setup_runtime, step_generator)
+from .state import LoopState, Setup
+
+__all__ = ["Trainer", "NonFiniteLoss", "Setup", "LoopState", "load_trained_model", "resolve_device",
+           "setup_runtime", "place_model", "place_batch", "model_for", "data_for", "make_optimizer",
+           "step_generator", "clean_accuracy", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "MODEL", "TRAIN_JSON",
+           "CONFIG", "LOG"]

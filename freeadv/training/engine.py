@@ -1,0 +1,196 @@
+"""The training loop in named steps: build, restore, one pass over the data, log, checkpoint,
+end-of-pass evaluation. ``Trainer`` strings them together; the run folder's files (checks before,
+model.pt and train.json after) are freeadv.training.folder's.
+
+Timing: ``train_seconds`` adds up the segments between end-of-pass evaluations; a checkpoint
+write falls inside a segment (it is part of what training costs), the evaluation does not.
+The loop syncs with the device only every ``log_every`` iterations (the loss read).
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from .. import checkpoints
+from .. import config as cfg
+from .. import distributed
+from ..methods import build_method
+from . import folder
+from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
+                      setup_runtime, step_generator)
+from .state import LoopState, Setup
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged; stop instead of producing garbage."""
+
+
+class Trainer:
+    """Trains one run directory to completion, resuming whatever is already there."""
+
+    def __init__(self, config: dict[str, Any], run_dir: str | Path, *, progress: bool = True) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.progress = progress
+
+    def run(self) -> dict[str, Any]:
+        """Train to completion; under torchrun every rank calls this and rank 0 writes the files."""
+        context = distributed.from_environment()
+        if context.enabled and self.config["batch_size"] % context.world_size:
+            raise cfg.ConfigError(f"config key 'batch_size' has bad value {self.config['batch_size']}: with "
+                                  f"{context.world_size} data-parallel processes it must be a multiple of "
+                                  f"{context.world_size} (each rank trains on an equal shard)")
+        try:
+            return self._run(context)
+        finally:
+            distributed.finish(context)
+
+    def _run(self, context: distributed.Context) -> dict[str, Any]:
+        finished = folder.prepare(self.run_dir, self.config, main=context.is_main)
+        if finished is not None:
+            return finished
+        state = LoopState()   # the session's wall clock starts here
+        setup = self._build(context)
+        self._restore(setup, state)
+        # wrapped after the restore, as always: DDP broadcasts rank 0's (restored) weights here
+        parallel_model = distributed.wrap(setup.model, setup.context, setup.device)
+        setup.step_model = torch.compile(parallel_model) if self.config["compile"] else parallel_model
+        bar = _progress_bar(self.config, setup.total, state.iteration, enabled=self.progress and context.is_main)
+        self._train(setup, state, bar)
+        bar.close()
+        result = folder.summary(self.config, setup, state)
+        folder.finish(self.run_dir, setup, result)
+        return result
+
+    # --- before the loop -----------------------------------------------------------------------
+    def _build(self, context: distributed.Context) -> Setup:
+        """Runtime, data, model, optimizer, method and schedule (in this order: the seed is set
+        once, before the data and the model draw from it)."""
+        config = self.config
+        device, autocast, channels_last = setup_runtime(config)
+        context, device = distributed.initialise(context, device)
+        torch.manual_seed(config["seed"])
+        data = data_for(config)
+        model = place_model(model_for(config, data), device, channels_last)
+        optimizer = make_optimizer(model, config)   # DDP shares these parameters
+        method = build_method(config, autocast=autocast)
+        batches_per_pass = data.num_train_batches(config["batch_size"])
+        total, milestones = cfg.schedule(config, batches_per_pass)
+        return Setup(context, device, channels_last, data, model, optimizer, method, batches_per_pass,
+                     total, milestones)
+
+    def _restore(self, setup: Setup, state: LoopState) -> None:
+        """Model, optimizer, method buffers, loop state and CPU RNG from the newest good checkpoint."""
+        saved = checkpoints.load_checkpoint(self.run_dir)
+        if saved is None:
+            return
+        setup.model.load_state_dict(saved["model"])
+        setup.optimizer.load_state_dict(saved["optimizer"])
+        # the checkpoint holds every rank's rows of the perturbation buffer, in rank order
+        setup.method.load_state_dict({k: distributed.shard_rows(v.to(setup.device), setup.context).clone()
+                                      for k, v in saved["method"].items()})
+        state.iteration, state.log, state.history = saved["iteration"], saved["log"], saved["history"]
+        state.train_seconds, state.resumes = saved["train_seconds"], saved["resumes"] + 1
+        torch.set_rng_state(saved["rng_cpu"])
+        print(f"[freeadv] resuming {self.run_dir} at iteration {state.iteration}/{setup.total}")
+
+    # --- the loop ------------------------------------------------------------------------------
+    def _train(self, setup: Setup, state: LoopState, bar: tqdm) -> None:
+        state.running_loss = torch.zeros((), device=setup.device)
+        state.since_log = 0
+        setup.model.train()
+        state.segment_start = state.last_log_time = time.perf_counter()
+        while state.iteration < setup.total:
+            self._one_pass(setup, state, bar)
+            self._end_of_pass(setup, state)
+
+    def _one_pass(self, setup: Setup, state: LoopState, bar: tqdm) -> None:
+        """The rest of the current pass: each minibatch replayed m times, from wherever the state
+        stands (mid-pass and mid-replay after a resume), stopping at the last iteration."""
+        config, m = self.config, setup.method.replay
+        epoch = state.iteration // setup.iters_per_pass
+        start_batch = (state.iteration % setup.iters_per_pass) // m
+        for x, y in setup.data.train_batches(config["batch_size"], epoch=epoch, seed=config["seed"],
+                                             device=setup.device, start_batch=start_batch,
+                                             shard=(setup.context.rank, setup.context.world_size)):
+            x = place_batch(x, setup.channels_last)
+            for _ in range(state.iteration % m, m):
+                lr = self._step(setup, state, x, y)
+                if state.iteration % config["log_every"] == 0 or state.iteration == setup.total:
+                    self._log(setup, state, lr, bar)
+                bar.update(1)
+                if state.iteration % config["checkpoint_every"] == 0 and state.iteration < setup.total:
+                    self._checkpoint(setup, state)
+                if state.iteration == setup.total:
+                    return
+
+    def _step(self, setup: Setup, state: LoopState, x: torch.Tensor, y: torch.Tensor) -> float:
+        """One parameter update at the scheduled learning rate; returns that rate."""
+        config, method = self.config, setup.method
+        lr = cfg.learning_rate(config, setup.milestones, state.iteration)
+        for group in setup.optimizer.param_groups:
+            group["lr"] = lr
+        generator = (step_generator(setup.device, config["seed"], state.iteration, setup.context.rank)
+                     if method.needs_randomness else None)
+        state.running_loss += method.step(setup.step_model, setup.optimizer, x, y, generator)
+        state.iteration += 1
+        state.since_log += 1
+        return lr
+
+    def _log(self, setup: Setup, state: LoopState, lr: float, bar: tqdm) -> None:
+        """The periodic loss read: the loop's one host sync (and, under DDP, one all-reduce)."""
+        mean_loss = float(distributed.mean_over_ranks(state.running_loss, setup.context)) / state.since_log
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLoss(f"training loss became non-finite ({mean_loss}) between iterations "
+                                f"{state.iteration - state.since_log + 1} and {state.iteration}; "
+                                "lower lr or check the data")
+        state.history.append({"iteration": state.iteration, "loss": mean_loss, "lr": lr})
+        state.running_loss.zero_()
+        state.since_log = 0
+        now = time.perf_counter()
+        rate = self.config["batch_size"] * self.config["log_every"] / max(now - state.last_log_time, 1e-9)
+        state.last_log_time = now
+        bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:g}", img_s=f"{rate:.0f}", refresh=False)
+
+    def _checkpoint(self, setup: Setup, state: LoopState) -> None:
+        """Close the timing segment, then write (rank 0) the state every rank snapshots."""
+        now = time.perf_counter()
+        state.train_seconds += now - state.segment_start
+        state.segment_start = now   # the write below is counted in the next segment: it is part of the cost
+        snapshot = self._snapshot(setup, state)
+        if setup.context.is_main:
+            checkpoints.save_checkpoint(self.run_dir, snapshot)
+
+    def _snapshot(self, setup: Setup, state: LoopState) -> dict[str, Any]:
+        """The resumable state; a collective under DDP (every rank must call it)."""
+        method_state = {k: distributed.gather_rows(v, setup.context) for k, v in setup.method.state_dict().items()}
+        return {"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
+                "method": method_state, "iteration": state.iteration, "log": state.log, "history": state.history,
+                "train_seconds": state.train_seconds, "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
+                "schedule": {"total": setup.total, "milestones": setup.milestones}}
+
+    def _end_of_pass(self, setup: Setup, state: LoopState) -> None:
+        """Close the timing segment, evaluate (not training time) and append the pass to log.jsonl."""
+        config, main = self.config, setup.context.is_main
+        state.train_seconds += time.perf_counter() - state.segment_start
+        passes = state.iteration / setup.iters_per_pass
+        accuracy = (clean_accuracy(setup.model, setup.data, config["eval_n"], setup.device)
+                    if config["eval_n"] and main else None)
+        state.log.append({"pass": math.ceil(passes - 1e-9), "iteration": state.iteration,
+                          "epochs_natural": passes * setup.method.replay,
+                          "lr": cfg.learning_rate(config, setup.milestones, max(state.iteration - 1, 0)),
+                          "loss": state.history[-1]["loss"] if state.history else None,
+                          "clean_acc_eval_n": accuracy, "train_seconds": state.train_seconds})
+        if main:
+            folder.write_log(self.run_dir, state.log)
+        state.segment_start = time.perf_counter()
+
+
+def _progress_bar(config: dict[str, Any], total: int, initial: int, *, enabled: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="it", mininterval=2.0,
+                desc=f"{config['method']} m={config['replay']}", dynamic_ncols=True)

@@ -1,0 +1,101 @@
+"""A run folder: its files, the checks before training, and what a finished run leaves there.
+
+    config.yaml        the resolved config (written first; a checkpoint must match it)
+    checkpoint.pt      the newest resumable state (and checkpoint.prev.pt, the one before)
+    log.jsonl          one line per pass over the data, rewritten after every pass
+    model.pt           the final weights           } written last, then the checkpoints go:
+    train.json         the summary (timing, log)   } both present means finished
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from .. import config as cfg
+from .. import distributed
+from ..checkpoints import CHECKPOINT, load_tensors, remove_checkpoints, save_tensors
+from ..io import atomic_write_text, read_json, write_json
+from ..provenance import stamp
+from .runtime import model_for
+from .state import LoopState, Setup
+
+MODEL = "model.pt"
+TRAIN_JSON = "train.json"
+CONFIG = "config.yaml"
+LOG = "log.jsonl"
+
+
+def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, Any] | None:
+    """Check the folder before training: returns the summary of a run already finished with this
+    config (nothing to do), refuses a finished run or a checkpoint of a different config, and
+    (rank 0) saves the config and removes the half-written files of a killed process."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
+        done = read_json(run_dir / TRAIN_JSON)
+        if done.get("config") == config:
+            print(f"[freeadv] {run_dir} is already trained; not retraining")
+            return done
+        raise cfg.ConfigError(f"run folder '{run_dir}' holds a finished run with a different config; "
+                              "use a new --out folder")
+    saved = run_dir / CONFIG
+    if saved.exists() and (run_dir / CHECKPOINT).exists():
+        if yaml.safe_load(saved.read_text()) != config:
+            raise cfg.ConfigError(f"run folder '{run_dir}' holds a checkpoint of a different config; "
+                                  "use a new --out folder")
+    if main:
+        cfg.save_yaml(config, saved)
+        for stale in run_dir.glob(".*.tmp"):   # half-written files of a killed process
+            stale.unlink(missing_ok=True)
+    return None
+
+
+def write_log(run_dir: Path, log: list[dict[str, Any]]) -> None:
+    atomic_write_text(run_dir / LOG, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in log))
+
+
+def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str, Any]:
+    """train.json: the config, provenance, schedule, timing and the logs of a finished run."""
+    total, train_seconds, history, log = setup.total, state.train_seconds, state.history, state.log
+    images = total * config["batch_size"]   # the global batch: all ranks together
+    return {
+        "kind": "train", "config": config, "seed": config["seed"], **stamp(setup.device),
+        "distributed": setup.context.describe(),
+        "iterations": total, "passes": total / setup.iters_per_pass, "replay": setup.method.replay,
+        "batches_per_pass": setup.batches_per_pass, "lr_milestones": setup.milestones,
+        "n_train": setup.data.n_train, "dataset": setup.data.name,
+        "train_seconds": train_seconds, "train_minutes": train_seconds / 60,
+        "wall_seconds_last_session": time.perf_counter() - state.wall_start, "resumes": state.resumes,
+        "images_per_second": images / train_seconds if train_seconds > 0 else None,
+        "seconds_per_iteration": train_seconds / total,
+        "final_loss": history[-1]["loss"] if history else None,
+        "final_clean_acc_eval_n": log[-1]["clean_acc_eval_n"] if log else None,
+        "eval_n": config["eval_n"], "log": log, "loss_history": history,
+    }
+
+
+def finish(run_dir: Path, setup: Setup, result: dict[str, Any]) -> None:
+    """After every rank is done, rank 0 writes model.pt then train.json, then drops the checkpoints
+    (killed in between, the next start resumes from the last checkpoint)."""
+    distributed.barrier(setup.context)
+    if setup.context.is_main:
+        save_tensors(run_dir / MODEL, setup.model.state_dict())
+        write_json(run_dir / TRAIN_JSON, result)
+        remove_checkpoints(run_dir)
+
+
+def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """The final model of a finished run (weights_only load) and its resolved config."""
+    run_dir = Path(run_dir)
+    weights = run_dir / MODEL
+    if not weights.exists():
+        raise FileNotFoundError(f"run folder '{run_dir}' has no {MODEL}; train it first (freeadv train --out {run_dir})")
+    config = cfg.resolve(yaml.safe_load((run_dir / CONFIG).read_text()))
+    model = model_for(config)
+    model.load_state_dict(load_tensors(weights))
+    return model.to(device).eval(), config

@@ -1,0 +1,50 @@
+"""The two objects the engine's steps share: ``Setup`` (built once per session) and ``LoopState``
+(what the loop changes, most of it checkpointed)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import distributed
+from ..data import DataBundle
+from ..methods import Method
+
+
+@dataclass
+class Setup:
+    """What one process trains with, built once per session and fixed for the whole run."""
+    context: distributed.Context
+    device: torch.device
+    channels_last: bool
+    data: DataBundle
+    model: nn.Module                 # the bare model: state dicts, evaluation
+    optimizer: torch.optim.Optimizer
+    method: Method
+    batches_per_pass: int
+    total: int                       # iterations of the whole run
+    milestones: list[int]
+    step_model: nn.Module | None = None   # what method.step trains: DDP / torch.compile around model
+
+    @property
+    def iters_per_pass(self) -> int:
+        return self.method.replay * self.batches_per_pass
+
+
+@dataclass
+class LoopState:
+    """What changes while training. iteration, log, history, train_seconds and resumes go into
+    every checkpoint; the running loss and the timers belong to this session."""
+    iteration: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)       # one entry per pass (log.jsonl)
+    history: list[dict[str, Any]] = field(default_factory=list)   # one entry per loss read
+    train_seconds: float = 0.0
+    resumes: int = 0
+    running_loss: torch.Tensor | None = None   # summed on the device between loss reads
+    since_log: int = 0                         # iterations summed into running_loss
+    wall_start: float = field(default_factory=time.perf_counter)
+    segment_start: float = 0.0                 # start of the training time not yet in train_seconds
+    last_log_time: float = 0.0
