@@ -17,11 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from . import config as cfg
+from .attacks.spec import PAPER_STEP
 from .attacks.steps import eval_mode, pgd
 from .io import write_json
 from .methods import METHODS, build_method, method_params
 from .provenance import stamp
 from .training import make_optimizer, model_for, place_batch, place_model, setup_runtime
+from .units import to_unit
 
 IMAGE_SIZE = {"imagenet": 224}
 
@@ -128,7 +130,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
 
     torch.manual_seed(0)
     model = place_model(model_for(base), dev, channels_last).eval()
-    eps, step = 8 / 255, 2 / 255
+    eps, step = to_unit(8), to_unit(PAPER_STEP["cifar"])   # the paper's CIFAR PGD: eps 8, step 2
     attacks = {f"PGD-{attack_steps} eval (freeadv)":
                lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
                f"PGD-{attack_steps} eval (plain autograd loop)":
