@@ -92,7 +92,10 @@ def test_paper_plan_trains_shared_models_once():
                                                "method": "free", "replay": 8, "seed": 0}
     assert plan["models"]["cifar10-wrn32_10-pgd7-step2-eps8-s0"]["config"]["pgd_steps"] == 7
     assert plan["models"]["cifar10-wrn34_10-free-m10-eps8-bs256-s0"]["config"]["batch_size"] == 256
-    assert len(plan["models"]) == 62
+    trades = "cifar10-wrn32_10-trades10-step1.785-beta6-eps8-s0"   # the fast table's TRADES row
+    assert plan["models"][trades]["config"] == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
+                                                "method": "trades", "seed": 0, "trades_beta": 6.0}
+    assert len(plan["models"]) == 63
     table1 = plan["targets"]["table1"]
     attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
     assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10"}
