@@ -94,7 +94,7 @@ def test_smoke_tables_have_every_paper_row_and_column(smoke):
         assert (trained["images_per_second"] > 0).all()
         assert "stand-ins" in (folder / f"{name}.md").read_text()
     fast = pd.read_csv(workdir / "results/smoke/tables/fast.csv").set_index("row")
-    assert fast.loc["free_m8", "pgd20_paper"] == 46.82 and list(fast.index) == ["fgsm_rs", "free_m8", "pgd7"]
+    assert fast.loc["free_m8", "pgd20_paper"] == 46.82 and list(fast.index) == ["fgsm_rs", "trades", "free_m8", "pgd7"]
 
 
 @pytest.mark.slow
@@ -180,7 +180,7 @@ def test_paper_all_trains_each_model_once(tmp_path):
     counts = job_counts(output(dry))
     settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
                 "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
-    assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 62
+    assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 63
     assert counts["table"] == len(design.TABLES) and counts["figure"] == len(design.FIGURES)
 
 
