@@ -174,10 +174,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"comma-separated subset of {','.join(STEPS)} (natural is always timed; xgrad is a "
                         "natural step that also computes the input gradient)")
     p.add_argument("--out", help="write the result JSON here")
-    p.set_defaults(func=_cmd_bench)
+    p.set_defaults(func=cmd_bench)
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
+def cmd_bench(args: argparse.Namespace) -> int:
     for name in ("batch", "replay", "reps", "attack_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")

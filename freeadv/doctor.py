@@ -173,10 +173,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="another folder that should hold datasets (repeatable), e.g. ../shared/data")
     p.add_argument("--out", action="append", default=None, metavar="DIR",
                    help="folder that must be writable (repeatable; default results, figures, logs)")
-    p.set_defaults(func=_cmd_doctor)
+    p.set_defaults(func=cmd_doctor)
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
+def cmd_doctor(args: argparse.Namespace) -> int:
     checks = run_checks(args.config, args.data_root, args.out or ["results", "figures", "logs"])
     for check in checks:
         print(check.line())

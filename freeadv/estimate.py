@@ -146,10 +146,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-batch", type=int, help="time steps at this batch and scale linearly "
                                                    f"(default: the job's batch on CUDA, {CPU_PROBE_BATCH} on CPU)")
     p.add_argument("--reps", type=int, default=3, help="timed repetitions per step (default 3)")
-    p.set_defaults(func=_cmd_estimate)
+    p.set_defaults(func=cmd_estimate)
 
 
-def _cmd_estimate(args: argparse.Namespace) -> int:
+def cmd_estimate(args: argparse.Namespace) -> int:
 
     if args.target not in TABLES + FIGURES + ("all",):
         raise ValueError(f"target '{args.target}' is unknown: choose one of "
