@@ -158,7 +158,7 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="time natural / free / K-PGD / FGSM-RS steps and PGD evaluation side by side",
+    p = sub.add_parser("bench", help="time every registered training method's step and PGD evaluation side by side",
                        description=__doc__)
     p.add_argument("--arch", default="small_cnn", help="model from the registry (default small_cnn)")
     p.add_argument("--width", type=int, help="small_cnn width")
