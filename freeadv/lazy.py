@@ -35,3 +35,16 @@ class LazyModule:
 def lazy_import(name: str) -> Any:
     """``name`` as an object that imports the module on first attribute access."""
     return LazyModule(name)
+
+
+def lazy_attributes(package: str, names: dict[str, str]):
+    """A PEP 562 module ``__getattr__`` for ``package``: ``names`` maps an attribute to the submodule
+    holding it, imported on first access (then cached in the package, so later lookups are direct).
+    For packages whose light part is read at parse time and whose torch part is not."""
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(f"{package}.{names[name]}"), name)
+        setattr(importlib.import_module(package), name, value)
+        return value
+    return __getattr__

@@ -9,8 +9,7 @@ Snakemake parses the workflow); the torch names below load on first use (PEP 562
 """
 from __future__ import annotations
 
-import importlib
-
+from ..lazy import lazy_attributes
 from . import kinds  # noqa: F401  (registers the built-in kinds)
 from .spec import ATTACKS, AttackError, AttackKind, AttackSpec, register_attack
 
@@ -24,7 +23,4 @@ _TORCH_NAMES = {
 __all__ = ["ATTACKS", "AttackError", "AttackKind", "AttackSpec", "register_attack", *_TORCH_NAMES]
 
 
-def __getattr__(name: str):
-    if name in _TORCH_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.{_TORCH_NAMES[name]}"), name)
-    raise AttributeError(f"module 'freeadv.attacks' has no attribute '{name}'")
+__getattr__ = lazy_attributes(__name__, _TORCH_NAMES)

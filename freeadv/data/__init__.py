@@ -10,9 +10,9 @@ Modules by concern:
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..lazy import lazy_attributes
 from .catalog import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASETS,
                       IMAGENET_MEAN, IMAGENET_STD, MEAN_STD, NUM_CLASSES, SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES,
                       DataError)
@@ -45,13 +45,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
                             make_synthetic)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value   # later lookups skip __getattr__
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

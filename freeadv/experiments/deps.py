@@ -111,7 +111,7 @@ def _parse(name: str, path: Path, mtime_ns: int) -> _Module:
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
                 imports.add(first.value)
     return _Module(frozenset(imports), frozenset(from_names), frozenset(_bound_names(tree.body)),
-                   any(isinstance(n, ast.FunctionDef) and n.name == "__getattr__" for n in tree.body),
+                   "__getattr__" in _bound_names(tree.body),
                    any(isinstance(n, ast.Call) and _callee(n) == "iter_modules" for n in ast.walk(tree)))
 
 
