@@ -59,10 +59,25 @@ def evaluate(model: nn.Module, batches, spec: AttackSpec, *, seed: int = 0,
             "clean_acc": 100.0 * clean / max(n, 1), "robust_acc": 100.0 * robust / max(n, 1)}
 
 
+def evaluate_whole_set(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: int,
+                       device: torch.device, state_path: Path | None,
+                       progress: Callable[[int], None]) -> dict:
+    """A ``whole_set`` kind (AutoAttack) on the test subset, gathered on the CPU (the kind moves
+    chunks to the device); the per-image flags stay in its state file, not in the eval JSON."""
+    batches = list(data.test_batches(batch_size, device="cpu"))
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    metrics = spec.attack.evaluate_set(model, x, y, spec, seed=seed, batch_size=batch_size, device=device,
+                                       state_path=state_path, progress=progress)
+    metrics.pop("robust_flags", None)
+    return metrics
+
+
 def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, batch_size: int = 500,
-               seed: int = 0, device: str = "auto", progress: bool = False) -> dict:
+               seed: int = 0, device: str = "auto", progress: bool = False,
+               state_path: str | Path | None = None) -> dict:
     """Evaluate a finished run under ``spec`` (eps / step default to the run's eps and the paper's
-    step for its dataset); returns the eval JSON as a dict, with the sanity warnings."""
+    step for its dataset); returns the eval JSON as a dict, with the sanity warnings. A
+    ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
     if n is not None and n < 1:
         raise ValueError(f"--n has bad value {n}: expected an integer >= 1")
     dev = resolve_device(device)
@@ -70,12 +85,18 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
     model, train_config = load_trained_model(run_dir, dev)
     spec = for_model(spec, train_config)
     for name, value in (("--eps", spec.eps), ("--step-size", spec.step_size)):
-        if not 0 < value <= 255:
+        if value is not None and not 0 < value <= 255:
             raise ValueError(f"{name} has bad value {value}: expected a number in (0, 255] (pixel units)")
     data = data_for(dict(train_config, augment=False, n_train=None, **({"n_test": n} if n else {})))
     start = time.perf_counter()
     with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
-        metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed, progress=bar.update)
+        if spec.attack.whole_set:
+            metrics = evaluate_whole_set(model, data, spec, batch_size=batch_size, seed=seed, device=dev,
+                                         state_path=Path(state_path) if state_path else None,
+                                         progress=bar.update)
+        else:
+            metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed,
+                               progress=bar.update)
     seconds = time.perf_counter() - start
     result = {"kind": "eval", "run": str(run_dir), "train_config": train_config, "seed": seed,
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,

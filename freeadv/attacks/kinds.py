@@ -85,3 +85,64 @@ class NoAttack(AttackKind):
 
     def perturb(self, model, x, y, spec, generator):
         return x
+
+
+autoattack = lazy_import("freeadv.attacks.autoattack")   # imports torch and pyautoattack
+
+AUTOATTACK_ITERATIONS = 100        # APGD and FAB iterations of AutoAttack's standard version
+SQUARE_QUERIES_PER_ITERATION = 50  # its 5,000 Square queries at 100 iterations (kept in proportion)
+SUB_ATTACK_TITLES = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
+
+
+@register_attack
+class AutoAttack(AttackKind):
+    """AutoAttack, standard version (APGD-CE, APGD-T, FAB-T, Square; Croce & Hein 2020) through
+    pyautoattack; steps = its APGD/FAB iterations (100 standard; fewer = a cheap smoke variant)."""
+    name = "autoattack"
+    sub_attacks = ("apgd-ce", "apgd-t", "fab-t", "square")
+    label = "AutoAttack"
+    uses_restarts = False
+    uses_step = False
+    whole_set = True
+    default_steps = 100
+    form = "<kind><iterations>-eps<E>"
+    _ID = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)$")
+
+    def id(self, spec):
+        if spec.eps is None:
+            return f"{self.name}{spec.steps}"
+        return f"{self.name}{spec.steps}-eps{num(spec.eps)}"
+
+    def parse(self, attack_id):
+        match = self._ID.match(attack_id[len(self.name):]) if attack_id.startswith(self.name) else None
+        return AttackSpec(self.name, int(match["steps"]), float(match["eps"])) if match else None
+
+    def describe(self, spec):
+        variant = "standard settings" if spec.steps == AUTOATTACK_ITERATIONS else (
+            f"cheap variant: {spec.steps} iterations"
+            + (f", {SQUARE_QUERIES_PER_ITERATION * spec.steps} Square queries" if "square" in self.sub_attacks else ""))
+        eps = "eps = training eps" if spec.eps is None else f"eps {num(spec.eps)}"
+        return f"{self.label} ({', '.join(SUB_ATTACK_TITLES[s] for s in self.sub_attacks)}; {variant}), {eps}"
+
+    def cost(self, spec):
+        """Upper bound in gradient steps per image: APGD-CE K, APGD-T and FAB-T 9 targets x K each,
+        Square 50 K forward passes (~1/3 of a gradient step each); only still-robust points pay."""
+        per_iteration = {"apgd-ce": 1.0, "apgd-t": 9.0, "fab-t": 9.0, "square": SQUARE_QUERIES_PER_ITERATION / 3}
+        return round(spec.steps * sum(per_iteration[s] for s in self.sub_attacks))
+
+    def perturb(self, model, x, y, spec, generator):
+        return autoattack.perturb_batch(model, x, y, spec, self.sub_attacks, seed=0)
+
+    def evaluate_set(self, model, x, y, spec, **options):
+        result = autoattack.evaluate_autoattack(model, x, y, spec, self.sub_attacks, **options)
+        return {**result, "library": {"pyautoattack": autoattack.library_version(),
+                                      "sub_attacks": list(self.sub_attacks)}}
+
+
+@register_attack
+class APGD(AutoAttack):
+    """AutoAttack's two APGD attacks only (APGD-CE, APGD-T with the standard version's settings):
+    the cheaper screen."""
+    name = "apgd"
+    sub_attacks = ("apgd-ce", "apgd-t")
+    label = "APGD screen"

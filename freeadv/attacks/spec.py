@@ -34,11 +34,18 @@ class AttackKind:
     - ``uses_restarts``: R restarts keep each example's worst case (else the spec's R must be 1).
     - ``form``: the id pattern after the kind's name, and ``id`` / ``parse`` / ``describe``.
     - ``cost(spec)``: input-gradient steps per test image (``freeadv estimate``).
+    - ``default_steps``: K when none is given (``freeadv attack --steps``); ``uses_step``: whether
+      the kind has a step size (AutoAttack's are its own, step-size free).
+    - ``whole_set``: the kind evaluates the whole test subset at once (``evaluate_set``), resumably,
+      instead of batch by batch through ``perturb``.
     """
 
     name: ClassVar[str] = ""
     gradient: ClassVar[bool] = True
     uses_restarts: ClassVar[bool] = True
+    uses_step: ClassVar[bool] = True
+    whole_set: ClassVar[bool] = False
+    default_steps: ClassVar[int] = 20
     form: ClassVar[str] = "<kind><steps>-eps<E>-step<S>[-r<restarts>]"
     _ID: ClassVar[re.Pattern] = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)-step(?P<step>[0-9.]+)"
                                            r"(?:-r(?P<restarts>\d+))?$")
@@ -68,6 +75,11 @@ class AttackKind:
     def perturb(self, model, x, y, spec: "AttackSpec", generator):
         """One run of the attack on a batch (sizes via ``spec.eps_unit`` / ``spec.step_unit``)."""
         raise NotImplementedError
+
+    def evaluate_set(self, model, x, y, spec: "AttackSpec", **options) -> dict[str, Any]:
+        """Whole-set evaluation of a ``whole_set`` kind: x, y on the CPU; options seed, batch_size,
+        device, state_path, progress. Returns the metrics of an eval JSON plus the kind's extras."""
+        raise NotImplementedError(f"attack kind {self.name} evaluates batch by batch (perturb)")
 
 
 ATTACKS: dict[str, AttackKind] = {}
@@ -170,4 +182,5 @@ def for_model(spec: AttackSpec, train_config: dict[str, Any]) -> AttackSpec:
     """``spec`` with the trained model's eps and its dataset's paper step where it has none."""
     eps = spec.eps if spec.eps is not None else train_config["eps"]
     step = spec.step_size if spec.step_size is not None else default_step(train_config["dataset"])
+    step = step if spec.attack.uses_step else None
     return replace(spec, eps=eps, step_size=step)

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(CIFAR) or 1 (ImageNet).")
     p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run folder")
     p.add_argument("--attack", default="pgd", choices=list(ATTACKS), help=kinds)
-    p.add_argument("--steps", type=int, default=20, help="attack iterations K (default 20)")
+    p.add_argument("--steps", type=int, help="attack iterations K (default 20; autoattack and apgd: 100, "
+                                             "their standard setting)")
     p.add_argument("--restarts", type=int, default=1, help="random restarts R; an example counts as robust "
                                                              "only if it survives all of them (default 1)")
     p.add_argument("--eps", type=float, help="L-inf bound in pixel units (default: the run's training eps)")
@@ -32,16 +33,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_attack)
 
 
+def state_file(out: Path) -> Path:
+    """Where a resumable (whole-set) evaluation keeps its progress: beside its eval JSON."""
+    return out.with_name(f"{out.stem}.state.json")
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
+    kind = ATTACKS[args.attack]
+    args.steps = kind.default_steps if args.steps is None else args.steps
+    if args.step_size is not None and not kind.uses_step:
+        raise ValueError(f"--step-size has bad value {args.step_size:g}: {args.attack} chooses its own steps")
     if args.steps < 0:
         raise ValueError(f"--steps has bad value {args.steps}: expected an integer >= 0")
     if args.restarts < 1:
         raise ValueError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
     spec = AttackSpec(args.attack, args.steps, args.eps, args.step_size, args.restarts)
+    state = state_file(args.out) if kind.whole_set else None
     result = run_attack(args.run, spec, n=args.n, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, state_path=state)
     write_json(args.out, result)
-    for warning in result["warnings"]:
+    if state is not None:
+        state.unlink(missing_ok=True)   # the eval JSON now holds everything it had
+    for warning in result["warnings"] + result.get("autoattack_warnings", []):
         print(f"[freeadv] WARNING: {warning}", file=sys.stderr)
     a = result["attack"]
     print(f"[freeadv] {args.run} {a['kind']}-{a['steps']} x{a['restarts']} eps {a['eps']:g}: clean "
