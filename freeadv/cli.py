@@ -14,12 +14,13 @@ from .keys import ConfigError
 EXAMPLES = """examples:
   freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
   freeadv attack --run runs/free4 --attack pgd --steps 20 --restarts 1 --out runs/free4/pgd20.json
+  freeadv export --run runs/free4 --eval runs/free4/pgd20.json --out export/free4
   freeadv claims --scale mini          # the paper's claims checked on results/mini (PASS / FAIL)
 """
 
 # The modules that register subcommands, in the order `freeadv --help` lists them.
 COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.bench", "freeadv.commands.report",
-            "freeadv.estimate", "freeadv.doctor", "freeadv.commands.analysis")
+            "freeadv.estimate", "freeadv.doctor", "freeadv.commands.analysis", "freeadv.commands.export")
 
 
 def build_parser() -> argparse.ArgumentParser:

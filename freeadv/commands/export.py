@@ -1,0 +1,34 @@
+"""``freeadv export``: a finished run's weights and a RobustBench model-info JSON in one folder."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a finished run: model.pt (state_dict) + RobustBench model_info.json",
+                       description="Write OUT/model.pt (the final weights as a plain state_dict, loadable with "
+                                   "torch.load(weights_only=True)) and OUT/model_info.json (RobustBench's model-info "
+                                   "fields plus the commit, the evals used and the training config). Accuracies come "
+                                   "from the --eval files: clean from the one with the largest n, 'reported' from a "
+                                   "PGD-20 eval, 'autoattack_acc' from an AutoAttack eval, both at the training eps; "
+                                   "without --eval the clean accuracy is measured on the run's test split.")
+    p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run folder")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="export folder: new, empty, or holding an earlier export (replaced)")
+    p.add_argument("--eval", dest="evals", type=Path, action="append", default=[], metavar="EVAL.json",
+                   help="an eval JSON of freeadv attack on this run (repeatable)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (only for the clean pass "
+                                                    "without --eval)")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_run   # local: torch, not needed for --help
+
+    info = export_run(args.run, args.out, args.evals, device=args.device)
+    numbers = "  ".join(f"{key} {info[key]}" for key in ("clean_acc", "reported", "autoattack_acc")
+                        if info[key] is not None)
+    print(f"[freeadv] exported {args.run} -> {args.out}: {info['name']} ({info['architecture']}, "
+          f"{info['dataset']}, eps {info['eps']}) {numbers}")
+    return 0

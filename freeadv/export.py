@@ -1,0 +1,248 @@
+"""Export a finished run for others: the weights as a plain state_dict and a RobustBench model-info JSON.
+
+    from freeadv.export import export_run, load_exported
+    info = export_run("results/mini/runs/<model>", "export/<model>",
+                      evals=["results/mini/runs/<model>/evals/pgd20-eps8-step2.json"])
+    model = load_exported("export/<model>")     # a fresh registry model with the exported weights
+
+The export folder holds exactly two files:
+
+    model.pt           the final weights, a state_dict of tensors (``torch.load(weights_only=True)``)
+    model_info.json    RobustBench's model-info fields (name, architecture, dataset, eps "8/255",
+                       threat_model, clean_acc, reported, autoattack_acc as "86.11" strings,
+                       additional_data, number_forward_passes, footnote) plus ours: model_id,
+                       commit, evaluation_n, evals and the resolved training config
+
+Accuracies come from ``freeadv attack`` eval JSONs of this run: clean_acc from the one with the
+largest n (or, when none is given, a clean pass over the run's test split at export time),
+``reported`` from a PGD-20 (1 restart) eval at the training eps, ``autoattack_acc`` from an eval of
+kind ``autoattack`` at the training eps; a number no eval gives is null.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import yaml
+from torch import nn
+
+from . import config as cfg
+from .attacks.spec import num
+from .checkpoints import load_tensors, save_tensors
+from .io import read_json, write_json
+from .training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
+from .training.runtime import model_for
+
+MODEL_INFO = "model_info.json"
+EXPORT_FILES = (MODEL, MODEL_INFO)
+THREAT_MODEL = "Linf"
+REPORTED_ATTACK = {"kind": "pgd", "steps": 20, "restarts": 1}   # RobustBench's "reported": our PGD-20
+AUTOATTACK = "autoattack"
+PLAN_FILE = "plan.json"   # results/<scale>/plan.json, two folders above results/<scale>/runs/<model>
+
+
+def eps_string(eps: float) -> str:
+    """Pixel units as RobustBench writes them: 8.0 -> '8/255', 2.5 -> '2.5/255'."""
+    return f"{num(float(eps))}/255"
+
+
+def accuracy_string(value: float | None) -> str | None:
+    """RobustBench's accuracy format: 86.1111 -> '86.11'."""
+    return None if value is None else f"{float(value):.2f}"
+
+
+def architecture(config: dict[str, Any]) -> str:
+    """The registry arch, with its width where set (as in model ids): 'small_cnn-w16', 'wrn32_10'."""
+    return config["arch"] + (f"-w{config['width']}" if config.get("width") else "")
+
+
+# --- reading the inputs ---------------------------------------------------------------------------
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder '{run_dir}' does not exist")
+    if not (run_dir / MODEL).exists():
+        raise FileNotFoundError(f"run folder '{run_dir}' has no {MODEL}; train it first (freeadv train --out {run_dir})")
+    if not (run_dir / CONFIG).exists():
+        raise FileNotFoundError(f"run folder '{run_dir}' has no {CONFIG}; it is not a freeadv run folder")
+    return cfg.resolve(yaml.safe_load((run_dir / CONFIG).read_text()))
+
+
+def _train_summary(run_dir: Path) -> dict[str, Any]:
+    try:
+        summary = read_json(run_dir / TRAIN_JSON)
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
+
+
+def model_id_of(run_dir: Path, config: dict[str, Any]) -> str | None:
+    """The workflow's model id of a run at ``results/<scale>/runs/<id>``: the folder name, when the
+    scale's plan lists that id with a training config this run has; else None."""
+    plan_path = run_dir.resolve().parent.parent / PLAN_FILE
+    try:
+        planned = read_json(plan_path)["models"][run_dir.resolve().name]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if all(config.get(key) == value for key, value in planned.items()):
+        return run_dir.resolve().name
+    return None
+
+
+def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """An eval JSON of ``freeadv attack`` on this run (its train_config must be the run's config)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"eval file '{path}' does not exist")
+    try:
+        ev = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"eval file '{path}' is not readable JSON: {str(err).splitlines()[0]}") from None
+    if (not isinstance(ev, dict) or not isinstance(ev.get("attack"), dict)
+            or not all(key in ev for key in ("clean_acc", "robust_acc", "n"))):
+        raise ValueError(f"eval file '{path}' is not an eval JSON of freeadv attack "
+                         "(needs clean_acc, robust_acc, n and attack)")
+    if "train_config" in ev:
+        same = ev["train_config"] == config
+    else:   # no config recorded: only the run path can tell
+        same = "run" in ev and Path(str(ev["run"])).resolve() == run_dir.resolve()
+    if not same:
+        differ = ""
+        if isinstance(ev.get("train_config"), dict):
+            keys = sorted(k for k in set(ev["train_config"]) | set(config) if ev["train_config"].get(k) != config.get(k))
+            differ = f" (its training config differs in {', '.join(keys[:5])})"
+        raise ValueError(f"eval file '{path}' is not an evaluation of run '{run_dir}': it evaluates "
+                         f"'{ev.get('run', 'another run')}'{differ}")
+    return ev
+
+
+def _label(path: Path, run_dir: Path) -> str:
+    """An eval file as the footnote names it: relative to the run folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(run_dir.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _matches(ev: dict[str, Any], eps: float, **want: Any) -> bool:
+    attack = ev["attack"]
+    return (all(attack.get(key, 1 if key == "restarts" else None) == value for key, value in want.items())
+            and attack.get("eps") is not None and float(attack["eps"]) == float(eps))
+
+
+def _largest(candidates: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[str, Any]] | None:
+    """The eval with the largest n (the first given among equals)."""
+    best = None
+    for label, ev in candidates:
+        if best is None or ev["n"] > best[1]["n"]:
+            best = (label, ev)
+    return best
+
+
+def _check_out(out_dir: Path, run_dir: Path) -> None:
+    """Refuse an --out that holds anything but an earlier export (never overwrite other files)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out '{out_dir}' is a file, not a folder")
+    if out_dir.resolve() == run_dir.resolve():
+        raise ValueError(f"--out '{out_dir}' is the run folder itself; export into a new folder")
+    if out_dir.is_dir():
+        others = sorted(p.name for p in out_dir.iterdir()
+                        if p.name not in EXPORT_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if others:
+            raise ValueError(f"--out '{out_dir}' is not empty and holds no freeadv export "
+                             f"(it has {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
+                             "choose a new or empty folder")
+        if (out_dir / MODEL).exists() and not (out_dir / MODEL_INFO).exists():
+            raise ValueError(f"--out '{out_dir}' holds a {MODEL} but no {MODEL_INFO}: not a freeadv export; "
+                             "choose a new or empty folder")
+
+
+# --- the export ------------------------------------------------------------------------------------
+
+def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | Path] = (), *,
+               device: str = "auto", batch_size: int = 500) -> dict[str, Any]:
+    """Write ``out_dir/model.pt`` and ``out_dir/model_info.json`` for a finished run; returns the info.
+
+    ``evals``: eval JSONs of ``freeadv attack`` on this run. Without any, clean accuracy is measured
+    here on the run's test split (its ``n_test``) with :func:`freeadv.attacks.run_attack`.
+    Everything is checked before anything is written.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    config = _run_config(run_dir)
+    _check_out(out_dir, run_dir)
+    loaded = [(_label(Path(p), run_dir), _read_eval(Path(p), run_dir, config)) for p in evals]
+    model, _ = load_trained_model(run_dir, "cpu")   # weights_only load into the registry model
+    summary = _train_summary(run_dir)
+    eps = float(config["eps"])
+
+    used: dict[str, tuple[str, dict[str, Any]] | None] = {
+        "clean_acc": _largest(loaded),
+        "reported": _largest([(p, e) for p, e in loaded if _matches(e, eps, **REPORTED_ATTACK)]),
+        "autoattack_acc": _largest([(p, e) for p, e in loaded if _matches(e, eps, kind=AUTOATTACK)]),
+    }
+    notes = []
+    if used["clean_acc"] is None:   # no eval given: a clean pass over the run's test split, here
+        from .attacks import AttackSpec, run_attack
+        clean = run_attack(run_dir, AttackSpec("none"), batch_size=batch_size, device=device)
+        used["clean_acc"] = (None, clean)
+        notes.append(f"clean_acc measured at export on the first {clean['n']} test images")
+    numbers = {"clean_acc": used["clean_acc"][1]["clean_acc"],
+               "reported": used["reported"][1]["robust_acc"] if used["reported"] else None,
+               "autoattack_acc": used["autoattack_acc"][1]["robust_acc"] if used["autoattack_acc"] else None}
+    words = {"clean_acc": "clean_acc", "reported": f"reported (PGD-20, eps {num(eps)}/255)",
+             "autoattack_acc": f"autoattack_acc (AutoAttack, eps {num(eps)}/255)"}
+    for field in ("clean_acc", "reported", "autoattack_acc"):
+        if used[field] is None:
+            notes.append(f"{words[field]}: no eval given")
+        elif used[field][0] is not None:
+            notes.append(f"{words[field]} from {used[field][0]} (n={used[field][1]['n']})")
+
+    model_id = model_id_of(run_dir, config)
+    commit = (summary.get("git") or {}).get("commit")
+    if commit in (None, "unknown"):
+        commit = next((e["git"]["commit"] for _, e in loaded if isinstance(e.get("git"), dict)
+                       and e["git"].get("commit") not in (None, "unknown")), commit)
+    info = {
+        "name": model_id or run_dir.resolve().name,
+        "architecture": architecture(config),
+        "dataset": config["dataset"],
+        "eps": eps_string(eps),
+        "threat_model": THREAT_MODEL,
+        "clean_acc": accuracy_string(numbers["clean_acc"]),
+        "reported": accuracy_string(numbers["reported"]),
+        "autoattack_acc": accuracy_string(numbers["autoattack_acc"]),
+        "additional_data": False,
+        "number_forward_passes": 1,
+        "footnote": "freeadv export: " + "; ".join(notes) + ".",
+        # ours
+        "model_id": model_id,
+        "commit": commit,
+        "evaluation_n": {field: (used[field][1]["n"] if used[field] else None) for field in used},
+        "evals": [{"file": label, "kind": ev["attack"].get("kind"), "steps": ev["attack"].get("steps"),
+                   "restarts": ev["attack"].get("restarts", 1), "eps": ev["attack"].get("eps"),
+                   "step_size": ev["attack"].get("step_size"), "n": ev["n"],
+                   "used_for": [field for field in used if used[field] and used[field][0] == label]}
+                  for label, ev in loaded],
+        "config": config,
+    }
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    save_tensors(out_dir / MODEL, state)       # weights first: model_info.json marks a complete export
+    write_json(out_dir / MODEL_INFO, info)
+    return info
+
+
+def load_exported(export_dir: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """A fresh registry model (arch, width, dataset from model_info.json's config) holding the
+    exported weights, loaded with ``weights_only=True``; in eval mode on ``device``."""
+    export_dir = Path(export_dir)
+    for name in EXPORT_FILES:
+        if not (export_dir / name).exists():
+            raise FileNotFoundError(f"export folder '{export_dir}' has no {name}; run freeadv export --out {export_dir}")
+    try:
+        config = read_json(export_dir / MODEL_INFO)["config"]
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(f"'{export_dir / MODEL_INFO}' is not a freeadv model info (no config)") from None
+    model = model_for(cfg.resolve(config))
+    model.load_state_dict(load_tensors(export_dir / MODEL))
+    return model.to(device).eval()
