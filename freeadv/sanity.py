@@ -6,6 +6,7 @@ certain way if the attack is working, and returns a human-readable warning when 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 from .attacks import ATTACKS
@@ -19,6 +20,11 @@ def _label(ev: dict[str, Any]) -> str:
     a = ev["attack"]
     restarts = f"x{a['restarts']}" if a.get("restarts", 1) > 1 else ""
     return f"{a['kind']}-{a['steps']}{restarts} eps {a['eps']:g}"
+
+
+def _whole_set(ev: dict[str, Any]) -> bool:
+    kind = ATTACKS.get(ev["attack"]["kind"])
+    return kind is not None and kind.whole_set
 
 
 def _gradient(ev: dict[str, Any]) -> bool:
@@ -39,6 +45,28 @@ def check_eval(ev: dict[str, Any]) -> list[str]:
     return warnings
 
 
+def standard_error(accuracy: float, n: int) -> float:
+    """Binomial standard error of an accuracy (percent) measured on n images, in points."""
+    p = accuracy / 100.0
+    return 100.0 * math.sqrt(p * (1 - p) / max(n, 1))
+
+
+def _autoattack_above_pgd20(group: list[dict[str, Any]]) -> list[str]:
+    """AutoAttack starts with a stronger PGD (APGD-CE) and adds three attacks, so it must not leave
+    more accuracy than PGD-20 beyond noise: more than one standard error above flags the evaluation."""
+    pgd20 = [e for e in group if e["attack"]["kind"] == "pgd" and e["attack"]["steps"] == 20
+             and e["attack"].get("restarts", 1) == 1]
+    warnings = []
+    for ev in (e for e in group if _whole_set(e)):
+        for base in pgd20:
+            se = standard_error(base["robust_acc"], min(ev["n"], base["n"]))
+            if ev["robust_acc"] > base["robust_acc"] + se:
+                warnings.append(f"{_label(ev)} gives {ev['robust_acc']:.2f}%, more than {_label(base)} "
+                                f"({base['robust_acc']:.2f}%) by over one standard error ({se:.2f}): "
+                                "the AutoAttack evaluation looks broken")
+    return warnings
+
+
 def check_model(evals: Iterable[dict[str, Any]], tolerance: float = TOLERANCE) -> list[str]:
     """Checks across the evaluations of one model at the same eps."""
     evals = list(evals)
@@ -55,6 +83,8 @@ def check_model(evals: Iterable[dict[str, Any]], tolerance: float = TOLERANCE) -
         if weakest_steps is not None:
             base = find("pgd", weakest_steps)[0]
             for ev in gradient:
+                if _whole_set(ev):
+                    continue   # AutoAttack: its own check below, against PGD-20's standard error
                 if ev["attack"]["steps"] > base["attack"]["steps"] and ev["robust_acc"] > base["robust_acc"] + tolerance:
                     warnings.append(f"{_label(ev)} gives {ev['robust_acc']:.2f}%, more than {_label(base)} "
                                     f"({base['robust_acc']:.2f}%): a stronger attack should not do worse")
@@ -62,6 +92,7 @@ def check_model(evals: Iterable[dict[str, Any]], tolerance: float = TOLERANCE) -
                         and ev["attack"]["kind"] == "pgd" and ev["robust_acc"] > base["robust_acc"] + tolerance:
                     warnings.append(f"{_label(ev)} gives {ev['robust_acc']:.2f}%, more than one run "
                                     f"({base['robust_acc']:.2f}%): restarts must not raise accuracy")
+        warnings += _autoattack_above_pgd20(group)
         for noise in find("noise", None):
             for ev in gradient:
                 if ev["robust_acc"] > noise["robust_acc"] + tolerance:

@@ -4,8 +4,10 @@ A table is built from a plan (:func:`freeadv.experiments.scales.build_plan`) and
 ``results/<scale>`` only, so it regenerates without any model. Columns of the CSV, per metric M:
 ``M_ours``, ``M_paper``, ``M_diff`` (ours - paper), then where the number came from: train
 minutes, images/s, device, the dataset and architecture actually trained, the model id, the
-number of evaluation images, the scale and the git commit; then the row's sanity evaluations
-(uniform noise, a large-eps PGD) and every warning of :mod:`freeadv.sanity` over its evaluations.
+number of evaluation images, the scale and the git commit; RobustBench's entry for a related
+published model where the design names one (``robustbench*``: clean, reported and AutoAttack
+accuracy, its architecture); then the row's sanity evaluations (uniform noise, a large-eps PGD)
+and every warning of :mod:`freeadv.sanity` over its evaluations.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from .io import atomic_write_text, read_json
 from .experiments.design import DATASET_TITLES
 from .experiments.layout import TABLE_FORMATS, table_file, train_path
 from .experiments.paper_values import paper_value
+from .experiments.robustbench import ENTRIES
 from .experiments.scales import unavailable_message
 from .sanity import check_model
 
@@ -92,6 +95,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
         })
         if "train_min" in metric_keys:
             record.pop("train_minutes")
+        record.update(_robustbench_columns(row))
         sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
         record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity))
         records.append(record)
@@ -99,6 +103,16 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
     if entry.get("summary") == "mean_std":
         frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
     return frame
+
+
+def _robustbench_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """RobustBench's entry shown beside the row, if the design gives it one (reference numbers)."""
+    entry = ENTRIES.get(row.get("robustbench") or "")
+    if entry is None:
+        return {}
+    return {"robustbench": entry.name, "robustbench_arch": entry.architecture, "robustbench_clean": entry.clean,
+            "robustbench_reported": entry.reported, "robustbench_aa": entry.autoattack,
+            "robustbench_same_arch": entry.architecture == row.get("paper_arch")}
 
 
 def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -175,6 +189,9 @@ def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str
     has_minutes_metric = any(m["key"] == "train_min" for m in metrics)
     if not has_minutes_metric:
         header.append("Train time (min)")
+    references = "robustbench" in frame and frame["robustbench"].notna().any()
+    if references:
+        header.append("RobustBench clean / reported / AutoAttack (%)")
     header += ["images/s", "device", "trained on", "model id"]
     body = []
     for _, r in frame.iterrows():
@@ -187,11 +204,21 @@ def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str
             cells.append(text)
         if not has_minutes_metric:
             cells.append(_fmt(r.get("train_minutes"), "minutes"))
+        if references:
+            cells.append(_robustbench_cell(r))
         cells += [_fmt(r.get("images_per_second"), "count"), str(r.get("device") or "-"),
                   f"{r.get('dataset') or '-'}, {r.get('arch') or '-'}" if r.get("dataset") else "-",
                   str(r.get("model") or "-")]
         body.append(cells)
     return header, body
+
+
+def _robustbench_cell(r: pd.Series) -> str:
+    if not isinstance(r.get("robustbench"), str):
+        return "-"
+    arch = "" if r.get("robustbench_same_arch") is True else f", {r['robustbench_arch']}"
+    return (f"{_fmt(r['robustbench_clean'])} / {_fmt(r['robustbench_reported'])} / {_fmt(r['robustbench_aa'])} "
+            f"({r['robustbench']}{arch})")
 
 
 def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
@@ -212,7 +239,8 @@ def sanity_lines(frame: pd.DataFrame) -> list[str]:
     lines = ["", "## Sanity checks (freeadv.sanity)", "",
              f"Accuracy under uniform noise of the table's eps must not be below a gradient attack's; "
              f"{attack} must reach ~0% (else gradient masking); more steps, CW or restarts must not raise "
-             "accuracy; robust must not exceed clean.", "",
+             "accuracy; robust must not exceed clean; AutoAttack must not exceed PGD-20 by more than one "
+             "standard error.", "",
              "| Training | noise (%) | " + attack + " (%) | warnings |", "|---|---|---|---|"]
     for _, r in frame.iterrows():
         if not isinstance(r.get("sanity_warnings"), str):

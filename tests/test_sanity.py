@@ -1,4 +1,5 @@
 """Each sanity check fires on an evaluation built to trip it, and stays quiet on a sound one."""
+import pytest
 import torch
 from torch import nn
 
@@ -63,3 +64,18 @@ def test_unbounded_attack_on_gradient_masking_model_is_flagged():
     assert result["robust_acc"] > 50             # PGD is blind: the gradient is zero everywhere
     warnings = check_eval({"attack": {"kind": "pgd", "steps": 10, "eps": 128.0, "restarts": 1}, **result})
     assert any("gradient masking" in w for w in warnings)
+
+
+def test_autoattack_above_pgd20_by_more_than_one_standard_error_is_flagged():
+    from freeadv.sanity import check_model, standard_error
+
+    def ev(kind, steps, robust, n=1000, step=2.0):
+        return {"attack": {"kind": kind, "steps": steps, "eps": 8.0, "step_size": step, "restarts": 1},
+                "clean_acc": 80.0, "robust_acc": robust, "n": n}
+    se = standard_error(40.0, 1000)
+    assert se == pytest.approx(100 * (0.4 * 0.6 / 1000) ** 0.5)
+    assert check_model([ev("pgd", 20, 40.0), ev("autoattack", 100, 40.0 + 0.9 * se, step=None)]) == []
+    flagged = check_model([ev("pgd", 20, 40.0), ev("autoattack", 100, 40.0 + 1.1 * se, step=None)])
+    assert len(flagged) == 1 and "by over one standard error" in flagged[0]
+    # AutoAttack is not held to the generic 'more steps must not do worse' rule (1 point) twice
+    assert check_model([ev("pgd", 20, 40.0, n=100), ev("autoattack", 100, 41.5, n=100, step=None)]) == []

@@ -62,7 +62,8 @@ def test_paper_grid_of_table_rows_matches_the_paper():
     assert rows["table2"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8", "free_m10", "pgd2", "pgd7"]
     assert rows["table3"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8"]
     assert rows["table5"] == ["resnet50", "resnet101", "resnet152"]
-    assert [m.key for m in design.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "train_min"]
+    assert [m.key for m in design.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "aa",
+                                                             "train_min"]
 
 
 # --- ids and the plan ---------------------------------------------------------------------------
@@ -98,7 +99,13 @@ def test_paper_plan_trains_shared_models_once():
     assert len(plan["models"]) == 63
     table1 = plan["targets"]["table1"]
     attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
-    assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10"}
+    assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10",
+                       "autoattack100-eps8"}
+    assert "aa" not in table1["rows"][0]["metrics"], "AutoAttack runs on adversarially trained models only"
+    trials = plan["targets"]["trials"]["rows"]
+    assert [r["key"] for r in trials if "aa" in r["metrics"]] == ["seed0"]
+    table4 = plan["targets"]["table4"]["rows"]
+    assert {r["metrics"]["aa"]["attack"] for r in table4} == {"autoattack100-eps4-n5000"}
     table3 = plan["targets"]["table3"]
     assert table3["rows"][0]["metrics"]["pgd50"]["attack"] == "pgd50-eps2-step1"
 
@@ -186,7 +193,7 @@ def sound_sanity(row, which, clean):
 def test_table1_has_ours_paper_and_difference(tmp_path):
     plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "table1", lambda row, metric: {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0,
-                                                                "cw100": 41.0, "pgd20_r10": 38.5,
+                                                                "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0,
                                                                 "train_min": 2.5}[metric])
     frame = build_table(plan, "table1", tmp_path)
     assert list(frame["row"]) == ["natural", "free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]
@@ -210,11 +217,15 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
     assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
     tex = paths[2].read_text()
     assert r"\begin{tabular}" in tex and r"\_" in tex and "45.86" in tex
+    assert free10["aa_ours"] == 36.0 and math.isnan(frame.set_index("row").loc["natural", "aa_ours"])
+    assert "86.11 / 46.19 / 41.47 (Shafahi2019Adversarial, WRN-34-10)" in markdown   # the row's arch differs
+    assert frame.set_index("row").loc["free_m8", "robustbench_aa"] == 41.47
 
 
 def test_table_shows_sanity_evaluations_and_their_warnings(tmp_path):
     plan = scales.build_plan("small", SMALL_SCALE)
-    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "train_min": 2.5}
+    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 37.0,
+              "train_min": 2.5}
 
     def masked_free_m8(row, which, clean):   # Free m=8 looks masked: large eps leaves 35%, noise 30%
         if row == "free_m8":

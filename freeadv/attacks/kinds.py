@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from ..lazy import lazy_import
-from .spec import AttackKind, AttackSpec, num, register_attack
+from .spec import AttackError, AttackKind, AttackSpec, num, register_attack
 
 steps = lazy_import("freeadv.attacks.steps")   # imports torch
 
@@ -104,25 +104,29 @@ class AutoAttack(AttackKind):
     uses_restarts = False
     uses_step = False
     whole_set = True
+    sized = True
     default_steps = 100
-    form = "<kind><iterations>-eps<E>"
-    _ID = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)$")
+    form = "<kind><iterations>-eps<E>[-n<images>]"
+    _ID = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)(?:-n(?P<n>\d+))?$")
 
     def id(self, spec):
         if spec.eps is None:
-            return f"{self.name}{spec.steps}"
-        return f"{self.name}{spec.steps}-eps{num(spec.eps)}"
+            raise AttackError(f"attack {spec.kind}-{spec.steps} has no eps yet; bind it to a row first")
+        return f"{self.name}{spec.steps}-eps{num(spec.eps)}" + (f"-n{spec.n}" if spec.n else "")
 
     def parse(self, attack_id):
         match = self._ID.match(attack_id[len(self.name):]) if attack_id.startswith(self.name) else None
-        return AttackSpec(self.name, int(match["steps"]), float(match["eps"])) if match else None
+        if not match:
+            return None
+        return AttackSpec(self.name, int(match["steps"]), float(match["eps"]), n=int(match["n"]) if match["n"] else None)
 
     def describe(self, spec):
         variant = "standard settings" if spec.steps == AUTOATTACK_ITERATIONS else (
             f"cheap variant: {spec.steps} iterations"
             + (f", {SQUARE_QUERIES_PER_ITERATION * spec.steps} Square queries" if "square" in self.sub_attacks else ""))
         eps = "eps = training eps" if spec.eps is None else f"eps {num(spec.eps)}"
-        return f"{self.label} ({', '.join(SUB_ATTACK_TITLES[s] for s in self.sub_attacks)}; {variant}), {eps}"
+        images = f", first {spec.n} test images" if spec.n else ""
+        return f"{self.label} ({', '.join(SUB_ATTACK_TITLES[s] for s in self.sub_attacks)}; {variant}), {eps}{images}"
 
     def cost(self, spec):
         """Upper bound in gradient steps per image: APGD-CE K, APGD-T and FAB-T 9 targets x K each,

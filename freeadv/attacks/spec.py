@@ -45,6 +45,7 @@ class AttackKind:
     uses_restarts: ClassVar[bool] = True
     uses_step: ClassVar[bool] = True
     whole_set: ClassVar[bool] = False
+    sized: ClassVar[bool] = False      # its id may fix the number of images (ImageNet's AutoAttack: 5,000)
     default_steps: ClassVar[int] = 20
     form: ClassVar[str] = "<kind><steps>-eps<E>-step<S>[-r<restarts>]"
     _ID: ClassVar[re.Pattern] = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)-step(?P<step>[0-9.]+)"
@@ -103,6 +104,7 @@ class AttackSpec:
     eps: float | None = None
     step_size: float | None = None
     restarts: int = 1
+    n: int | None = None               # first n test images; None = the model's test subset
 
     def __post_init__(self) -> None:
         if self.kind not in ATTACKS:
@@ -110,6 +112,9 @@ class AttackSpec:
         if self.steps < 0 or self.restarts < 1:
             raise AttackError(f"attack needs steps >= 0 and restarts >= 1, got steps={self.steps} "
                               f"restarts={self.restarts}")
+        if self.n is not None and (self.n < 1 or not self.attack.sized):
+            raise AttackError(f"attack {self.kind} has bad n {self.n}: only a sized kind (AutoAttack) "
+                              f"takes its own number of images, >= 1")
 
     @property
     def attack(self) -> AttackKind:
@@ -133,6 +138,7 @@ class AttackSpec:
         """Arguments of ``freeadv attack`` that run this attack."""
         args = ["--attack", self.kind, "--steps", str(self.steps), "--restarts", str(self.restarts)]
         args += ["--eps", num(self.eps)] if self.eps is not None else []
+        args += ["--n", str(self.n)] if self.n is not None else []
         return args + (["--step-size", num(self.step_size)] if self.step_size is not None else [])
 
     def describe(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..attacks import AttackSpec
+from ..attacks.kinds import AUTOATTACK_ITERATIONS
 from ..attacks.spec import PAPER_STEP, num
 from ..methods import get_method, method_params
 
@@ -87,6 +88,14 @@ class Metric:
     label: str                         # column title, as in the paper
     field: str                         # clean_acc | robust_acc | train_minutes
     attack: AttackSpec | None = None   # None: read train.json
+    robust_only: bool = False          # only rows of adversarially trained models (not natural ones)
+    rows: tuple[str, ...] | None = None    # only these row keys (None: every row)
+
+    def applies_to(self, row: "Row") -> bool:
+        """Whether this column is evaluated for ``row`` (else its cell stays empty, with no job)."""
+        if self.rows is not None and row.key not in self.rows:
+            return False
+        return not (self.robust_only and row.cell is not None and row.cell.eps is None)
 
     @property
     def unit(self) -> str:
@@ -100,7 +109,9 @@ class Metric:
         if self.field == "clean_acc":
             job = "" if self.attack.kind == "none" else f" (the clean pass of the {self.attack.describe()} job)"
             return f"accuracy on the clean test images{job}"
-        return f"accuracy under {self.attack.describe()}"
+        only = " (adversarially trained rows)" if self.robust_only else ""
+        only += f" (rows {', '.join(self.rows)} only)" if self.rows is not None else ""
+        return f"accuracy under {self.attack.describe()}{only}"
 
 
 @dataclass(frozen=True)
@@ -110,6 +121,7 @@ class Row:
     cell: Cell | None                  # None: a number the paper reports but nobody trains here
     eval_eps: float | None = None      # eps for attacks without their own (Figure 4: the training eps)
     paper_ref: tuple[str, str] | None = None   # (table, row) holding its paper values; default its own
+    robustbench: str | None = None     # a RobustBench entry to show beside it (experiments.robustbench)
     group: str = ""                    # curve / panel of a figure row
     x: float | None = None             # its x value in a figure (m in Figure 1, eps in Figure 4)
 
@@ -165,6 +177,16 @@ def _imagenet(steps: int, eps: float | None) -> AttackSpec:
     return AttackSpec("pgd", steps, eps, PAPER_STEP["imagenet"])
 
 
+# AutoAttack (standard version) beside every robust number: the field's standard since 2020. ImageNet
+# models are evaluated on the first 5,000 validation images, RobustBench's ImageNet protocol.
+IMAGENET_AUTOATTACK_N = 5000
+
+
+def _autoattack(eps: float | None, *, n: int | None = None, rows: tuple[str, ...] | None = None) -> Metric:
+    return Metric("aa", "AutoAttack", "robust_acc", AttackSpec("autoattack", AUTOATTACK_ITERATIONS, eps, n=n),
+                  robust_only=True, rows=rows)
+
+
 CLEAN = AttackSpec("none")
 
 # Sanity evaluations run on every table model (freeadv.sanity reads them): uniform noise of the
@@ -194,7 +216,8 @@ TRAIN_MIN = Metric("train_min", "Train time (min)", "train_minutes", None)
 
 def _imagenet_metrics(eps: float, train_minutes: bool = False) -> tuple[Metric, ...]:
     metrics = (_nat(_imagenet(10, eps)), _robust("pgd10", "PGD-10", _imagenet(10, eps)),
-               _robust("pgd50", "PGD-50", _imagenet(50, eps)), _robust("pgd100", "PGD-100", _imagenet(100, eps)))
+               _robust("pgd50", "PGD-50", _imagenet(50, eps)), _robust("pgd100", "PGD-100", _imagenet(100, eps)),
+               _autoattack(eps, n=IMAGENET_AUTOATTACK_N))
     return metrics + ((TRAIN_MIN,) if train_minutes else ())
 
 
@@ -230,18 +253,19 @@ def _cifar_tables() -> list[Target]:
     return [
         Target("table1", "table", "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness",
                rows=(Row("natural", "Natural", natural(C10, WRN)),
-                     *(Row(f"free_m{m}", f"Free m={m}", free(C10, WRN, m, 8)) for m in (2, 4, 8, 10)),
+                     *(Row(f"free_m{m}", f"Free m={m}", free(C10, WRN, m, 8),
+                           robustbench="Shafahi2019Adversarial" if m == 8 else None) for m in (2, 4, 8, 10)),
                      Row("pgd7", "7-PGD trained", kpgd(C10, WRN, 7, 2, 8))),
                metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _robust("pgd100", "PGD-100", pgd100),
                         _robust("cw100", "CW-100", cw100), _robust("pgd20_r10", "10 restart PGD-20", pgd20_r10),
-                        TRAIN_MIN)),
+                        _autoattack(8.0), TRAIN_MIN)),
         Target("table2", "table", "Table 2: CIFAR-100, WRN-32-10, eps 8: accuracy and robustness",
                rows=(Row("natural", "Natural", natural(C100, WRN)),
                      *(Row(f"free_m{m}", f"Free m={m}", free(C100, WRN, m, 8)) for m in (2, 4, 6, 8, 10)),
                      Row("pgd2", "2-PGD trained (step 4)", kpgd(C100, WRN, 2, 4, 8)),
                      Row("pgd7", "7-PGD trained", kpgd(C100, WRN, 7, 2, 8))),
                metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _robust("pgd100", "PGD-100", pgd100),
-                        TRAIN_MIN),
+                        _autoattack(8.0), TRAIN_MIN),
                notes=("The paper does not give the 2-PGD step size; we use 4/255 so that K x step = eps, "
                       "as its ImageNet 2-PGD does (step 2, eps 4).",)),
     ]
@@ -271,24 +295,26 @@ def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
         Target("yopo", "table", "Comparison with YOPO: CIFAR-10, WRN-34-10, Free m=10, batch 256",
                rows=(Row("free_m10_bs256", "WRN-34-10 Free m=10, batch 256", free(C10, "wrn34_10", 10, 8, batch_size=256)),
                      Row("yopo_5_3", "YOPO 5-3 (reported by Zhang et al. 2019; not trained here)", None)),
-               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20))),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _autoattack(8.0))),
         Target("trials", "table", "Trials of Free m=8 on CIFAR-10 over training seeds (the paper: five, 0-4)",
                rows=tuple(Row(f"seed{seed}", f"Free m=8, seed {seed}", free(C10, WRN, 8, 8, seed=seed))
                           for seed in sweeps["trial_seeds"]),
-               metrics=(_nat(pgd20_r20), _robust("pgd20_r20", "20 restart PGD-20", pgd20_r20)),
+               metrics=(_nat(pgd20_r20), _robust("pgd20_r20", "20 restart PGD-20", pgd20_r20),
+                        _autoattack(8.0, rows=("seed0",))),
                summary="mean_std",
                notes=("mean and sample standard deviation (ddof=1) over the seeds",)),
         Target("fast", "table", "Free m=8 beside FGSM-RS, TRADES and 7-PGD on CIFAR-10, WRN-32-10, eps 8",
                rows=(Row("fgsm_rs", "FGSM-RS (Wong et al. 2020; not in the paper)", cell(C10, WRN, "fgsm_rs", eps=8.0)),
                      Row("trades", "TRADES beta=6 (Zhang et al. 2019; not in the paper)",
-                         cell(C10, WRN, "trades", eps=8.0, trades_beta=6.0)),
-                     Row("free_m8", "Free m=8", free(C10, WRN, 8, 8), paper_ref=("table1", "free_m8")),
+                         cell(C10, WRN, "trades", eps=8.0, trades_beta=6.0), robustbench="Zhang2019Theoretically"),
+                     Row("free_m8", "Free m=8", free(C10, WRN, 8, 8), paper_ref=("table1", "free_m8"),
+                         robustbench="Shafahi2019Adversarial"),
                      Row("pgd7", "7-PGD trained", kpgd(C10, WRN, 7, 2, 8), paper_ref=("table1", "pgd7"))),
-               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), TRAIN_MIN),
+               metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _autoattack(8.0), TRAIN_MIN),
                notes=("Paper values of Free m=8 and 7-PGD are Table 1's.",
-                      "TRADES for reference (another architecture, so no paper column): RobustBench's entry for "
-                      "the authors' WRN-34-10 (beta 6, eps 0.031) lists 84.92% clean, 56.43% reported robust, "
-                      "53.08% AutoAttack.")),
+                      "RobustBench columns: its entry for a related published model, with RobustBench's "
+                      "architecture when it differs from the row's (TRADES: the authors' WRN-34-10, beta 6, "
+                      "eps 0.031).")),
     ]
 
 

@@ -11,6 +11,7 @@ disagree. Its file paths are relative to ``results/<scale>`` (see :mod:`.layout`
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from ..attacks import AttackSpec
 from ..attacks.spec import num
 from ..config import defaults   # light: yaml and the method registry, no torch
 from ..io import read_json
-from .design import Analysis, Cell, Row, Target, make_targets, sanity_attacks
+from .design import ARCH_TITLES, Analysis, Cell, Row, Target, make_targets, sanity_attacks
 from .layout import analysis_path, eval_path, train_path
 
 
@@ -79,10 +80,13 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
     return dict(sorted(config.items()))
 
 
-def realise_attack(attack: AttackSpec, settings: dict[str, Any]) -> AttackSpec:
-    """The attack a scale runs for one of the paper's: the scale may cap steps and restarts (smoke)."""
+def realise_attack(attack: AttackSpec, settings: dict[str, Any], config: dict[str, Any] | None = None) -> AttackSpec:
+    """The attack a scale runs for one of the paper's: the scale may cap steps and restarts (smoke),
+    and an attack's own number of images gives way to a model's smaller test subset."""
     caps = settings.get("attacks") or {}
-    return attack.capped(caps.get("max_steps"), caps.get("max_restarts"))
+    attack = attack.capped(caps.get("max_steps"), caps.get("max_restarts"))
+    n_test = (config or {}).get("n_test")
+    return replace(attack, n=None) if attack.n and n_test and n_test <= attack.n else attack
 
 
 def plan_inputs(workflow_config: dict[str, Any], scale: str) -> dict[str, Any]:
@@ -126,16 +130,20 @@ def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
     """One row: its model and, per metric, the result file and attack that give its number."""
     planned: dict[str, Any] = {"key": row.key, "label": row.label, "group": row.group, "x": row.x,
                                "paper_ref": list(row.paper_ref or (target.name, row.key)),
-                               "model": None, "metrics": {}}
+                               "robustbench": row.robustbench, "model": None, "metrics": {}}
     if row.cell is None:
         return planned
     name = planned["model"] = models.realise(row.cell)
+    planned["paper_arch"] = ARCH_TITLES.get(row.cell.arch, row.cell.arch)
+    config = models.entries[name]["config"]
     for metric in target.metrics:
+        if not metric.applies_to(row):
+            continue
         if metric.attack is None:
             planned["metrics"][metric.key] = {"file": train_path(name), "attack": None}
         else:
-            planned["metrics"][metric.key] = _result(name, realise_attack(metric.attack.bind(row.eval_eps),
-                                                                          models.settings))
+            attack = realise_attack(metric.attack.bind(row.eval_eps), models.settings, config)
+            planned["metrics"][metric.key] = _result(name, attack)
     if target.kind == "table":
         planned["sanity"] = [_result(name, realise_attack(a, models.settings))
                              for a in sanity_attacks(target.metrics, row.eval_eps)]
