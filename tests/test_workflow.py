@@ -89,8 +89,12 @@ def test_smoke_tables_have_every_paper_row_and_column(smoke):
             assert {f"{metric}_ours", f"{metric}_paper", f"{metric}_diff"} <= set(frame.columns), (name, metric)
         trained = frame[frame["model"].notna()]
         assert len(trained) >= 1, name
-        for metric in metrics:
-            assert all(math.isfinite(v) for v in trained[f"{metric}_ours"]), (name, metric)
+        for metric in design.TARGETS[name].metrics:   # every cell a metric applies to has a number
+            rows = [r.key for r in design.TARGETS[name].rows if r.cell and metric.applies_to(r)]
+            assert all(math.isfinite(v) for v in trained.loc[trained.index.isin(rows), f"{metric.key}_ours"]), \
+                (name, metric.key)
+        if "aa" in metrics:   # AutoAttack beside PGD-20 for every adversarially trained row
+            assert trained["aa_ours"].notna().sum() >= 1, name
         assert set(trained["dataset"]) == {"synthetic"} and set(frame["scale"]) == {"smoke"}
         assert (trained["images_per_second"] > 0).all()
         assert "stand-ins" in (folder / f"{name}.md").read_text()
@@ -106,6 +110,9 @@ def test_smoke_figures_are_real_png_and_pdf(smoke):
         pdf = (workdir / "figures" / "smoke" / f"{name}.pdf").read_bytes()
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
         assert pdf[:5] == b"%PDF-" and len(pdf) > 5_000, name
+    for name in design.TABLES:   # each table's training curves
+        png = (workdir / "figures" / "smoke" / f"curves_{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000, name
 
 
 @pytest.mark.slow
@@ -165,7 +172,10 @@ def test_paper_table1_dry_run_trains_six_models_and_attacks_each(tmp_path):
     counts = job_counts(output(dry))
     assert counts["train"] == 6
     # PGD-20, PGD-100, CW-100, 10-restart PGD-20, and the sanity pair: uniform noise, PGD-20 at eps 64
-    assert counts["attack"] == 6 * (4 + 2)
+    # ... and AutoAttack on the five adversarially trained models
+    assert counts["attack"] == 6 * (4 + 2) + 5
+    assert "results/paper/runs/cifar10-wrn32_10-free-m8-eps8-s0/evals/autoattack100-eps8.json" in output(dry)
+    assert counts["curves"] == 1
     assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/noise-eps8.json" in output(dry)
     assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/pgd20-eps64-step8.json" in output(dry)
     assert counts["table"] == 1 and counts["plan"] == 1
@@ -182,7 +192,7 @@ def test_paper_all_trains_each_model_once(tmp_path):
     settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
                 "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
     assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 63
-    assert counts["table"] == len(design.TABLES) and counts["figure"] == len(design.FIGURES)
+    assert counts["table"] == len(design.TABLES) == counts["curves"] and counts["figure"] == len(design.FIGURES)
 
 
 def test_lint_is_clean(tmp_path):

@@ -4,6 +4,7 @@ from JSON results alone.
   freeadv plan --config config/config.yaml --scale mini          (print what a scale trains)
   freeadv table table1 --results results/mini --out-dir results/mini/tables
   freeadv figure figure1 --results results/mini --out figures/mini/figure1.png
+  freeadv curves table1 --results results/mini --out figures/mini/curves_table1.png
   freeadv claims --scale mini          (the paper's claims checked on results/mini: PASS / FAIL)
   freeadv regenerate --scale mini      (every table, figure and the claims, from committed results)
 
@@ -20,7 +21,7 @@ from typing import Any
 from .. import claims
 from ..config import load_yaml
 from ..experiments.design import FIGURES, TABLES
-from ..experiments.layout import FIGURES_ROOT, PLAN_FILE, RESULTS_ROOT, TABLES_DIR, ScaleLayout
+from ..experiments.layout import FIGURES_ROOT, PLAN_FILE, RESULTS_ROOT, TABLES_DIR, ScaleLayout, curves_name
 from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
 from ..io import atomic_write_text, write_json
 from ..tables import write_table
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _register_plan(sub)
     _register_table(sub)
     _register_figure(sub)
+    _register_curves(sub)
     _register_claims(sub)
     _register_regenerate(sub)
 
@@ -65,6 +67,13 @@ def _register_figure(sub: argparse._SubParsersAction) -> None:
     _add_results_arguments(p, FIGURES)
     p.add_argument("--out", type=Path, required=True, help="figure path; .png and .pdf are both written")
     p.set_defaults(func=cmd_figure)
+
+
+def _register_curves(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("curves", help="draw a table's training curves (held-out clean and PGD accuracy vs iteration)")
+    _add_results_arguments(p, TABLES)
+    p.add_argument("--out", type=Path, required=True, help="figure path; .png and .pdf are both written")
+    p.set_defaults(func=cmd_curves)
 
 
 def _register_claims(sub: argparse._SubParsersAction) -> None:
@@ -140,6 +149,14 @@ def cmd_figure(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curves(args: argparse.Namespace) -> int:
+    from ..curves import write_curves   # local: matplotlib
+
+    for path in write_curves(_load_plan(args), args.name, args.results, args.out):
+        print(f"[freeadv] {path}")
+    return 0
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     results = Path(ScaleLayout(args.scale, args.results).results)
     verdicts = claims.check_claims(results)
@@ -153,6 +170,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_regenerate(args: argparse.Namespace) -> int:
+    from ..curves import write_curves
     from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
     layout = ScaleLayout(args.scale, args.results, args.figures)
@@ -170,6 +188,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
                              f"build it with: snakemake {name} --config scale={args.scale}")
         elif name in TABLES:
             written += write_table(plan, name, results, layout.tables)
+            written += write_curves(plan, name, results, layout.figure(curves_name(name)))
         else:
             written += write_figure(plan, name, results, layout.figure(name))
     if all(name in available and name not in skipped for name in claims.CLAIMS_NEED):

@@ -9,6 +9,7 @@ e.g. ``eval_path("{model}", "{attack}")``)::
     results/<scale>/tables/<name>.{csv,md,tex}           freeadv table
     results/<scale>/claims.{txt,json}                    freeadv claims
     figures/<scale>/<name>.{png,pdf}                     freeadv figure
+    figures/<scale>/curves_<table>.{png,pdf}             freeadv curves (a table's training curves)
     logs/<scale>/...                                     the workflow's job logs
 
 The module-level functions give paths *relative to* ``results/<scale>``: the plan stores those,
@@ -56,6 +57,11 @@ def analysis_path(model: str, analysis_id: str) -> str:
 def table_file(name: str, ext: str) -> str:
     """A table's file name inside the tables folder."""
     return f"{name}.{ext}"
+
+
+def curves_name(table: str) -> str:
+    """The figure name of a table's training curves (``freeadv curves``), drawn beside the table."""
+    return f"curves_{table}"
 
 
 def figure_file(name: str, ext: str) -> str:

@@ -184,11 +184,19 @@ def target_outputs(name):
     def outputs(wildcards):
         if not PLAN["targets"][name]["available"]:
             raise WorkflowError(unavailable_message(PLAN, name))
-        if name in TABLE_NAMES:
-            return LAYOUT.table_files(name)
+        if name in TABLE_NAMES:   # a table comes with its training curves
+            return LAYOUT.table_files(name) + LAYOUT.figure_files(layout.curves_name(name))
         return LAYOUT.figure_files(name)
 
     return outputs
+
+
+def table_train_results(name):
+    """The train.json of every model of a table (what its training curves are drawn from)."""
+    if not PLAN["targets"][name]["available"]:
+        raise WorkflowError(unavailable_message(PLAN, name))
+    rows = PLAN["targets"][name]["rows"]
+    return results(sorted({layout.train_path(row["model"]) for row in rows if row["model"]}))
 
 
 def claims_results(wildcards):

@@ -52,6 +52,32 @@ rule table:
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 
+rule curves:
+    """A table's training curves (held-out clean and PGD accuracy against iteration, one line per model)."""
+    input:
+        plan=LAYOUT.plan,
+        results=lambda wildcards: table_train_results(wildcards.table),
+        code=REPORT_CODE,
+    output:
+        png=report(
+            LAYOUT.figure(layout.curves_name("{table}"), "png"),
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"table": "{table}"},
+        ),
+        pdf=LAYOUT.figure(layout.curves_name("{table}"), "pdf"),
+    params:
+        results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
+    log:
+        LAYOUT.log("figures", "curves_{table}.log"),
+    localrule: True
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv curves {wildcards.table} --plan {input.plan} --results {params.results}"
+        " --out {output.png} > {log} 2>&1"
+
+
 rule figure:
     """One figure as png and pdf, drawn from the JSON results only."""
     input:

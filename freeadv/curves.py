@@ -1,0 +1,80 @@
+"""Training curves of a table's models: held-out clean and robust accuracy against iteration.
+
+One figure per table (``figures/<scale>/curves_<table>.png``), one line per model, drawn from the
+``robust_checks`` of each row's train.json (PGD-10 on a fixed held-out test subset, see
+freeadv.training.robust). Catastrophic overfitting (Wong et al.: a fall of more than 20 points
+between two checks) is marked where a run recorded it. Runs trained before robust tracking have
+only the end-of-pass clean accuracy (``log``); their clean curve is drawn from it and the
+robust panel says so, so regenerating old results still works.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .experiments.layout import curves_name, train_path  # noqa: F401  (curves_name: the figure's name)
+from .figures import _title, plt, save, trained_on
+from .tables import read_result
+
+
+def _points(train: dict[str, Any]) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """(iteration, clean %) and (iteration, robust %) of one run's checks; clean from the
+    end-of-pass log when the run has no robust checks."""
+    checks = train.get("robust_checks") or []
+    if checks:
+        return ([(c["iteration"], c["heldout_clean_acc"]) for c in checks],
+                [(c["iteration"], c["heldout_robust_acc"]) for c in checks])
+    clean = [(e["iteration"], e["clean_acc_eval_n"]) for e in train.get("log") or []
+             if e.get("clean_acc_eval_n") is not None]
+    return clean, []
+
+
+def _plot(ax, points: list[tuple[int, float]], label: str, color: str) -> None:
+    if points:
+        xs, ys = zip(*points)
+        ax.plot(xs, ys, "o-", markersize=3, color=color, label=label)
+
+
+def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figure:
+    entry = plan["targets"][table]
+    rows = [r for r in entry["rows"] if r["model"]]
+    fig, (clean_ax, robust_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    configs, any_robust, check = [], False, None
+    for index, row in enumerate(rows):
+        train = read_result(results, train_path(row["model"]))
+        configs.append(train["config"])
+        clean, robust = _points(train)
+        check = check or next(iter(train.get("robust_checks") or []), None)
+        color = f"C{index % 10}"
+        _plot(clean_ax, clean, row["label"], color)
+        _plot(robust_ax, robust, row["label"], color)
+        any_robust |= bool(robust)
+        collapse = train.get("catastrophic_overfitting")
+        if collapse:
+            robust_ax.axvline(collapse["iteration"], color=color, linestyle=":", alpha=0.8)
+            robust_ax.annotate("catastrophic overfitting", (collapse["iteration"], collapse["robust_after"]),
+                               fontsize=7, color=color)
+    held_out = f"{check['robust_eval_n']} held-out test images" if check else "held-out test images"
+    clean_ax.set_title(f"clean accuracy ({held_out})" if check else "clean accuracy at the end of each pass")
+    robust_ax.set_title("PGD accuracy during training (" + (check["robust_eval_source"].replace("_", " ")
+                                                             if check else "no checks recorded") + ")")
+    if not any_robust:
+        robust_ax.text(0.5, 0.5, "no robust checks recorded:\nthese runs predate robust tracking",
+                       ha="center", va="center", transform=robust_ax.transAxes, fontsize=9)
+    for ax in (clean_ax, robust_ax):
+        ax.set_xlabel("iteration (parameter updates)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7, loc="best")
+    _title(fig, f"Training curves: {entry['title']}", trained_on(plan, configs, entry["datasets"]))
+    fig.tight_layout()
+    return fig
+
+
+def write_curves(plan: dict[str, Any], table: str, results_dir: str | Path, out: str | Path) -> list[Path]:
+    """Draw the training curves of ``table`` (png and pdf at ``out``'s stem)."""
+    entry = plan["targets"].get(table)
+    if entry is None or entry["kind"] != "table":
+        raise ValueError(f"unknown table '{table}'; training curves are drawn per table")
+    return save(training_curves(plan, table, Path(results_dir)), out)
