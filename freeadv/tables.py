@@ -57,14 +57,18 @@ def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> pd.DataFrame:
-    """One row per row of the paper's table (plus mean/std rows for the trials)."""
+def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
+                allow_missing: bool = False) -> pd.DataFrame:
+    """One row per row of the paper's table (plus mean/std rows for the trials). With
+    ``allow_missing`` (regenerating results made before a column existed) a metric whose result
+    file is missing stays empty and is listed in ``frame.attrs["missing"]``; the workflow never
+    allows it (its table rule needs every file)."""
     entry = plan["targets"][target]
     if not entry["available"]:
         raise ValueError(unavailable_message(plan, target))
     metrics = entry["metrics"]
     metric_keys = {m["key"] for m in metrics}
-    records = []
+    records, missing = [], []
     for row in entry["rows"]:
         paper_table, paper_row = row["paper_ref"]
         record: dict[str, Any] = {"row": row["key"], "label": row["label"]}
@@ -74,7 +78,9 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
         for metric in metrics:
             ours = float("nan")
             planned = row["metrics"].get(metric["key"])
-            if planned is not None:
+            if planned is not None and allow_missing and not (Path(results_dir) / planned["file"]).exists():
+                missing.append(f"{row['key']}: {metric['label']} ({planned['file']})")
+            elif planned is not None:
                 result = read_result(results_dir, planned["file"])
                 ours = metric_value(result, metric["field"])
                 if planned["attack"] is not None:
@@ -102,6 +108,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path) -> p
     frame = pd.DataFrame.from_records(records)
     if entry.get("summary") == "mean_std":
         frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
+    frame.attrs["missing"] = missing
     return frame
 
 
@@ -225,10 +232,18 @@ def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     entry = plan["targets"][target]
     header, body = _cells(frame, entry["metrics"])
     lines = [f"# {entry['title']}", "", *provenance_lines(plan, target, frame), "",
-             "Each metric cell: ours / paper (ours - paper).", "",
+             "Each metric cell: ours / paper (ours - paper).", *_missing_lines(frame), "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
     return "\n".join(lines + sanity_lines(frame)) + "\n"
+
+
+def _missing_lines(frame: pd.DataFrame) -> list[str]:
+    missing = frame.attrs.get("missing") or []
+    if not missing:
+        return []
+    return ["", f"Not evaluated in this scale's last run (result file missing, cell shown as -): "
+                f"{'; '.join(missing)}."]
 
 
 def sanity_lines(frame: pd.DataFrame) -> list[str]:
@@ -275,9 +290,10 @@ def to_latex(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(plan: dict[str, Any], target: str, results_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def write_table(plan: dict[str, Any], target: str, results_dir: str | Path, out_dir: str | Path, *,
+                allow_missing: bool = False) -> list[Path]:
     """Build one table and write ``<out_dir>/<target>.{csv,md,tex}`` atomically."""
-    frame = build_table(plan, target, results_dir)
+    frame = build_table(plan, target, results_dir, allow_missing=allow_missing)
     out_dir = Path(out_dir)
     paths = [out_dir / table_file(target, ext) for ext in TABLE_FORMATS]
     atomic_write_text(paths[0], frame.to_csv(index=False))

@@ -284,3 +284,21 @@ def test_unavailable_table_is_refused(tmp_path):
     plan = scales.build_plan("mini", dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"}))
     with pytest.raises(ValueError, match="needs the imagenet"):
         build_table(plan, "table4", tmp_path)
+
+
+def test_a_column_newer_than_the_results_stays_empty_only_when_allowed(tmp_path):
+    """Regenerating results made before a column existed (AutoAttack): its cells are '-' and the
+    table lists them; the workflow's table rule (allow_missing off) still needs every file."""
+    plan = scales.build_plan("small", SMALL_SCALE)
+    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0,
+              "train_min": 2.5}
+    fake_results(tmp_path, plan, "table1", lambda row, metric: values[metric])
+    free8 = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
+    (tmp_path / free8["metrics"]["aa"]["file"]).unlink()
+    with pytest.raises(MissingResult):
+        build_table(plan, "table1", tmp_path)
+    frame = build_table(plan, "table1", tmp_path, allow_missing=True)
+    assert math.isnan(frame.set_index("row").loc["free_m8", "aa_ours"])
+    assert frame.set_index("row").loc["free_m4", "aa_ours"] == 36.0
+    markdown = write_table(plan, "table1", tmp_path, tmp_path / "t", allow_missing=True)[1].read_text()
+    assert "Not evaluated in this scale's last run" in markdown and "free_m8: AutoAttack" in markdown
