@@ -41,7 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "method": "free",            # a name in freeadv.methods.METHODS (freeadv train --help lists them)
     "replay": None,              # m: minibatch replays (free, natural); None = the method's default (free 8, natural 1)
     "eps": 8.0,                  # perturbation bound, pixel units /255 (also the default attack eps)
-    # optimisation: SGD + momentum, step schedule counted in iterations
+    # optimisation: SGD + momentum, schedule counted in iterations
     "batch_size": 128,
     "iterations": 80000,         # total parameter updates (CIFAR: 80k); None = derive from epochs
     "epochs": None,              # natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) passes
@@ -49,8 +49,11 @@ DEFAULTS: dict[str, Any] = {
     "lr_milestones": [0.5, 0.75],  # fractions of the iterations (CIFAR: 40k and 60k of 80k)
     "lr_step_epochs": None,      # ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides lr_milestones)
     "lr_gamma": 0.1,
+    "lr_schedule": "step",       # step: the milestones above | cyclic: 0 -> lr -> 0, linear, peak at half the
+                                 # iterations (Wong et al. 2020; lr_milestones, lr_step_epochs unused)
     "momentum": 0.9,
     "weight_decay": 2e-4,
+    "weight_decay_all": False,   # true: decay every parameter (Wong et al.'s and the official ImageNet code)
     # execution
     "seed": 0,
     "device": "auto",            # auto | cpu | cuda | cuda:N
@@ -60,6 +63,12 @@ DEFAULTS: dict[str, Any] = {
     "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
     "checkpoint_every": 1000,    # iterations between resumable checkpoints
     "eval_n": 500,               # test images for the end-of-pass clean accuracy in the log (null = skip)
+    # robust accuracy during training (freeadv.training.robust): PGD-K, the run's eps, the paper's step
+    "robust_eval_n": 512,        # images per check: the first N of the test split (null or 0 = no checks)
+    "robust_eval_every": None,   # iterations between checks; null = at the end of every pass
+    "robust_eval_steps": 10,     # K of the check's PGD
+    "robust_eval_source": "heldout",  # heldout | first_train_batch (Wong et al.: each pass's first batch, at its start)
+    "early_stop": False,         # stop at catastrophic overfitting, keeping the last check's weights before it
 }
 
 # The paper's schedules, per dataset (section 5 and 7).
@@ -71,19 +80,25 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
         "arch": "resnet50", "batch_size": 256, "iterations": None, "epochs": 90,
         "lr_step_epochs": 30, "weight_decay": 1e-4, "eps": 4.0, "pgd_step_size": 1.0,
     },
+    # smoke runs and tests: passes of a few batches, where 512-image PGD-10 checks would cost 5x the training
     "synthetic": {"arch": "small_cnn", "iterations": 400, "batch_size": 64, "log_every": 50,
-                  "checkpoint_every": 100},
+                  "checkpoint_every": 100, "robust_eval_n": 64},
 }
 
 
+LR_SCHEDULES = ("step", "cyclic")
+ROBUST_EVAL_SOURCES = ("heldout", "first_train_batch")
+
 # The kind of each shared key (freeadv.keys.CHECKS); validate() checks these and the methods' keys.
 KINDS: dict[str, str] = {
-    **dict.fromkeys(("batch_size", "log_every", "checkpoint_every"), "int>=1"),
-    **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n"), "int>=1|null"),
+    **dict.fromkeys(("batch_size", "log_every", "checkpoint_every", "robust_eval_steps"), "int>=1"),
+    **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n",
+                     "robust_eval_every"), "int>=1|null"),
     **dict.fromkeys(("seed", "data_seed", "num_workers"), "int>=0"),
+    "robust_eval_n": "int>=0|null",
     "lr": "number>0",
     **dict.fromkeys(("momentum", "weight_decay", "lr_gamma"), "number>=0"),
-    **dict.fromkeys(("download", "augment", "compile"), "bool"),
+    **dict.fromkeys(("download", "augment", "compile", "weight_decay_all", "early_stop"), "bool"),
     "eps": "pixels",
 }
 
@@ -196,10 +211,32 @@ def validate(config: dict[str, Any]) -> None:
     if config["n_train"] is not None and config["batch_size"] > config["n_train"]:
         raise ConfigError(f"config key 'batch_size' has bad value {config['batch_size']}: "
                           f"larger than n_train={config['n_train']}")
+    _check_robust_and_schedule(config)
+
+
+def _check_robust_and_schedule(config: dict[str, Any]) -> None:
+    """The choice keys of the schedule and the robust checks, and the combinations that cannot work."""
+    if config["lr_schedule"] not in LR_SCHEDULES:
+        raise bad_value("lr_schedule", config["lr_schedule"], " or ".join(LR_SCHEDULES))
+    if config["robust_eval_source"] not in ROBUST_EVAL_SOURCES:
+        raise bad_value("robust_eval_source", config["robust_eval_source"], " or ".join(ROBUST_EVAL_SOURCES))
+    if config["robust_eval_every"] is not None and config["robust_eval_source"] == "first_train_batch":
+        raise bad_value("robust_eval_every", config["robust_eval_every"],
+                        "null when robust_eval_source is first_train_batch (that check runs at the start of each pass)")
+    if config["early_stop"] and not config["robust_eval_n"]:
+        raise bad_value("early_stop", config["early_stop"], f"false when robust_eval_n is "
+                        f"{config['robust_eval_n']!r} (early stopping watches the robust checks)")
 
 
 def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[int]]:
-    """Total iterations and the learning-rate milestones (in iterations) for this run.
+    """Total iterations and the learning-rate milestones (in iterations) for this run; the cyclic
+    schedule has none (it is a function of the iteration and the total only)."""
+    total, milestones = _length_and_milestones(config, batches_per_pass)
+    return total, ([] if config["lr_schedule"] == "cyclic" else milestones)
+
+
+def _length_and_milestones(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[int]]:
+    """Total iterations and the step schedule's milestones (in iterations).
 
     With ``iterations`` set (CIFAR) every method gets the same number of parameter updates; free-m
     makes ``iterations / (m * batches)`` passes over the data. With ``epochs`` set (ImageNet) free-m
@@ -223,8 +260,15 @@ def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[i
     return total, milestones
 
 
-def learning_rate(config: dict[str, Any], milestones: list[int], iteration: int) -> float:
-    """Step schedule: lr * gamma ** (number of milestones already reached)."""
+def learning_rate(config: dict[str, Any], milestones: list[int], iteration: int, total: int | None = None) -> float:
+    """The rate of update ``iteration`` (0-based): a pure function of it, so a resumed run gets the
+    same rates. Step schedule: lr * gamma ** (milestones already reached). Cyclic (Wong et al.'s
+    triangle, torch's CyclicLR with base 0 and step_size_up = step_size_down = total / 2): 0 at
+    the first update, lr at total / 2, back to 0 at total; ``total`` is required."""
+    if config["lr_schedule"] == "cyclic":
+        if total is None:
+            raise ValueError("the cyclic learning-rate schedule needs the run's total iterations")
+        return config["lr"] * max(0.0, 1.0 - abs(2.0 * iteration / total - 1.0))
     passed = sum(1 for mark in milestones if iteration >= mark)
     return config["lr"] * config["lr_gamma"] ** passed
 

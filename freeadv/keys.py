@@ -28,6 +28,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "int>=1": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
     "int>=1|null": (lambda v: v is None or (is_int(v) and v >= 1), "an integer >= 1 or null"),
     "int>=0": (lambda v: is_int(v) and v >= 0, "an integer >= 0"),
+    "int>=0|null": (lambda v: v is None or (is_int(v) and v >= 0), "an integer >= 0 or null"),
     "number>0": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "number>=0": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),

@@ -11,19 +11,22 @@ Modules by concern:
   and optimizer of a config, the per-step random generator, clean accuracy
 * ``state``   -- ``Setup`` (built once per session) and ``LoopState`` (what the loop changes)
 * ``engine``  -- ``Trainer``: build, restore, the replay loop, loss reads, checkpoints, evaluation
-* ``folder``  -- the run folder: checks before training, log.jsonl, train.json, model.pt, loading
+* ``robust``  -- robust accuracy checks during training, catastrophic overfitting (Wong et al. 2020)
+* ``folder``  -- the run folder: checks before training, log.jsonl, train.json, model.pt, loading,
+  ``read_robust_checks`` (a run's check records, finished or not)
 * tensor files and the rotating checkpoints are freeadv.checkpoints'
 """
 from __future__ import annotations
 
 from ..checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .engine import NonFiniteLoss, Trainer
-from .folder import CONFIG, LOG, MODEL, TRAIN_JSON, load_trained_model
+from .folder import CONFIG, LOG, MODEL, TRAIN_JSON, load_trained_model, read_robust_checks
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       resolve_device, setup_runtime, step_generator)
 from .state import LoopState, Setup
 
-__all__ = ["Trainer", "NonFiniteLoss", "Setup", "LoopState", "load_trained_model", "resolve_device",
+__all__ = ["Trainer", "NonFiniteLoss", "Setup", "LoopState", "load_trained_model", "read_robust_checks",
+           "resolve_device",
            "setup_runtime", "place_model", "place_batch", "model_for", "data_for", "make_optimizer",
            "step_generator", "clean_accuracy", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "MODEL", "TRAIN_JSON",
            "CONFIG", "LOG"]

@@ -1,17 +1,37 @@
 """The training loop in named steps: build, restore, one pass over the data, log, checkpoint,
-end-of-pass evaluation. ``Trainer`` strings them together; the run folder's files (checks before,
-model.pt and train.json after) are freeadv.training.folder's.
+end-of-pass evaluation, robust checks. ``Trainer`` strings them together; the run folder's files
+(checks before, model.pt and train.json after) are freeadv.training.folder's.
 
-Timing: ``train_seconds`` adds up the segments between end-of-pass evaluations; a checkpoint
-write falls inside a segment (it is part of what training costs), the evaluation does not.
-The loop syncs with the device only every ``log_every`` iterations (the loss read).
+Timing: ``train_seconds`` adds up the segments between evaluations; a checkpoint write falls
+inside a segment (it is part of what training costs), the end-of-pass evaluation and the robust
+checks do not. The loop syncs with the device only every ``log_every`` iterations (the loss read)
+and at robust checks.
+
+log.jsonl, one JSON object a line (rewritten whole after every new entry):
+
+* every pass end: ``pass`` (1-based), ``iteration``, ``epochs_natural``, ``lr`` (of the last
+  update), ``loss`` (the last loss read), ``clean_acc_eval_n`` (percent on the first eval_n test
+  images, or null), ``train_seconds``;
+* every robust check (freeadv.training.robust.CHECK_KEYS): ``iteration``, ``pass``,
+  ``heldout_clean_acc``, ``heldout_robust_acc`` (percent; robust <= clean), ``robust_eval_n``
+  (images checked), ``robust_eval_source``, ``robust_eval_steps``, ``check_seconds``. A check at a
+  pass end is merged into that pass's entry. One mid-pass (``robust_eval_every``) or at a pass start
+  (``first_train_batch``: before training on the batch, so its iteration is the pass's first) is an
+  entry of its own: the check keys plus ``epochs_natural``, ``lr`` and ``train_seconds``, with
+  ``pass`` the pass it falls in. Entries without a check have none of the check keys.
+
+A pass end's checkpoint is written after its evaluation, so a run resumed from it has that pass's
+entry. With ``early_stop``, the weights of every robust check are kept (on the CPU, and in the
+checkpoints); the first fall of more than robust.CO_DROP_POINTS stops training and model.pt gets
+the kept weights (Wong et al. 2020).
 """
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from tqdm import tqdm
@@ -20,7 +40,7 @@ from .. import checkpoints
 from .. import config as cfg
 from .. import distributed
 from ..methods import build_method
-from . import folder
+from . import folder, robust
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
 from .state import LoopState, Setup
@@ -64,7 +84,8 @@ class Trainer:
         self._train(setup, state, bar)
         bar.close()
         result = folder.summary(self.config, setup, state)
-        folder.finish(self.run_dir, setup, result)
+        weights = state.kept_model if state.stopped else setup.model.state_dict()
+        folder.finish(self.run_dir, setup, result, weights)
         return result
 
     # --- before the loop -----------------------------------------------------------------------
@@ -96,6 +117,7 @@ class Trainer:
                                       for k, v in saved["method"].items()})
         state.iteration, state.log, state.history = saved["iteration"], saved["log"], saved["history"]
         state.train_seconds, state.resumes = saved["train_seconds"], saved["resumes"] + 1
+        state.kept_model, state.kept_iteration = saved.get("kept_model"), saved.get("kept_iteration")
         torch.set_rng_state(saved["rng_cpu"])
         print(f"[freeadv] resuming {self.run_dir} at iteration {state.iteration}/{setup.total}")
 
@@ -105,34 +127,57 @@ class Trainer:
         state.since_log = 0
         setup.model.train()
         state.segment_start = state.last_log_time = time.perf_counter()
-        while state.iteration < setup.total:
+        while state.iteration < setup.total and not state.stopped:
             self._one_pass(setup, state, bar)
-            self._end_of_pass(setup, state)
+            if not state.stopped:
+                self._end_of_pass(setup, state)
+            if self._checkpoint_due(setup, state):
+                self._checkpoint(setup, state)
 
     def _one_pass(self, setup: Setup, state: LoopState, bar: tqdm) -> None:
         """The rest of the current pass: each minibatch replayed m times, from wherever the state
-        stands (mid-pass and mid-replay after a resume), stopping at the last iteration."""
-        config, m = self.config, setup.method.replay
-        epoch = state.iteration // setup.iters_per_pass
-        start_batch = (state.iteration % setup.iters_per_pass) // m
+        stands (mid-pass and mid-replay after a resume), stopping at the last iteration or at an
+        early stop. The pass end's check and checkpoint come after its evaluation (_train)."""
+        config, m, per_pass = self.config, setup.method.replay, setup.iters_per_pass
+        epoch = state.iteration // per_pass
+        start_batch = (state.iteration % per_pass) // m
         for x, y in setup.data.train_batches(config["batch_size"], epoch=epoch, seed=config["seed"],
                                              device=setup.device, start_batch=start_batch,
                                              shard=(setup.context.rank, setup.context.world_size)):
             x = place_batch(x, setup.channels_last)
+            if state.iteration % per_pass == 0 and robust.at_pass_start(config):
+                self._own_check(setup, state, epoch + 1, (x, y))
+                if state.stopped:
+                    return
             for _ in range(state.iteration % m, m):
                 lr = self._step(setup, state, x, y)
                 if state.iteration % config["log_every"] == 0 or state.iteration == setup.total:
                     self._log(setup, state, lr, bar)
                 bar.update(1)
-                if state.iteration % config["checkpoint_every"] == 0 and state.iteration < setup.total:
-                    self._checkpoint(setup, state)
                 if state.iteration == setup.total:
                     return
+                if state.iteration % per_pass and self._mid_pass(setup, state, epoch + 1):
+                    return
+
+    def _mid_pass(self, setup: Setup, state: LoopState, pass_number: int) -> bool:
+        """The robust check and the checkpoint due after an update inside a pass; True when the
+        check stopped the run."""
+        if robust.due_after(self.config, state.iteration, pass_end=False):
+            self._own_check(setup, state, pass_number)
+        if self._checkpoint_due(setup, state):
+            self._checkpoint(setup, state)
+        return state.stopped
+
+    def _checkpoint_due(self, setup: Setup, state: LoopState) -> bool:
+        """Every checkpoint_every iterations, but not after the last update or an early stop (the
+        run is finished then: model.pt and train.json follow)."""
+        return (state.iteration % self.config["checkpoint_every"] == 0 and state.iteration < setup.total
+                and not state.stopped)
 
     def _step(self, setup: Setup, state: LoopState, x: torch.Tensor, y: torch.Tensor) -> float:
         """One parameter update at the scheduled learning rate; returns that rate."""
         config, method = self.config, setup.method
-        lr = cfg.learning_rate(config, setup.milestones, state.iteration)
+        lr = cfg.learning_rate(config, setup.milestones, state.iteration, setup.total)
         for group in setup.optimizer.param_groups:
             group["lr"] = lr
         generator = (step_generator(setup.device, config["seed"], state.iteration, setup.context.rank)
@@ -172,23 +217,74 @@ class Trainer:
         return {"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
                 "method": method_state, "iteration": state.iteration, "log": state.log, "history": state.history,
                 "train_seconds": state.train_seconds, "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
-                "schedule": {"total": setup.total, "milestones": setup.milestones}}
+                "schedule": {"total": setup.total, "milestones": setup.milestones},
+                "kept_model": state.kept_model, "kept_iteration": state.kept_iteration}
 
     def _end_of_pass(self, setup: Setup, state: LoopState) -> None:
-        """Close the timing segment, evaluate (not training time) and append the pass to log.jsonl."""
+        """Evaluate off the clock (clean accuracy, the robust check when due) and append the pass
+        to log.jsonl."""
         config, main = self.config, setup.context.is_main
-        state.train_seconds += time.perf_counter() - state.segment_start
-        passes = state.iteration / setup.iters_per_pass
-        accuracy = (clean_accuracy(setup.model, setup.data, config["eval_n"], setup.device)
-                    if config["eval_n"] and main else None)
-        state.log.append({"pass": math.ceil(passes - 1e-9), "iteration": state.iteration,
-                          "epochs_natural": passes * setup.method.replay,
-                          "lr": cfg.learning_rate(config, setup.milestones, max(state.iteration - 1, 0)),
-                          "loss": state.history[-1]["loss"] if state.history else None,
-                          "clean_acc_eval_n": accuracy, "train_seconds": state.train_seconds})
-        if main:
-            folder.write_log(self.run_dir, state.log)
-        state.segment_start = time.perf_counter()
+        with _off_the_clock(state):
+            passes = state.iteration / setup.iters_per_pass
+            accuracy = (clean_accuracy(setup.model, setup.data, config["eval_n"], setup.device)
+                        if config["eval_n"] and main else None)
+            entry = {"pass": math.ceil(passes - 1e-9), "iteration": state.iteration,
+                     "epochs_natural": passes * setup.method.replay, "lr": self._last_lr(setup, state),
+                     "loss": state.history[-1]["loss"] if state.history else None,
+                     "clean_acc_eval_n": accuracy, "train_seconds": state.train_seconds}
+            state.log.append(entry)
+            if robust.due_after(config, state.iteration, pass_end=True):
+                self._robust_check(setup, state, entry)
+            if main:
+                folder.write_log(self.run_dir, state.log)
+
+    def _own_check(self, setup: Setup, state: LoopState, pass_number: int,
+                   batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """A robust check away from a pass end (mid-pass, or a pass start on ``batch``): an entry
+        of its own in log.jsonl, off the clock."""
+        main = setup.context.is_main
+        with _off_the_clock(state):
+            entry = {"pass": pass_number, "iteration": state.iteration,
+                     "epochs_natural": state.iteration / setup.iters_per_pass * setup.method.replay,
+                     "lr": self._last_lr(setup, state), "train_seconds": state.train_seconds}
+            if main:
+                state.log.append(entry)
+            self._robust_check(setup, state, entry, batch)
+            if main:
+                folder.write_log(self.run_dir, state.log)
+
+    def _robust_check(self, setup: Setup, state: LoopState, entry: dict[str, Any],
+                      batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """The check (main rank only, like the clean accuracy) into ``entry``; with early_stop,
+        every rank then keeps these weights or stops."""
+        if setup.context.is_main:
+            entry.update(robust.check(self.config, setup, state.iteration, entry["pass"], batch))
+        if self.config["early_stop"]:
+            self._keep_or_stop(setup, state)
+
+    def _keep_or_stop(self, setup: Setup, state: LoopState) -> None:
+        """Wong et al.'s early stop: at the first fall of more than CO_DROP_POINTS stop (all ranks:
+        the main rank's decision is shared), else keep these weights in case a later check falls."""
+        main = setup.context.is_main
+        fell = main and robust.collapse(robust.checks(state.log)) is not None
+        shared = distributed.mean_over_ranks(torch.tensor(float(fell), device=setup.device), setup.context)
+        if float(shared) > 0:
+            state.stopped = True
+        elif main:
+            state.kept_model = robust.cpu_copy(setup.model.state_dict())
+            state.kept_iteration = state.iteration
+
+    def _last_lr(self, setup: Setup, state: LoopState) -> float:
+        """The rate of the latest update (of the first one before any)."""
+        return cfg.learning_rate(self.config, setup.milestones, max(state.iteration - 1, 0), setup.total)
+
+
+@contextmanager
+def _off_the_clock(state: LoopState) -> Iterator[None]:
+    """Close the timing segment for the block (evaluation is not training time), reopen it after."""
+    state.train_seconds += time.perf_counter() - state.segment_start
+    yield
+    state.segment_start = time.perf_counter()
 
 
 def _progress_bar(config: dict[str, Any], total: int, initial: int, *, enabled: bool) -> tqdm:

@@ -2,9 +2,10 @@
 
     config.yaml        the resolved config (written first; a checkpoint must match it)
     checkpoint.pt      the newest resumable state (and checkpoint.prev.pt, the one before)
-    log.jsonl          one line per pass over the data, rewritten after every pass
-    model.pt           the final weights           } written last, then the checkpoints go:
-    train.json         the summary (timing, log)   } both present means finished
+    log.jsonl          one line per pass and per robust check (format: freeadv.training.engine)
+    model.pt           the final weights (early_stop: those kept)  } written last, then the
+    train.json         the summary (timing, log, robust checks)    } checkpoints go: both present
+                                                                   } means finished
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .. import distributed
 from ..checkpoints import CHECKPOINT, load_tensors, remove_checkpoints, save_tensors
 from ..io import atomic_write_text, read_json, write_json
 from ..provenance import stamp
+from . import robust
 from .runtime import model_for
 from .state import LoopState, Setup
 
@@ -38,14 +40,14 @@ def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, A
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
         done = read_json(run_dir / TRAIN_JSON)
-        if done.get("config") == config:
+        if _same_config(done.get("config"), config):
             print(f"[freeadv] {run_dir} is already trained; not retraining")
             return done
         raise cfg.ConfigError(f"run folder '{run_dir}' holds a finished run with a different config; "
                               "use a new --out folder")
     saved = run_dir / CONFIG
     if saved.exists() and (run_dir / CHECKPOINT).exists():
-        if yaml.safe_load(saved.read_text()) != config:
+        if not _same_config(yaml.safe_load(saved.read_text()), config):
             raise cfg.ConfigError(f"run folder '{run_dir}' holds a checkpoint of a different config; "
                                   "use a new --out folder")
     if main:
@@ -55,14 +57,39 @@ def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, A
     return None
 
 
+def _same_config(saved: Any, config: dict[str, Any]) -> bool:
+    """Whether a folder's saved config is ``config``; one saved before a key existed counts as
+    that key at its default (resolving it fills those in), so new keys do not orphan old runs."""
+    if saved == config:
+        return True
+    try:
+        return isinstance(saved, dict) and cfg.resolve(saved) == config
+    except cfg.ConfigError:
+        return False
+
+
 def write_log(run_dir: Path, log: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / LOG, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in log))
+
+
+def read_log(run_dir: str | Path) -> list[dict[str, Any]]:
+    """log.jsonl of a run folder, finished or still training ([] before its first entry)."""
+    path = Path(run_dir) / LOG
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def read_robust_checks(run_dir: str | Path) -> list[dict[str, Any]]:
+    """The robust check records of a run folder (robust.CHECK_KEYS each, in order), finished or not:
+    what a figure of robust accuracy during training reads."""
+    return robust.checks(read_log(run_dir))
 
 
 def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str, Any]:
     """train.json: the config, provenance, schedule, timing and the logs of a finished run."""
     total, train_seconds, history, log = setup.total, state.train_seconds, state.history, state.log
-    images = total * config["batch_size"]   # the global batch: all ranks together
+    images = state.iteration * config["batch_size"]   # the global batch: all ranks together
+    checks = robust.checks(log)
+    clean = [entry["clean_acc_eval_n"] for entry in log if "clean_acc_eval_n" in entry]
     return {
         "kind": "train", "config": config, "seed": config["seed"], **stamp(setup.device),
         "distributed": setup.context.describe(),
@@ -72,19 +99,22 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
         "train_seconds": train_seconds, "train_minutes": train_seconds / 60,
         "wall_seconds_last_session": time.perf_counter() - state.wall_start, "resumes": state.resumes,
         "images_per_second": images / train_seconds if train_seconds > 0 else None,
-        "seconds_per_iteration": train_seconds / total,
+        "seconds_per_iteration": train_seconds / max(state.iteration, 1),
         "final_loss": history[-1]["loss"] if history else None,
-        "final_clean_acc_eval_n": log[-1]["clean_acc_eval_n"] if log else None,
+        "final_clean_acc_eval_n": clean[-1] if clean else None,
         "eval_n": config["eval_n"], "log": log, "loss_history": history,
+        "robust_checks": checks, "catastrophic_overfitting": robust.collapse(checks),
+        "iterations_trained": state.iteration, "stopped_early": state.stopped,
+        "kept_weights_iteration": state.kept_iteration if state.stopped else state.iteration,
     }
 
 
-def finish(run_dir: Path, setup: Setup, result: dict[str, Any]) -> None:
-    """After every rank is done, rank 0 writes model.pt then train.json, then drops the checkpoints
-    (killed in between, the next start resumes from the last checkpoint)."""
+def finish(run_dir: Path, setup: Setup, result: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+    """After every rank is done, rank 0 writes ``weights`` as model.pt then train.json, then drops
+    the checkpoints (killed in between, the next start resumes from the last checkpoint)."""
     distributed.barrier(setup.context)
     if setup.context.is_main:
-        save_tensors(run_dir / MODEL, setup.model.state_dict())
+        save_tensors(run_dir / MODEL, weights)
         write_json(run_dir / TRAIN_JSON, result)
         remove_checkpoints(run_dir)
 

@@ -72,12 +72,15 @@ def data_for(config: dict[str, Any]) -> DataBundle:
 
 def make_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
     """SGD with momentum; weight decay on conv/linear weights only, as in Madry et al.'s code
-    (their L2 term covers the 'DW' kernels, not BN scales or biases)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.SGD([{"params": decay, "weight_decay": config["weight_decay"]},
-                            {"params": no_decay, "weight_decay": 0.0}],
-                           lr=config["lr"], momentum=config["momentum"])
+    (their L2 term covers the 'DW' kernels, not BN scales or biases), or on every parameter with
+    ``weight_decay_all`` (one group), as Wong et al.'s and the official ImageNet code's
+    ``SGD(model.parameters(), weight_decay=...)``."""
+    if config["weight_decay_all"]:
+        groups = [{"params": list(model.parameters()), "weight_decay": config["weight_decay"]}]
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": config["weight_decay"]},
+                  {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=config["lr"], momentum=config["momentum"])
 
 
 def step_generator(device: torch.device, seed: int, iteration: int, rank: int = 0) -> torch.Generator:

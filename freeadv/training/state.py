@@ -36,13 +36,17 @@ class Setup:
 
 @dataclass
 class LoopState:
-    """What changes while training. iteration, log, history, train_seconds and resumes go into
-    every checkpoint; the running loss and the timers belong to this session."""
+    """What changes while training. iteration, log, history, train_seconds, resumes and the kept
+    weights go into every checkpoint; the running loss, the timers and ``stopped`` belong to this
+    session (a run is never checkpointed after it stops: a restart replays up to the same stop)."""
     iteration: int = 0
-    log: list[dict[str, Any]] = field(default_factory=list)       # one entry per pass (log.jsonl)
+    log: list[dict[str, Any]] = field(default_factory=list)       # per pass, and per robust check (log.jsonl)
     history: list[dict[str, Any]] = field(default_factory=list)   # one entry per loss read
     train_seconds: float = 0.0
     resumes: int = 0
+    kept_model: dict[str, torch.Tensor] | None = None   # early_stop: CPU weights at the last robust check
+    kept_iteration: int | None = None                   # ... and the iteration they are of
+    stopped: bool = False                               # early_stop caught catastrophic overfitting
     running_loss: torch.Tensor | None = None   # summed on the device between loss reads
     since_log: int = 0                         # iterations summed into running_loss
     wall_start: float = field(default_factory=time.perf_counter)
