@@ -96,7 +96,13 @@ def test_paper_plan_trains_shared_models_once():
     trades = "cifar10-wrn32_10-trades10-step1.785-beta6-eps8-s0"   # the fast table's TRADES row
     assert plan["models"][trades]["config"] == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
                                                 "method": "trades", "seed": 0, "trades_beta": 6.0}
-    assert len(plan["models"]) == 63
+    wong = "cifar10-preact_resnet18-fgsm_rs-eps8-wong2020-s0"   # the fast table's Wong et al. recipe row
+    assert plan["models"][wong]["config"] == {
+        "arch": "preact_resnet18", "batch_size": 128, "dataset": "cifar10", "early_stop": True, "epochs": 15,
+        "eps": 8.0, "fgsm_alpha": 10.0, "iterations": None, "lr": 0.2, "lr_schedule": "cyclic", "method": "fgsm_rs",
+        "momentum": 0.9, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5, "seed": 0,
+        "weight_decay": 5e-4, "weight_decay_all": True}
+    assert len(plan["models"]) == 64
     table1 = plan["targets"]["table1"]
     attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
     assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10",

@@ -18,7 +18,9 @@ from ..attacks.spec import PAPER_STEP, num
 from ..methods import get_method, method_params
 
 PAPER_DATASETS = ("cifar10", "cifar100", "imagenet")
-PAPER_ARCHS = ("wrn32_10", "wrn34_10", "resnet50", "resnet101", "resnet152")
+# The architectures the design names (a scale maps each onto what it trains): the paper's, and
+# PreAct ResNet-18 for Wong et al.'s FGSM-RS recipe in the comparison table.
+PAPER_ARCHS = ("wrn32_10", "wrn34_10", "resnet50", "resnet101", "resnet152", "preact_resnet18")
 DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet",
                   "cifar10-jpeg": "CIFAR-10 (JPEG q75)", "synthetic": "synthetic"}
 ARCH_TITLES = {"wrn32_10": "WRN-32-10", "wrn34_10": "WRN-34-10", "resnet50": "ResNet-50",
@@ -41,6 +43,7 @@ class Cell:
     params: tuple[tuple[str, Any], ...] = ()
     batch_size: int | None = None      # None: the dataset's default (CIFAR 128, ImageNet 256)
     seed: int = 0
+    recipe: str | None = None          # another paper's whole training recipe (RECIPES), over the scale's
 
     @property
     def eps(self) -> float | None:
@@ -67,18 +70,36 @@ class Cell:
         """The model in the paper's words, e.g. 'CIFAR-10 WRN-32-10 Free m=8 eps 8'."""
         eps = f" eps {num(self.eps)}" if self.eps is not None else ""
         seed = f" seed {self.seed}" if self.seed else ""
-        return f"{DATASET_TITLES[self.dataset]} {ARCH_TITLES[self.arch]} {self.title}{eps}{seed}"
+        recipe = f" ({RECIPES[self.recipe]['title']})" if self.recipe else ""
+        return f"{DATASET_TITLES[self.dataset]} {ARCH_TITLES[self.arch]} {self.title}{eps}{seed}{recipe}"
+
+
+# Whole training recipes of other papers, applied over a scale's training settings (schedule, batch,
+# optimiser); the scale still picks the data subset and the architecture.
+RECIPES: dict[str, dict[str, Any]] = {
+    # Wong, Rice & Kolter 2020 ("Fast is better than free"), their CIFAR-10 FGSM-RS code: 15 epochs of
+    # batch 128, triangular cyclic learning rate 0 -> 0.2 -> 0 over the run, FGSM step 10/255 from a
+    # uniform start, SGD momentum 0.9 with weight decay 5e-4 on every parameter, and early stopping:
+    # PGD-5 (step 2/255) on the first training batch of each epoch; a fall of more than 20 points
+    # (catastrophic overfitting) stops training and keeps the weights of the check before it.
+    "wong2020": {"title": "Wong et al. 2020 recipe", "train": {
+        "epochs": 15, "iterations": None, "batch_size": 128, "lr": 0.2, "lr_schedule": "cyclic",
+        "momentum": 0.9, "weight_decay": 5e-4, "weight_decay_all": True, "fgsm_alpha": 10.0,
+        "early_stop": True, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5}},
+}
 
 
 def cell(dataset: str, arch: str, method: str, *, batch_size: int | None = None, seed: int = 0,
-         **params: Any) -> Cell:
+         recipe: str | None = None, **params: Any) -> Cell:
     """A :class:`Cell` whose ``params`` are the given method settings (``eps`` or the method's keys)."""
     known = set(method_params(method, {})) | {"eps"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"cell of method '{method}': '{unknown[0]}' is not one of its settings "
                          f"({', '.join(sorted(known))})")
-    return Cell(dataset, arch, method, tuple(sorted(params.items())), batch_size, seed)
+    if recipe is not None and recipe not in RECIPES:
+        raise ValueError(f"cell recipe '{recipe}' is not one of {', '.join(RECIPES)}")
+    return Cell(dataset, arch, method, tuple(sorted(params.items())), batch_size, seed, recipe)
 
 
 @dataclass(frozen=True)
@@ -304,7 +325,12 @@ def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
                summary="mean_std",
                notes=("mean and sample standard deviation (ddof=1) over the seeds",)),
         Target("fast", "table", "Free m=8 beside FGSM-RS, TRADES and 7-PGD on CIFAR-10, WRN-32-10, eps 8",
-               rows=(Row("fgsm_rs", "FGSM-RS (Wong et al. 2020; not in the paper)", cell(C10, WRN, "fgsm_rs", eps=8.0)),
+               rows=(Row("fgsm_rs", "FGSM-RS under the paper's schedule (not in the paper)",
+                         cell(C10, WRN, "fgsm_rs", eps=8.0)),
+                     Row("fgsm_rs_wong", "FGSM-RS, Wong et al.'s recipe: PreAct ResNet-18, 15 epochs, cyclic lr, "
+                                         "early stopping (not in the paper)",
+                         cell(C10, "preact_resnet18", "fgsm_rs", eps=8.0, fgsm_alpha=10.0, recipe="wong2020"),
+                         robustbench="Wong2020Fast"),
                      Row("trades", "TRADES beta=6 (Zhang et al. 2019; not in the paper)",
                          cell(C10, WRN, "trades", eps=8.0, trades_beta=6.0), robustbench="Zhang2019Theoretically"),
                      Row("free_m8", "Free m=8", free(C10, WRN, 8, 8), paper_ref=("table1", "free_m8"),
@@ -314,7 +340,10 @@ def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
                notes=("Paper values of Free m=8 and 7-PGD are Table 1's.",
                       "RobustBench columns: its entry for a related published model, with RobustBench's "
                       "architecture when it differs from the row's (TRADES: the authors' WRN-34-10, beta 6, "
-                      "eps 0.031).")),
+                      "eps 0.031; Wong et al.: their released PreAct ResNet-18, reported with PGD-50 and 10 "
+                      "restarts).",
+                      "FGSM-RS twice: under the paper's schedule (the regime where FGSM-RS is known to collapse) "
+                      "and with Wong et al.'s own recipe (freeadv.experiments.design.RECIPES['wong2020']).")),
     ]
 
 

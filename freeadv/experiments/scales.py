@@ -19,7 +19,7 @@ from ..attacks import AttackSpec
 from ..attacks.spec import num
 from ..config import defaults   # light: yaml and the method registry, no torch
 from ..io import read_json
-from .design import ARCH_TITLES, Analysis, Cell, Row, Target, make_targets, sanity_attacks
+from .design import ARCH_TITLES, RECIPES, Analysis, Cell, Row, Target, make_targets, sanity_attacks
 from .layout import analysis_path, eval_path, train_path
 
 
@@ -45,6 +45,8 @@ def model_id(config: dict[str, Any], cell: Cell) -> str:
         parts.append(f"eps{num(cell.eps)}")
     if cell.batch_size is not None:
         parts.append(f"bs{cell.batch_size}")
+    if cell.recipe is not None:
+        parts.append(cell.recipe)
     parts.append(f"s{cell.seed}")
     return "-".join(parts)
 
@@ -73,6 +75,8 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
     if cell.batch_size is not None:
         config["batch_size"] = cell.batch_size
     config = {k: v for k, v in config.items() if v is not None}   # None: the library's default
+    if cell.recipe is not None:   # another paper's whole recipe, over the scale's schedule (its None: unset)
+        config.update(RECIPES[cell.recipe]["train"])
     unknown = sorted(set(config) - set(defaults()))
     if unknown:
         raise PlanError(f"training key '{unknown[0]}' (from the scale's settings) is not a freeadv config key; "
