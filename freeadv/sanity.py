@@ -99,3 +99,17 @@ def check_model(evals: Iterable[dict[str, Any]], tolerance: float = TOLERANCE) -
                     warnings.append(f"{_label(ev)} gives {ev['robust_acc']:.2f}%, more than uniform noise of the "
                                     f"same eps ({noise['robust_acc']:.2f}%): the gradient attack is broken or masked")
     return warnings
+
+
+def check_training(train: dict[str, Any] | None) -> list[str]:
+    """A training run that overfit catastrophically (its train.json records the fall, see
+    freeadv.training.robust): its final robustness is not what its method can give."""
+    collapse = (train or {}).get("catastrophic_overfitting")
+    if not collapse:
+        return []
+    kept = train.get("kept_weights_iteration")
+    stopped = (f"; training stopped there, the weights of iteration {kept} are kept"
+               if train.get("stopped_early") else "; the final weights are evaluated")
+    return [f"catastrophic overfitting: held-out robust accuracy fell from {collapse['robust_before']:.2f}% "
+            f"(iteration {collapse['previous_iteration']}) to {collapse['robust_after']:.2f}% "
+            f"(iteration {collapse['iteration']}){stopped}"]

@@ -23,7 +23,7 @@ from .experiments.layout import TABLE_FORMATS, table_file, train_path
 from .experiments.paper_values import paper_value
 from .experiments.robustbench import ENTRIES
 from .experiments.scales import unavailable_message
-from .sanity import check_model
+from .sanity import check_model, check_training
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
                 "commit", "noise_acc", "large_eps_pgd_acc", "large_eps_attack", "sanity_warnings"]
@@ -103,7 +103,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
             record.pop("train_minutes")
         record.update(_robustbench_columns(row))
         sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
-        record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity))
+        record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity, train))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
     if entry.get("summary") == "mean_std":
@@ -122,12 +122,14 @@ def _robustbench_columns(row: dict[str, Any]) -> dict[str, Any]:
             "robustbench_same_arch": entry.architecture == row.get("paper_arch")}
 
 
-def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]],
+                    train: dict[str, Any] | None = None) -> dict[str, Any]:
     """The row's sanity evaluations (noise, large-eps PGD) and every warning of freeadv.sanity
-    over all of its evaluations, so a weak attack or gradient masking shows in the table itself."""
+    over all of its evaluations and its training run, so a weak attack, gradient masking or
+    catastrophic overfitting shows in the table itself."""
     noise_id = next((a for a in sanity if a.startswith("noise")), None)
     large_id = next((a for a in sanity if not a.startswith("noise")), None)
-    warnings = list(dict.fromkeys(check_model([e for e in evals if "attack" in e])))
+    warnings = check_training(train) + list(dict.fromkeys(check_model([e for e in evals if "attack" in e])))
     return {"noise_acc": metric_value(sanity[noise_id], "robust_acc") if noise_id else float("nan"),
             "large_eps_pgd_acc": metric_value(sanity[large_id], "robust_acc") if large_id else float("nan"),
             "large_eps_attack": large_id or "", "sanity_warnings": " | ".join(warnings)}
@@ -255,7 +257,8 @@ def sanity_lines(frame: pd.DataFrame) -> list[str]:
              f"Accuracy under uniform noise of the table's eps must not be below a gradient attack's; "
              f"{attack} must reach ~0% (else gradient masking); more steps, CW or restarts must not raise "
              "accuracy; robust must not exceed clean; AutoAttack must not exceed PGD-20 by more than one "
-             "standard error.", "",
+             "standard error; the robust checks during training must not fall by more than 20 points "
+             "(catastrophic overfitting).", "",
              "| Training | noise (%) | " + attack + " (%) | warnings |", "|---|---|---|---|"]
     for _, r in frame.iterrows():
         if not isinstance(r.get("sanity_warnings"), str):

@@ -308,3 +308,19 @@ def test_a_column_newer_than_the_results_stays_empty_only_when_allowed(tmp_path)
     assert frame.set_index("row").loc["free_m4", "aa_ours"] == 36.0
     markdown = write_table(plan, "table1", tmp_path, tmp_path / "t", allow_missing=True)[1].read_text()
     assert "Not evaluated in this scale's last run" in markdown and "free_m8: AutoAttack" in markdown
+
+
+def test_catastrophic_overfitting_of_a_row_is_flagged_under_the_table(tmp_path):
+    plan = scales.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "fast", lambda row, metric: 50.0 if metric != "aa" else 45.0)
+    wong = next(r for r in plan["targets"]["fast"]["rows"] if r["key"] == "fgsm_rs_wong")
+    path = tmp_path / train_path(wong["model"])
+    train = json.loads(path.read_text())
+    train.update(catastrophic_overfitting={"iteration": 40, "previous_iteration": 30, "robust_before": 41.0,
+                                           "robust_after": 3.0}, stopped_early=True, kept_weights_iteration=30)
+    path.write_text(json.dumps(train))
+    frame = build_table(plan, "fast", tmp_path).set_index("row")
+    assert "catastrophic overfitting: held-out robust accuracy fell from 41.00% (iteration 30) to 3.00%" \
+        in frame.loc["fgsm_rs_wong", "sanity_warnings"]
+    assert "weights of iteration 30 are kept" in frame.loc["fgsm_rs_wong", "sanity_warnings"]
+    assert "catastrophic" not in frame.loc["fgsm_rs", "sanity_warnings"]
