@@ -31,6 +31,7 @@ from torch import nn
 from . import config as cfg
 from .attacks.spec import num
 from .checkpoints import load_tensors, save_tensors
+from .experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
 from .io import read_json, write_json
 from .training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
 from .training.runtime import model_for
@@ -40,7 +41,6 @@ EXPORT_FILES = (MODEL, MODEL_INFO)
 THREAT_MODEL = "Linf"
 REPORTED_ATTACK = {"kind": "pgd", "steps": 20, "restarts": 1}   # RobustBench's "reported": our PGD-20
 AUTOATTACK = "autoattack"
-PLAN_FILE = "plan.json"   # results/<scale>/plan.json, two folders above results/<scale>/runs/<model>
 
 
 def eps_string(eps: float) -> str:
