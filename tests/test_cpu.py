@@ -48,9 +48,13 @@ def test_retained_heap_stops_per_step_page_faults():
     # A natural small-CNN step (8 MiB activations) faults in fresh pages thousands of times when
     # glibc hands its freed buffers back to the kernel; with the heap retained almost never. The
     # median step: a retained heap still grows now and then (one step with ~1,000-4,000 faults
-    # in a dozen), which is a one-off cost, not a per-step one.
-    assert default["faults"] > 1000, default
-    assert tuned["faults"] < default["faults"] / 10, (default, tuned)
+    # in a dozen), which is a one-off cost, not a per-step one. Whether the default heap faults
+    # depends on the machine (glibc's dynamic mmap threshold, its tunables, the allocator in use):
+    # one CI machine saw a median of 0 with the default heap. What freeadv owns is the tuned side,
+    # so that is asserted everywhere, and the cut wherever the default heap shows the problem.
+    assert tuned["faults"] < 100, tuned
+    if default["faults"] > 1000:
+        assert tuned["faults"] < default["faults"] / 10, (default, tuned)
 
 
 def test_tune_leaves_a_gpu_process_alone():
