@@ -22,6 +22,7 @@ from .units import PIXEL_LEVELS, to_unit
 from .training import data_for, load_trained_model, resolve_device
 
 PLANES = ("adv-rad", "rad-rad")
+DIRECTIONS = ("shared", "per-image")   # how loss_surface draws its Rademacher directions
 
 
 def class_names(dataset: str, num_classes: int) -> list[str]:
@@ -102,8 +103,9 @@ def grid_axis(span: float, grid: int) -> torch.Tensor:
 
 @torch.no_grad()
 def loss_grid(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: torch.Tensor,
-              alphas: torch.Tensor, betas: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-    """Cross-entropy of ``model`` at clip(x + a*d1 + b*d2, 0, 1) for every (a, b) of the grid.
+              alphas: torch.Tensor, betas: torch.Tensor, batch_size: int = 512, clip: bool = False) -> torch.Tensor:
+    """Cross-entropy of ``model`` at x + a*d1 + b*d2 (clipped to [0, 1] with ``clip``) for every
+    (a, b) of the grid.
 
     ``x`` is one image (C, H, W); a and b in [0, 1] units. Returns [len(alphas), len(betas)], row i
     for alphas[i]. The grid is evaluated in batches of ``batch_size`` points.
@@ -113,23 +115,38 @@ def loss_grid(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: t
     target = torch.full((batch_size,), y, dtype=torch.long, device=x.device)
     losses = []
     for start in range(0, a.shape[0], batch_size):
-        points = (x + a[start:start + batch_size] * d1 + b[start:start + batch_size] * d2).clamp(0, 1)
+        points = x + a[start:start + batch_size] * d1 + b[start:start + batch_size] * d2
+        if clip:
+            points = points.clamp(0, 1)
         logits = model(points).float()
         losses.append(F.cross_entropy(logits, target[: len(points)], reduction="none"))
     return torch.cat(losses).reshape(len(alphas), len(betas)).cpu()
 
 
+def _rademacher_pair(shape: torch.Size, seed: int, index: int, directions: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two Rademacher directions of image ``index``: drawn once for all images (``shared``, as
+    the official surface script draws its directions once at start-up) or per image."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + (0 if directions == "shared" else index * 2))
+    return rademacher(shape, generator), rademacher(shape, generator)
+
+
 def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad", grid: int = 21,
-                 span: float = 16, seed: int = 0, batch_size: int = 512, device: str = "auto") -> dict[str, Any]:
+                 span: float = 16, seed: int = 0, batch_size: int = 512, device: str = "auto",
+                 clip: bool = False, directions: str = "shared") -> dict[str, Any]:
     """Figure 3: the loss of the first ``images`` test images on a plane through each image.
 
     adv-rad: d1 = sign of the input gradient of the loss (the adversarial direction), d2 = a
     Rademacher direction; rad-rad: two Rademacher directions. Both have entries in {-1, 0, +1}, so
-    a step of a along d1 moves every pixel by at most a (L-inf). Rademacher directions are seeded
-    by (seed, image index, direction), so d2 is the same in both planes.
+    a step of a along d1 moves every pixel by at most a (L-inf). The defaults follow the authors'
+    surface script (get_surface.py in their TF code): points are not clipped to [0, 1], and the
+    Rademacher directions are drawn once and shared by all images; ``clip`` and
+    ``directions="per-image"`` (seeded by (seed, image index), so d2 is the same in both planes)
+    are the alternatives.
     """
     if plane not in PLANES:
         raise ValueError(f"--plane has bad value '{plane}': choose one of {', '.join(PLANES)}")
+    if directions not in DIRECTIONS:
+        raise ValueError(f"--directions has bad value '{directions}': choose one of {', '.join(DIRECTIONS)}")
     if images < 1:
         raise ValueError(f"--images has bad value {images}: expected an integer >= 1")
     dev = resolve_device(device)
@@ -143,26 +160,27 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
     results = []
     for index in range(images):
         x, y = x_all[index], int(y_all[index])
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + index * 2)
-        rad1 = rademacher(x.shape, generator).to(dev)
-        rad2 = rademacher(x.shape, generator).to(dev)
+        rad1, rad2 = (d.to(dev) for d in _rademacher_pair(x.shape, seed, index, directions))
         if plane == "adv-rad":
             d1 = input_gradient(model, x[None], torch.tensor([y], device=dev)).sign()[0]
         else:
             d1 = rad1
-        losses = loss_grid(model, x, y, d1, rad2, to_unit(axis), to_unit(axis), batch_size)
+        losses = loss_grid(model, x, y, d1, rad2, to_unit(axis), to_unit(axis), batch_size, clip=clip)
         with torch.no_grad():
             clean_loss = float(F.cross_entropy(model(x[None]).float(), torch.tensor([y], device=dev)))
         results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist()})
+    draw = ("torch.Generator(seed*1000003), shared by all images" if directions == "shared"
+            else "torch.Generator(seed*1000003 + 2*index)")
+    point = "clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)" if clip else "x + axis[i]/255 * d1 + axis[j]/255 * d2"
     return {
         "kind": "loss-surface", "run": str(run_dir), "train_config": config, "dataset": config["dataset"],
-        "plane": plane, "seed": seed, "grid": grid, "span": span,
+        "plane": plane, "seed": seed, "grid": grid, "span": span, "clip": clip, "directions_drawn": directions,
         "axis": axis.tolist(), "axis_units": "pixels /255 along each direction (L-inf step per pixel)",
         "directions": {
             "d1": ("sign(grad_x cross-entropy(model(x), y)) (adversarial)" if plane == "adv-rad"
-                   else "Rademacher +-1, torch.Generator(seed*1000003 + 2*index), first draw"),
-            "d2": "Rademacher +-1, torch.Generator(seed*1000003 + 2*index), second draw",
+                   else f"Rademacher +-1, {draw}, first draw"),
+            "d2": f"Rademacher +-1, {draw}, second draw",
         },
-        "losses_layout": "losses[i][j] = cross-entropy at clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)",
+        "losses_layout": f"losses[i][j] = cross-entropy at {point}",
         "images": results, **stamp(dev),
     }

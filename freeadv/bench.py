@@ -4,10 +4,17 @@ The paper's claim is a cost claim: a Free-m iteration costs a natural iteration,
 K+1 (ideally (3+2K)/3, since an input-only backward skips the weight gradients). This times the
 real training steps of freeadv.methods (the same code ``freeadv train`` runs), after warm-up,
 and reports the median of many repetitions, plus PGD evaluation against a plain autograd loop.
+
+``--amp bf16`` times the steps under bf16 autocast and ``--compile`` torch.compiles each timed
+model, both as ``freeadv train`` does with ``amp: bf16`` / ``compile: true``. Each row also
+reports its model FLOP utilisation: the FLOPs of one of its steps (counted once with
+torch.utils.flop_counter at the real batch, outside the timing) over its median time, and that
+over the device's dense peak for the precision (PEAK_TFLOPS; null on a CPU or an unlisted GPU).
 """
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import time
 from functools import partial
@@ -15,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import config as cfg
 from .attacks.spec import PAPER_STEP
@@ -22,10 +30,98 @@ from .attacks.steps import eval_mode, pgd
 from .io import write_json
 from .methods import METHODS, build_method, method_params
 from .provenance import stamp
-from .training import make_optimizer, model_for, place_batch, place_model, setup_runtime
+from .training import make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
 from .units import to_unit
 
 IMAGE_SIZE = {"imagenet": 224}
+
+# Dense peak TFLOP/s per precision, for MFU. From NVIDIA's datasheets (H100: "NVIDIA H100 Tensor
+# Core GPU" datasheet; H200: "NVIDIA H200 Tensor Core GPU" datasheet; A100: "NVIDIA A100 Tensor
+# Core GPU" datasheet, 40 and 80 GB alike; L40S: "NVIDIA L40S" datasheet), whose tensor-core
+# figures are quoted with 2:4 sparsity ("*": halve for dense), so the tf32/bf16 values below are
+# half the printed ones (H100 SXM: 989 and 1,979 printed -> 494.5 and 989.5). fp32 is the
+# non-tensor-core FP32 rate. RTX 4090: NVIDIA's "Ada GPU Architecture" whitepaper, appendix table
+# (dense; bf16 with FP32 accumulate, which is what PyTorch uses). A10G: NVIDIA publishes no
+# datasheet for AWS's A10G; these are the figures quoted for it beside the A10's (A10 datasheet:
+# 31.2 / 62.5 / 125), i.e. a less certain entry. Matched on torch.cuda.get_device_name() in
+# PEAK_NAMES' order (NVL and PCIe variants before the SXM part of the same chip).
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H100 SXM": {"bf16": 989.5, "tf32": 494.5, "fp32": 67.0},
+    "H100 PCIe": {"bf16": 756.5, "tf32": 378.0, "fp32": 51.0},
+    "H100 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+    "H200": {"bf16": 989.5, "tf32": 494.5, "fp32": 67.0},
+    "H200 NVL": {"bf16": 835.5, "tf32": 417.5, "fp32": 60.0},
+    "A100 40GB": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "A100 80GB": {"bf16": 312.0, "tf32": 156.0, "fp32": 19.5},
+    "L40S": {"bf16": 362.05, "tf32": 183.0, "fp32": 91.6},
+    "RTX 4090": {"bf16": 165.2, "tf32": 82.6, "fp32": 82.6},
+    "A10G": {"bf16": 70.0, "tf32": 35.0, "fp32": 35.0},
+}
+PEAK_NAMES: tuple[tuple[str, str], ...] = (   # (regex on the lower-cased device name, PEAK_TFLOPS key)
+    (r"\bh100\b.*\bnvl\b", "H100 NVL"),
+    (r"\bh100\b.*\bpcie\b", "H100 PCIe"),
+    (r"\bh100\b", "H100 SXM"),                # "NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM5 80GB"
+    (r"\bh200\b.*\bnvl\b", "H200 NVL"),
+    (r"\bh200\b", "H200"),                    # not "GH200": \b
+    (r"\ba100\b.*\b80\s?gb\b", "A100 80GB"),  # "NVIDIA A100-SXM4-80GB", "NVIDIA A100 80GB PCIe"
+    (r"\ba100\b", "A100 40GB"),
+    (r"\bl40s\b", "L40S"),
+    (r"\brtx 4090\b(?!\s*d\b)", "RTX 4090"),  # not the cut-down "RTX 4090 D"
+    (r"\ba10g\b", "A10G"),
+)
+
+
+def peak_entry(device_name: str) -> str | None:
+    """The PEAK_TFLOPS key of a CUDA device name, or None for a GPU not in the table."""
+    name = device_name.lower()
+    return next((key for pattern, key in PEAK_NAMES if re.search(pattern, name)), None)
+
+
+def peak_precision(device: torch.device, bf16: bool) -> str:
+    """Which peak a step runs against: bf16 under autocast; otherwise tf32 where cuDNN may use
+    TF32 for convolutions (PyTorch's default on CUDA; these models are convolutions), else fp32."""
+    if bf16:
+        return "bf16"
+    return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+
+
+def device_peak(device: torch.device, bf16: bool) -> dict[str, Any]:
+    """The dense peak this device reaches in this precision, with where it came from; ``tflops``
+    is None (and ``reason`` says why) on a CPU or an unlisted GPU."""
+    precision = peak_precision(device, bf16)
+    if device.type != "cuda":
+        return {"device": device.type, "precision": precision, "tflops": None,
+                "reason": "peak unknown: no peak table for CPUs (MFU is reported for listed GPUs only)"}
+    name = torch.cuda.get_device_name(device)
+    entry = peak_entry(name)
+    if entry is None:
+        return {"device": name, "precision": precision, "tflops": None,
+                "reason": f"peak unknown: '{name}' is not in freeadv.bench.PEAK_TFLOPS"}
+    return {"device": name, "precision": precision, "tflops": PEAK_TFLOPS[entry][precision], "matched": entry,
+            "source": "NVIDIA datasheet, dense (freeadv.bench.PEAK_TFLOPS)"}
+
+
+class _NoModuleTracking:
+    """Stands in for FlopCounterMode's per-module tracker, which only splits the count by module:
+    its backward hooks make ``torch.autograd.grad`` on a leaf input (every attack step) raise
+    "A leaf node was passed to _will_engine_execute_node"; the total is the same without it."""
+    parents = {"Global"}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``fn`` (matrix products and convolutions, forward and backward), as
+    torch.utils.flop_counter counts them; the call really runs (a step's update happens)."""
+    counter = FlopCounterMode(display=False)
+    counter.mod_tracker = _NoModuleTracking()
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
 
 
 def _timer(device: torch.device) -> Callable[[], float]:
@@ -101,17 +197,28 @@ def _step_with_input_gradient(method, model, optimizer, x, y):
 
 def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto", replay: int = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
-              methods: tuple[str, ...] = tuple(STEPS)) -> dict[str, Any]:
+              methods: tuple[str, ...] = tuple(STEPS), amp: str = "off", compile: bool = False,
+              eval_rows: bool = True) -> dict[str, Any]:
+    """Time ``methods`` (names in STEPS; natural first) round-robin on one synthetic batch, then,
+    with ``eval_rows``, PGD-``attack_steps`` evaluation (freeadv's and a plain loop; always fp32 and
+    eager, as ``freeadv attack`` runs). ``amp`` (off | bf16) and ``compile`` apply to the training
+    steps as the training config keys of the same names do."""
+    if amp not in ("off", "bf16"):
+        raise ValueError(f"--amp has bad value '{amp}': expected off or bf16")
     shared = {"dataset": dataset, "arch": arch, "batch_size": batch, "device": device, "width": width,
-              "iterations": 1}
+              "iterations": 1, "amp": amp, "compile": compile}
     base = cfg.resolve({**shared, "method": "natural"})
     dev, autocast, channels_last = setup_runtime(base)
+    bf16 = uses_bf16(base, dev)
+    if compile:
+        torch.compiler.reset()   # earlier compilations (another run_bench in this process) neither help nor count
     size = IMAGE_SIZE.get(dataset, 32)
     g = torch.Generator().manual_seed(0)
     x = place_batch(torch.rand(batch, 3, size, size, generator=g).to(dev), channels_last)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
 
     steps: dict[str, Callable[[], Any]] = {}
+    flops: dict[str, int] = {}
     for name in methods:
         config = cfg.resolve({**shared, **STEPS[name], **({"replay": replay} if name == "free" else {})})
         torch.manual_seed(0)
@@ -121,39 +228,65 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         method = build_method(config, autocast=autocast)
         generator = torch.Generator(device=dev).manual_seed(0)
         label = _label(name, config)
+        # as the engine does: the optimizer holds the module's parameters, the step runs the compiled wrapper
+        step_model = torch.compile(model) if compile else model
         if name == "xgrad":
-            steps[label] = partial(_step_with_input_gradient, method, model, optimizer, x, y)
+            flops[label] = count_flops(partial(_step_with_input_gradient, method, model, optimizer, x, y))
+            steps[label] = partial(_step_with_input_gradient, method, step_model, optimizer, x, y)
         else:
-            steps[label] = partial(method.step, model, optimizer, x, y, generator)
+            flops[label] = count_flops(partial(method.step, model, optimizer, x, y, generator))
+            steps[label] = partial(method.step, step_model, optimizer, x, y, generator)
     rows = [{"name": label, "kind": "train", **timing}
             for label, timing in time_interleaved(steps, dev, warmup=warmup, reps=reps).items()]
 
-    torch.manual_seed(0)
-    model = place_model(model_for(base), dev, channels_last).eval()
-    eps, step = to_unit(8), to_unit(PAPER_STEP["cifar"])   # the paper's CIFAR PGD: eps 8, step 2
-    attacks = {f"PGD-{attack_steps} eval (freeadv)":
-               lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
-               f"PGD-{attack_steps} eval (plain autograd loop)":
-               lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps)}
-    with eval_mode(model):
-        timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
-    rows += [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
+    if eval_rows:
+        torch.manual_seed(0)
+        model = place_model(model_for(base), dev, channels_last).eval()
+        eps, step = to_unit(8), to_unit(PAPER_STEP["cifar"])   # the paper's CIFAR PGD: eps 8, step 2
+        attacks = {f"PGD-{attack_steps} eval (freeadv)":
+                   lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
+                   f"PGD-{attack_steps} eval (plain autograd loop)":
+                   lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps)}
+        with eval_mode(model):
+            flops.update({label: count_flops(fn) for label, fn in attacks.items()})
+            timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
+        rows += [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
 
+    # training rows run in the chosen precision; the evaluation rows in fp32, as attacks always do
+    peaks = {"train": device_peak(dev, bf16), "eval": device_peak(dev, False)}
     natural = next(r for r in rows if r["name"] == _label("natural", base))["median_s"]
     for row in rows:
         row["images_per_s"] = batch / row["median_s"]
         row["relative_to_natural"] = row["median_s"] / natural
-    return {"kind": "bench", "arch": arch, "batch": batch, "dataset": dataset, "replay": replay,
-            "warmup": warmup, "reps": reps, "attack_steps": attack_steps, "rows": rows, **stamp(dev)}
+        row["flops"] = flops[row["name"]]
+        row["tflop_per_s"] = row["flops"] / row["median_s"] / 1e12
+        peak = peaks[row["kind"]]["tflops"]
+        row["mfu"] = row["tflop_per_s"] / peak if peak else None
+    return {"kind": "bench", "arch": arch, "width": width, "batch": batch, "dataset": dataset, "replay": replay,
+            "warmup": warmup, "reps": reps, "attack_steps": attack_steps if eval_rows else None, "amp": amp,
+            "compile": compile, "natural_step_flops": flops[_label("natural", base)], "peak": peaks["train"],
+            "eval_peak": peaks["eval"], "rows": rows, **stamp(dev, bf16=bf16)}
+
+
+def _precision_label(result: dict[str, Any]) -> str:
+    precision = result["precision"]
+    if precision["compute"] != "fp32":
+        return precision["compute"]
+    return "fp32 (TF32 convolutions)" if precision.get("cudnn_conv_tf32") else "fp32"
 
 
 def format_table(result: dict[str, Any]) -> str:
+    peak = result["peak"]
+    peak_note = (f"peak {peak['tflops']:g} TFLOP/s ({peak['matched']}, {peak['precision']}, dense)"
+                 if peak["tflops"] else peak["reason"])
     lines = [f"{result['arch']}, batch {result['batch']}, {result['device']['name']} "
              f"({result['device']['cpu_threads']} threads), median of {result['reps']} after {result['warmup']} warm-up",
-             f"{'step':<38}{'ms/iter':>10}{'images/s':>11}{'x natural':>11}"]
+             f"{_precision_label(result)}{', torch.compile' if result['compile'] else ''}; MFU against the {peak_note}",
+             f"{'step':<38}{'ms/iter':>10}{'images/s':>11}{'x natural':>11}{'TFLOP/s':>10}{'MFU':>8}"]
     for row in result["rows"]:
+        mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "-"
         lines.append(f"{row['name']:<38}{1000 * row['median_s']:>10.1f}{row['images_per_s']:>11.0f}"
-                     f"{row['relative_to_natural']:>11.2f}")
+                     f"{row['relative_to_natural']:>11.2f}{row['tflop_per_s']:>10.3g}{mfu:>8}")
     return "\n".join(lines)
 
 
@@ -170,6 +303,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--attack-steps", type=int, default=20)
+    p.add_argument("--amp", default="off", choices=["off", "bf16"],
+                   help="off: fp32, as the authors trained (default); bf16: bf16 autocast, as training with amp: bf16")
+    p.add_argument("--compile", action="store_true", help="torch.compile each timed model, as training with "
+                                                           "compile: true (the first warm-up steps compile)")
+    p.add_argument("--no-eval", action="store_true", help="skip the PGD evaluation rows")
     p.add_argument("--methods", default=",".join(STEPS),
                    help=f"comma-separated subset of {','.join(STEPS)} (natural is always timed; xgrad is a "
                         "natural step that also computes the input gradient)")
@@ -188,7 +326,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = ["natural"] + [m for m in methods if m != "natural"]
     result = run_bench(args.arch, args.batch, dataset=args.dataset, device=args.device, replay=args.replay,
                        warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,
-                       methods=tuple(methods))
+                       methods=tuple(methods), amp=args.amp, compile=args.compile, eval_rows=not args.no_eval)
     print(format_table(result))
     if args.out:
         write_json(args.out, result)

@@ -57,7 +57,8 @@ DEFAULTS: dict[str, Any] = {
     # execution
     "seed": 0,
     "device": "auto",            # auto | cpu | cuda | cuda:N
-    "amp": "auto",               # auto (bf16 on CUDA) | bf16 | off
+    "amp": "off",                # off: fp32, as the authors trained | bf16: bf16 autocast (training only;
+                                 # attacks always run in fp32) | auto: bf16 on CUDA, fp32 on CPU (older runs)
     "channels_last": "auto",     # auto (= true) | true | false
     "compile": False,            # torch.compile the model
     "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
@@ -79,6 +80,8 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "imagenet": {
         "arch": "resnet50", "batch_size": 256, "iterations": None, "epochs": 90,
         "lr_step_epochs": 30, "weight_decay": 1e-4, "eps": 4.0, "pgd_step_size": 1.0,
+        # the official ImageNet code: SGD(model.parameters(), weight_decay=1e-4) decays BN and biases too
+        "weight_decay_all": True,
     },
     # smoke runs and tests: passes of a few batches, where 512-image PGD-10 checks would cost 5x the training
     "synthetic": {"arch": "small_cnn", "iterations": 400, "batch_size": 64, "log_every": 50,
@@ -269,8 +272,18 @@ def learning_rate(config: dict[str, Any], milestones: list[int], iteration: int,
         if total is None:
             raise ValueError("the cyclic learning-rate schedule needs the run's total iterations")
         return config["lr"] * max(0.0, 1.0 - abs(2.0 * iteration / total - 1.0))
-    passed = sum(1 for mark in milestones if iteration >= mark)
+    passed = sum(1 for mark in milestones if iteration > mark or (iteration == mark and _per_pass(config)))
     return config["lr"] * config["lr_gamma"] ** passed
+
+
+def _per_pass(config: dict[str, Any]) -> bool:
+    """Whether the step schedule's milestones are pass boundaries (``epochs`` set: ImageNet) rather
+    than update counts (``iterations`` set: CIFAR). The official ImageNet code sets the rate at each
+    epoch's start, so the first update of a new pass already has the new rate. The CIFAR code
+    (Madry et al.'s TF, which the paper's TF code keeps) uses ``tf.train.piecewise_constant``, whose
+    value is the old rate while the global step is <= the boundary: update 40,000 (0-based) still
+    runs at 0.1, so 40,001 updates get the first rate."""
+    return config["iterations"] is None
 
 
 def save_yaml(config: dict[str, Any], path: str | Path) -> None:

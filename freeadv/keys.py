@@ -34,6 +34,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "pixels": (_pixels, "a number in (0, 255] (pixel units, 8 means 8/255)"),
     "pixels|null": (lambda v: v is None or _pixels(v), "a number in (0, 255] (pixel units) or null"),
+    "update|frozen": (lambda v: v in ("update", "frozen"), "update or frozen"),
 }
 
 

@@ -63,7 +63,21 @@ def device_info(device: torch.device) -> dict[str, object]:
     return info
 
 
-def stamp(device: torch.device) -> dict[str, object]:
-    """Everything a result JSON records about how and where it was made."""
+def precision(device: torch.device, bf16: bool = False) -> dict[str, object]:
+    """The arithmetic a result was computed in: bf16 autocast or fp32, and whether fp32 matrix
+    products and convolutions may use TF32 (PyTorch's defaults on CUDA: cuDNN convolutions yes,
+    matmuls no; the authors' TF code ran plain fp32 on GPUs without TF32)."""
+    record: dict[str, object] = {"compute": "bf16 autocast" if bf16 else "fp32",
+                                 "autocast_dtype": "bfloat16" if bf16 else None,
+                                 "float32_matmul_precision": torch.get_float32_matmul_precision()}
+    if device.type == "cuda":
+        record["cudnn_conv_tf32"] = torch.backends.cudnn.allow_tf32
+        record["cuda_matmul_tf32"] = torch.backends.cuda.matmul.allow_tf32
+    return record
+
+
+def stamp(device: torch.device, *, bf16: bool = False) -> dict[str, object]:
+    """Everything a result JSON records about how and where it was made (``bf16``: the result was
+    computed under bf16 autocast; evaluations never are)."""
     return {"git": git_commit(), "versions": library_versions(), "device": device_info(device),
-            "argv": sys.argv}
+            "precision": precision(device, bf16), "argv": sys.argv}

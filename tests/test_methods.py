@@ -100,12 +100,14 @@ def test_pgd_and_fgsm_training_inputs_stay_in_ball_and_box():
         assert (x_adv - x).abs().max() > eps / 2     # it actually moved
 
 
-def test_training_attack_does_not_move_batchnorm_running_statistics():
+def test_frozen_training_attack_does_not_move_batchnorm_running_statistics():
     model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)).train()
     x, y = batch(8)
     before = model[2].running_mean.clone()
-    PGDTraining(eps=8 / 255, step_size=2 / 255, steps=3).adversarial_input(model, x, y, None)
+    PGDTraining(eps=8 / 255, step_size=2 / 255, steps=3, attack_bn="frozen").adversarial_input(model, x, y, None)
     torch.testing.assert_close(model[2].running_mean, before)
+    PGDTraining(eps=8 / 255, step_size=2 / 255, steps=3).adversarial_input(model, x, y, None)   # update: the default
+    assert not torch.equal(model[2].running_mean, before)
     assert model[2].momentum == 0.1
     with frozen_bn_statistics(model):
         assert model[2].momentum == 0.0

@@ -37,8 +37,9 @@ def _register_adv_examples(sub: argparse._SubParsersAction) -> None:
 
 def _register_loss_surface(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("loss-surface", help="Figure 3 data: loss on a plane through the first test images",
-                       description="Cross-entropy at clip(x + a*d1 + b*d2) on a grid of a, b in [-span, span]/255. "
-                                   "adv-rad: d1 = sign of the input gradient, d2 Rademacher; rad-rad: both Rademacher.")
+                       description="Cross-entropy at x + a*d1 + b*d2 on a grid of a, b in [-span, span]/255. "
+                                   "adv-rad: d1 = sign of the input gradient, d2 Rademacher; rad-rad: both Rademacher. "
+                                   "Defaults as the authors' surface script: no clipping, directions shared by all images.")
     _add_run_arguments(p)
     p.add_argument("--images", type=int, default=2, help="first N test images (default 2)")
     p.add_argument("--plane", default="adv-rad", choices=["adv-rad", "rad-rad"])
@@ -46,6 +47,9 @@ def _register_loss_surface(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--span", type=float, default=16, help="half-width of each axis in pixels /255 (default 16)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Rademacher directions (default 0)")
     p.add_argument("--batch-size", type=int, default=512, help="grid points per forward pass (default 512)")
+    p.add_argument("--clip", action="store_true", help="clip every grid point to [0, 1] (the authors' script does not)")
+    p.add_argument("--directions", default="shared", choices=["shared", "per-image"],
+                   help="Rademacher directions drawn once for all images (default, as the authors' script) or per image")
     p.set_defaults(func=cmd_loss_surface)
 
 
@@ -65,7 +69,8 @@ def cmd_loss_surface(args: argparse.Namespace) -> int:
     from ..analysis import loss_surface   # local: torch (~2 s), which only the analysis commands need
 
     result = loss_surface(args.run, images=args.images, plane=args.plane, grid=args.grid, span=args.span,
-                          seed=args.seed, batch_size=args.batch_size, device=args.device)
+                          seed=args.seed, batch_size=args.batch_size, device=args.device, clip=args.clip,
+                          directions=args.directions)
     write_json(args.out, result)
     print(f"[freeadv] {args.run}: {args.plane} loss surface of {args.images} images, {args.grid}x{args.grid} "
           f"grid, span {args.span:g} -> {args.out}")

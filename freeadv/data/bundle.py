@@ -69,6 +69,8 @@ class DataBundle:
     n_test: int
     mean: tuple
     std: tuple
+    # Whether a pass drops its last, smaller batch (so every batch has batch_size images).
+    drop_last: bool = False
 
     def __init__(self, name: str, image_size: int, n_train: int, n_test: int) -> None:
         self.name = name
@@ -79,8 +81,13 @@ class DataBundle:
         self.mean, self.std = MEAN_STD[name]
 
     def num_train_batches(self, batch_size: int) -> int:
-        """Batches per pass; the last, smaller batch is kept."""
-        return math.ceil(self.n_train / batch_size)
+        """Batches per pass: the last, smaller batch is dropped or kept as ``drop_last`` says."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.drop_last and batch_size > self.n_train:
+            raise ValueError(f"batch_size {batch_size} is larger than the {self.n_train} training images "
+                             f"of {self.name}: a pass would have no full batch")
+        return self.n_train // batch_size if self.drop_last else math.ceil(self.n_train / batch_size)
 
     def _pass_order(self, batch_size: int, epoch: int, seed: int, start_batch: int) -> list[Tensor]:
         """Index batches of one pass, from ``start_batch`` on; the permutation depends on (seed, epoch) only."""
@@ -89,7 +96,7 @@ class DataBundle:
         if not 0 <= start_batch <= self.num_train_batches(batch_size):
             raise ValueError(f"start_batch must be in [0, {self.num_train_batches(batch_size)}], got {start_batch}")
         order = torch.randperm(self.n_train, generator=seeded_generator(seed, epoch))
-        return list(order.split(batch_size))[start_batch:]
+        return list(order.split(batch_size))[start_batch:self.num_train_batches(batch_size)]
 
     def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
                       start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
@@ -107,7 +114,14 @@ class DataBundle:
 
 
 class TensorBundle(DataBundle):
-    """A CIFAR-sized dataset held in memory as uint8 tensors, augmented per batch on the device."""
+    """A CIFAR-sized dataset held in memory as uint8 tensors, augmented per batch on the device.
+
+    A pass takes only full batches, as the official CIFAR code does (Madry et al.'s data reader,
+    kept by the paper's TF code, reshuffles when fewer than batch_size images are left): 390
+    batches of 128 from 50,000 images, and Free's perturbation always has the batch's shape.
+    ImageNet keeps its partial last batch, as its official PyTorch code (a DataLoader) does."""
+
+    drop_last = True
 
     def __init__(self, name: str, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
                  augment: bool = True) -> None:

@@ -18,10 +18,10 @@ import pkgutil
 from typing import Any, Mapping
 
 from ..keys import ConfigError, Key
-from .base import Method, StepCost, frozen_bn_statistics
+from .base import ATTACK_BN, Method, StepCost, attack_bn_statistics, frozen_bn_statistics
 
 __all__ = ["METHODS", "Method", "StepCost", "Key", "register_method", "get_method", "build_method",
-           "method_keys", "method_params", "frozen_bn_statistics"]
+           "method_keys", "method_params", "frozen_bn_statistics", "attack_bn_statistics", "ATTACK_BN"]
 
 METHODS: dict[str, type[Method]] = {}
 _DECLARED = ("title", "id_fragment", "cost", "from_config")

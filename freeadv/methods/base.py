@@ -28,11 +28,17 @@ class StepCost:
     attack: float = 0.0
 
 
+# The config key of the training attacks' BN handling, shared by K-PGD and FGSM-RS training.
+ATTACK_BN = Key("update", "update|frozen",
+                "pgd, fgsm_rs: the attack's forward passes update the BN running averages (update: "
+                "Madry et al.'s TF and Wong et al.'s code) or leave them alone (frozen)")
+
+
 @contextmanager
 def frozen_bn_statistics(model) -> Iterator[None]:
     """Run extra forward passes (attack steps during training) in training mode, using batch
-    statistics like Madry et al.'s code, without letting them move the BN running averages:
-    with momentum 0 PyTorch's update ``(1 - m) * running + m * batch`` leaves them unchanged."""
+    statistics, without letting them move the BN running averages: with momentum 0 PyTorch's
+    update ``(1 - m) * running + m * batch`` leaves them unchanged."""
     norms = [mod for mod in model.modules() if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [mod.momentum for mod in norms]
     for mod in norms:
@@ -42,6 +48,15 @@ def frozen_bn_statistics(model) -> Iterator[None]:
     finally:
         for mod, momentum in zip(norms, saved):
             mod.momentum = momentum
+
+
+def attack_bn_statistics(model, mode: str):
+    """The context a training attack runs in. Both ways use batch statistics (training mode).
+    ``update`` (the default) is what the official code does: Madry et al.'s TF batch norm runs
+    with ``updates_collections=None`` in the training graph, so every attack forward also moves
+    the moving averages (decay 0.9, PyTorch's momentum 0.1), and Wong et al.'s PyTorch code keeps
+    ``model.train()`` through its attack. ``frozen`` keeps the averages to the clean batches."""
+    return frozen_bn_statistics(model) if mode == "frozen" else nullcontext()
 
 
 class Method:

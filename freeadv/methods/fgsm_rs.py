@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..keys import Key
 from ..units import to_unit
 from ..lazy import lazy_import
-from . import Method, StepCost, frozen_bn_statistics, register_method
+from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
 
 steps = lazy_import("freeadv.attacks.steps")   # imports torch
 
@@ -14,12 +14,13 @@ class FGSMRandomStart(Method):
     """Uniform random start, one FGSM step of alpha = 1.25 eps, projected back to the eps-ball."""
 
     name = "fgsm_rs"
-    keys = {"fgsm_alpha": Key(None, "pixels|null", "fgsm_rs: step, pixel units; null = 1.25 * eps (Wong et al. 2020)")}
+    keys = {"fgsm_alpha": Key(None, "pixels|null", "fgsm_rs: step, pixel units; null = 1.25 * eps (Wong et al. 2020)"),
+            "attack_bn": ATTACK_BN}
     needs_randomness = True
 
-    def __init__(self, *, eps: float, step_size: float, autocast=None) -> None:
+    def __init__(self, *, eps: float, step_size: float, attack_bn: str = "update", autocast=None) -> None:
         super().__init__(replay=1, autocast=autocast)
-        self.eps, self.step_size = eps, step_size
+        self.eps, self.step_size, self.attack_bn = eps, step_size, attack_bn
 
     @classmethod
     def title(cls, params):
@@ -36,10 +37,11 @@ class FGSMRandomStart(Method):
     @classmethod
     def from_config(cls, config, autocast=None):
         alpha = config["fgsm_alpha"] if config["fgsm_alpha"] is not None else 1.25 * config["eps"]
-        return cls(eps=to_unit(config["eps"]), step_size=to_unit(alpha), autocast=autocast)
+        return cls(eps=to_unit(config["eps"]), step_size=to_unit(alpha), attack_bn=config["attack_bn"],
+                   autocast=autocast)
 
     def adversarial_input(self, model, x, y, generator):
         ball = steps.LinfStep(self.eps, self.step_size)
-        with frozen_bn_statistics(model), self.autocast():
+        with attack_bn_statistics(model, self.attack_bn), self.autocast():
             start = ball.random_start(x, generator)
             return ball.project(ball.step(start, steps.input_gradient(model, start, y)), x).detach()

@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..keys import Key
 from ..lazy import lazy_import
 from ..units import to_unit
-from . import Method, StepCost, frozen_bn_statistics, register_method
+from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
 
 steps = lazy_import("freeadv.attacks.steps")   # imports torch
 
@@ -16,12 +16,13 @@ class PGDTraining(Method):
 
     name = "pgd"
     keys = {"pgd_steps": Key(7, "int>=1", "pgd: K of K-PGD training"),
-            "pgd_step_size": Key(2.0, "pixels", "pgd: alpha of K-PGD training, pixel units")}
+            "pgd_step_size": Key(2.0, "pixels", "pgd: alpha of K-PGD training, pixel units"),
+            "attack_bn": ATTACK_BN}
     needs_randomness = True
 
-    def __init__(self, *, eps: float, step_size: float, steps: int, autocast=None) -> None:
+    def __init__(self, *, eps: float, step_size: float, steps: int, attack_bn: str = "update", autocast=None) -> None:
         super().__init__(replay=1, autocast=autocast)
-        self.eps, self.step_size, self.steps = eps, step_size, steps
+        self.eps, self.step_size, self.steps, self.attack_bn = eps, step_size, steps, attack_bn
 
     @classmethod
     def title(cls, params):
@@ -38,9 +39,9 @@ class PGDTraining(Method):
     @classmethod
     def from_config(cls, config, autocast=None):
         return cls(eps=to_unit(config["eps"]), step_size=to_unit(config["pgd_step_size"]),
-                   steps=config["pgd_steps"], autocast=autocast)
+                   steps=config["pgd_steps"], attack_bn=config["attack_bn"], autocast=autocast)
 
     def adversarial_input(self, model, x, y, generator):
-        with frozen_bn_statistics(model), self.autocast():
+        with attack_bn_statistics(model, self.attack_bn), self.autocast():
             return steps.pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
                              generator=generator)

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..units import PIXEL_LEVELS
+
 
 class Normalize(nn.Module):
     """Per-channel ``(x - mean) / std``; kept inside the model so attacks work on pixels."""
@@ -37,6 +39,10 @@ class PerImageStandardize(nn.Module):
     ``(x - mean(x)) / max(std(x), 1/sqrt(N))`` with ``N = C*H*W`` and the population std;
     the floor keeps constant images finite. Madry et al.'s CIFAR-10 WideResNet (the model
     the paper trains) standardises its input this way instead of using dataset statistics.
+
+    Their code feeds 0-255 pixel values, so the floor 1/sqrt(N) is in 0-255 units; our inputs are
+    [0, 1] pixels, so the same floor is 1/(255 sqrt(N)) here. (Standardisation is otherwise scale
+    free: only images with a std below the floor, near-constant ones, see the difference.)
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -46,7 +52,7 @@ class PerImageStandardize(nn.Module):
         numel_per_image = math.prod(wide.shape[1:])
         mean = wide.mean(dim=dims, keepdim=True)
         std = wide.std(dim=dims, keepdim=True, unbiased=False)
-        adjusted_std = std.clamp(min=1.0 / math.sqrt(numel_per_image))
+        adjusted_std = std.clamp(min=1.0 / (PIXEL_LEVELS * math.sqrt(numel_per_image)))
         return ((wide - mean) / adjusted_std).to(x.dtype)
 
 

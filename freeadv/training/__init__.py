@@ -22,11 +22,11 @@ from ..checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT
 from .engine import NonFiniteLoss, Trainer
 from .folder import CONFIG, LOG, MODEL, TRAIN_JSON, load_trained_model, read_robust_checks
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
-                      resolve_device, setup_runtime, step_generator)
+                      resolve_device, setup_runtime, step_generator, uses_bf16)
 from .state import LoopState, Setup
 
 __all__ = ["Trainer", "NonFiniteLoss", "Setup", "LoopState", "load_trained_model", "read_robust_checks",
            "resolve_device",
-           "setup_runtime", "place_model", "place_batch", "model_for", "data_for", "make_optimizer",
+           "setup_runtime", "uses_bf16", "place_model", "place_batch", "model_for", "data_for", "make_optimizer",
            "step_generator", "clean_accuracy", "CHECKPOINT", "PREVIOUS_CHECKPOINT", "MODEL", "TRAIN_JSON",
            "CONFIG", "LOG"]

@@ -24,7 +24,7 @@ from ..checkpoints import CHECKPOINT, load_tensors, remove_checkpoints, save_ten
 from ..io import atomic_write_text, read_json, write_json
 from ..provenance import stamp
 from . import robust
-from .runtime import model_for
+from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
 
 MODEL = "model.pt"
@@ -91,7 +91,8 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
     checks = robust.checks(log)
     clean = [entry["clean_acc_eval_n"] for entry in log if "clean_acc_eval_n" in entry]
     return {
-        "kind": "train", "config": config, "seed": config["seed"], **stamp(setup.device),
+        "kind": "train", "config": config, "seed": config["seed"],
+        **stamp(setup.device, bf16=uses_bf16(config, setup.device)),
         "distributed": setup.context.describe(),
         "iterations": total, "passes": total / setup.iters_per_pass, "replay": setup.method.replay,
         "batches_per_pass": setup.batches_per_pass, "lr_milestones": setup.milestones,
