@@ -165,6 +165,8 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     config = defaults()
     config.update(DATASET_DEFAULTS[dataset])
     config.update(merged)
+    if config["amp"] is False:   # YAML 1.1 reads a bare `amp: off` (and --set amp=off) as false
+        config["amp"] = "off"
     method = get_method(config["method"])
     if config["replay"] is None:
         config["replay"] = method.replay_default or 1

@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from freeadv import config as config_module
 from freeadv.cli import main
 
 
@@ -103,3 +104,13 @@ def test_checkpoint_that_runs_code_on_unpickling_is_refused(tmp_path, capsys, tr
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "freeadv", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--set KEY=VALUE" in out.stdout
+
+
+def test_amp_off_written_bare_in_yaml_means_fp32(tmp_path):
+    """YAML 1.1 reads `amp: off` as false: both spellings are the fp32 default."""
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: synthetic\namp: off\n")
+    assert config_module.resolve(config_module.load_yaml(path))["amp"] == "off"
+    assert config_module.resolve({"dataset": "synthetic"}, ["amp=off"])["amp"] == "off"
+    with pytest.raises(config_module.ConfigError, match="amp"):
+        config_module.resolve({"dataset": "synthetic", "amp": True})

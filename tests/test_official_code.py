@@ -151,3 +151,4 @@ def test_cifar100_two_step_pgd_uses_madry_s_step():
     table2 = TARGETS["table2"]
     row = next(r for r in table2.rows if r.key == "pgd2")
     assert dict(row.cell.params)["pgd_step_size"] == 2.0 and "2/255" in " ".join(table2.notes)
+
