@@ -23,8 +23,9 @@ def worst_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackS
 
     Returns (x_adv, robust) where robust[i] is True only if example i survived every restart.
     Restarts after the first attack only the still-robust examples, which keeps R restarts cheap.
+    Always fp32, even when called inside an autocast region (evaluations never run in bf16).
     """
-    with eval_mode(model):
+    with eval_mode(model), torch.autocast(x.device.type, enabled=False):
         x_adv = x.clone()
         robust = predict(model, x) == y          # a misclassified clean image is not robust
         for _ in range(spec.restarts if spec.attack.uses_restarts else 1):
@@ -48,7 +49,7 @@ def evaluate(model: nn.Module, batches, spec: AttackSpec, *, seed: int = 0,
     for x, y in batches:
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(seed)
-        with eval_mode(model):
+        with eval_mode(model), torch.autocast(x.device.type, enabled=False):
             clean += int((predict(model, x) == y).sum())
         _, survived = worst_case(model, x, y, spec, generator)
         robust += int(survived.sum())
