@@ -168,11 +168,12 @@ def test_per_image_standardize_matches_tf_formula():
     torch.testing.assert_close(out[0:1], expected)
     # Constant image: std is 0, so the 1/sqrt(N) floor applies (no 0/0) and the result is 0.
     assert torch.equal(out[1], torch.zeros(2, 2, 2))
-    # A near-constant image is divided by the floor, not by its tiny std.
+    # A near-constant image (std 3.3e-5) is divided by the floor, not by its tiny std; the floor is
+    # TF's 1/sqrt(N) on 0-255 pixels, i.e. 1/(255 sqrt(N)) on these [0, 1] pixels.
     nearly = torch.full((1, 2, 2, 2), 0.5)
-    nearly[0, 0, 0, 0] += 1e-3
+    nearly[0, 0, 0, 0] += 1e-4
     torch.testing.assert_close(
-        PerImageStandardize()(nearly), (nearly - nearly.mean()) * math.sqrt(8)
+        PerImageStandardize()(nearly), (nearly - nearly.mean()) * 255 * math.sqrt(8)
     )
 
 
