@@ -91,12 +91,11 @@ class DataBundle:
 
     def _pass_order(self, batch_size: int, epoch: int, seed: int, start_batch: int) -> list[Tensor]:
         """Index batches of one pass, from ``start_batch`` on; the permutation depends on (seed, epoch) only."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= start_batch <= self.num_train_batches(batch_size):
-            raise ValueError(f"start_batch must be in [0, {self.num_train_batches(batch_size)}], got {start_batch}")
+        batches = self.num_train_batches(batch_size)   # checks batch_size
+        if not 0 <= start_batch <= batches:
+            raise ValueError(f"start_batch must be in [0, {batches}], got {start_batch}")
         order = torch.randperm(self.n_train, generator=seeded_generator(seed, epoch))
-        return list(order.split(batch_size))[start_batch:self.num_train_batches(batch_size)]
+        return list(order.split(batch_size))[start_batch:batches]
 
     def train_batches(self, batch_size: int, *, epoch: int, seed: int, device,
                       start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
