@@ -20,8 +20,8 @@ EXAMPLES = """examples:
 
 # The modules that register subcommands, in the order `freeadv --help` lists them.
 COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.bench", "freeadv.commands.report",
-            "freeadv.estimate", "freeadv.doctor", "freeadv.commands.analysis", "freeadv.commands.export",
-            "freeadv.gpucheck")
+            "freeadv.commands.cost", "freeadv.estimate", "freeadv.doctor", "freeadv.commands.analysis",
+            "freeadv.commands.export", "freeadv.gpucheck")
 
 
 def build_parser() -> argparse.ArgumentParser:

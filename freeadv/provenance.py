@@ -76,8 +76,25 @@ def precision(device: torch.device, bf16: bool = False) -> dict[str, object]:
     return record
 
 
+# The batch system's view of the process, where one launched it: which job and step, how many
+# tasks the step started (a multi-GPU training job must be ONE task that torchrun splits into
+# ranks; see profiles/slurm), and which GPUs the task was given.
+SCHEDULER_ENV = {"slurm_job_id": "SLURM_JOB_ID", "slurm_step_id": "SLURM_STEP_ID",
+                 "slurm_step_tasks": "SLURM_STEP_NUM_TASKS", "slurm_job_tasks": "SLURM_NTASKS",
+                 "slurm_task": "SLURM_PROCID", "slurm_node": "SLURMD_NODENAME",
+                 "slurm_job_name": "SLURM_JOB_NAME",
+                 "visible_gpus": "CUDA_VISIBLE_DEVICES"}
+
+
+def scheduler() -> dict[str, str] | None:
+    """The SLURM job, step and task this process runs in, and its visible GPUs; None outside SLURM."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    return {key: os.environ[name] for key, name in SCHEDULER_ENV.items() if name in os.environ}
+
+
 def stamp(device: torch.device, *, bf16: bool = False) -> dict[str, object]:
     """Everything a result JSON records about how and where it was made (``bf16``: the result was
     computed under bf16 autocast; evaluations never are)."""
     return {"git": git_commit(), "versions": library_versions(), "device": device_info(device),
-            "precision": precision(device, bf16), "argv": sys.argv}
+            "precision": precision(device, bf16), "scheduler": scheduler(), "argv": sys.argv}

@@ -54,11 +54,12 @@ def torchrun(tmp_path: Path, out: Path, kill_at: int = 0) -> subprocess.Complete
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
-def single_process_equivalent() -> dict[str, torch.Tensor]:
-    """Algorithm 1 in one process on the whole minibatch, with what DDP changes made explicit:
-    each half of the batch is its own forward (its own BN batch statistics; only rank 0's updates
-    the running averages, which DDP broadcasts), and the loss is the mean of the halves' losses."""
-    config = cfg.resolve(SETTINGS)
+def single_process_equivalent(settings: dict = SETTINGS, world: int = WORLD) -> dict[str, torch.Tensor]:
+    """Algorithm 1 (Free-m, ``settings``) in one process on the whole minibatch, with what DDP
+    with ``world`` processes changes made explicit: each shard of the batch is its own forward
+    (its own BN batch statistics; only rank 0's updates the running averages, which DDP
+    broadcasts), and the loss is the mean of the shards' losses. tests/test_slurm.py uses it too."""
+    config = cfg.resolve(settings)
     device, _, channels_last = setup_runtime(config)
     torch.manual_seed(config["seed"])
     data = data_for(config)
@@ -79,7 +80,7 @@ def single_process_equivalent() -> dict[str, torch.Tensor]:
                 x_adv = (x + leaf).clamp(0, 1).contiguous(memory_format=torch.channels_last)
                 optimizer.zero_grad(set_to_none=True)
                 losses = []
-                for rank, (xs, ys) in enumerate(zip(x_adv.tensor_split(WORLD), y.tensor_split(WORLD))):
+                for rank, (xs, ys) in enumerate(zip(x_adv.tensor_split(world), y.tensor_split(world))):
                     if rank == 0:
                         losses.append(F.cross_entropy(model(xs), ys))
                     else:

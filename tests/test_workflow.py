@@ -1,7 +1,8 @@
 """The Snakemake workflow: the smoke DAG end to end (every table with every row and column of the
-paper, every figure a real PNG/PDF, the report), the paper-scale DAG shape, lint, clear errors for
-an unknown scale, a config failing the schema and missing datasets, parsing without torch, and the
-library files of each rule derived from the import graph (what an edit reruns)."""
+paper, every figure a real PNG/PDF, the cost of every job, the report), the paper-scale DAG shape,
+lint, clear errors for an unknown scale, a config failing the schema and missing datasets, parsing
+without torch, the library files of each rule derived from the import graph (what an edit reruns),
+and the catalog layout: workflow/Snakefile found from the repository root, with its profile."""
 import math
 import os
 import re
@@ -14,23 +15,27 @@ import pandas as pd
 import pytest
 
 from freeadv.config import load_yaml
+from freeadv.cost import plan_jobs
 from freeadv.experiments import design, scales
 from freeadv.experiments.paper_values import paper_values
 
 REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = Path("workflow") / "Snakefile"   # the Snakemake workflow catalog's layout
 SMOKE_TIMEOUT_S = 900
 
 
 def snakemake(*args: str, workdir: Path, timeout: int = 120, repo: Path = REPO,
-              path_first: Path | None = None) -> subprocess.CompletedProcess:
+              path_first: Path | None = None, snakefile: bool = True,
+              cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the Snakefile of ``repo`` with its outputs under ``workdir``; jobs use ``repo``'s freeadv.
-    ``path_first``: a folder put before everything else on PYTHONPATH."""
+    ``path_first``: a folder put before everything else on PYTHONPATH; ``snakefile=False``: let
+    Snakemake find the Snakefile itself; ``cwd``: where it runs (default ``repo``)."""
     executable = shutil.which("snakemake")
     command = [executable] if executable else [sys.executable, "-m", "snakemake"]
-    command += ["-s", str(repo / "Snakefile"), "--directory", str(workdir), *args]
+    command += (["-s", str(repo / SNAKEFILE)] if snakefile else []) + ["--directory", str(workdir), *args]
     path = [str(path_first) if path_first else None, str(repo), os.environ.get("PYTHONPATH")]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path)))
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=repo, env=env)
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd or repo, env=env)
 
 
 def snapshot(destination: Path) -> Path:
@@ -39,7 +44,6 @@ def snapshot(destination: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("freeadv", "workflow", "config", "profiles"):
         shutil.copytree(REPO / name, destination / name, ignore=ignore)
-    shutil.copy2(REPO / "Snakefile", destination / "Snakefile")
     return destination
 
 
@@ -118,6 +122,29 @@ def test_smoke_figures_are_real_png_and_pdf(smoke):
 
 
 @pytest.mark.slow
+def test_smoke_cost_table_has_every_job_of_the_plan_with_its_measured_cost(smoke):
+    workdir, repo = smoke
+    plan = scales.load_plan(workdir / "results/smoke/plan.json")
+    jobs = plan_jobs(plan)
+    assert {job.kind for job in jobs} == {"train", "attack", "analysis"}
+    cost = pd.read_csv(workdir / "results/smoke/tables/cost.csv").set_index("job")
+    assert list(cost.index) == [job.name for job in jobs]
+    assert (cost["wall_s"] > 0).all() and (cost["gpus"] == 0).all()
+    trained = cost[cost["kind"] == "train"]
+    assert trained["max_rss_mb"].notna().all() and (trained["max_rss_mb"] > 0).all()
+    assert trained["cpu_s"].notna().all() and (trained["cpu_s"] > 0).all()
+    resources = load_yaml(repo / "config" / "config.yaml")["scales"]["smoke"]["resources"]
+    for kind in ("train", "attack", "analysis"):
+        asked = cost[cost["kind"] == kind]
+        assert (asked["threads"] == resources[kind]["threads"]).all(), kind
+        assert (asked["mem_mb"] == resources[kind]["mem_mb"]).all(), kind
+    for job in jobs:   # each row traces to its job's benchmark file
+        assert (workdir / "results/smoke" / job.benchmark).is_file(), job.name
+    md = (workdir / "results/smoke/tables/cost.md").read_text()
+    assert f"**total train** ({len(trained)} jobs)" in md and f"**total** ({len(jobs)} jobs)" in md
+
+
+@pytest.mark.slow
 def test_smoke_outputs_stay_in_their_scale_and_nothing_reruns(smoke):
     workdir, repo = smoke
     assert sorted(p.name for p in (workdir / "results").iterdir()) == ["smoke"]
@@ -153,6 +180,9 @@ def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
         pd.testing.assert_frame_equal(rebuilt, pd.read_csv(source / "tables" / f"{name}.csv"))
     for name in design.FIGURES:
         assert (tmp_path / "figures/smoke" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for ext in ("csv", "md"):   # the cost table from the benchmark files and the resources record
+        assert (tmp_path / "results/smoke/tables" / f"cost.{ext}").read_bytes() == \
+            (source / "tables" / f"cost.{ext}").read_bytes(), ext
     assert (tmp_path / "results/smoke/claims.txt").read_text().splitlines()[1:] == \
         (source / "claims.txt").read_text().splitlines()[1:]
 
@@ -164,6 +194,7 @@ def test_smoke_report_builds(smoke):
     assert report.returncode == 0, output(report)[-3000:]
     html = workdir / "report.html"
     assert html.stat().st_size > 50_000
+    assert "filename=cost.csv" in html.read_text()   # the cost table is in the report
 
 
 # --- the DAG at paper scale, lint, errors --------------------------------------------------------
@@ -195,6 +226,26 @@ def test_paper_all_trains_each_model_once(tmp_path):
                 "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
     assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 64
     assert counts["table"] == len(design.TABLES) == counts["curves"] and counts["figure"] == len(design.FIGURES)
+
+
+def test_snakemake_runs_workflow_snakefile_from_the_root_with_the_default_profile(tmp_path):
+    """The catalog's layout: plain `snakemake` in the repository root finds workflow/Snakefile
+    (a root Snakefile would win, so there must be none) and loads profiles/default."""
+    assert not [name for name in ("Snakefile", "snakefile") if (REPO / name).exists()]
+    dry = snakemake("all", "-n", "--config", "scale=smoke", workdir=tmp_path, snakefile=False)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    assert "Using workflow specific profile profiles/default" in output(dry)
+    assert job_counts(output(dry))["cost"] == 1   # a rule that only workflow/Snakefile has
+
+
+def test_default_profile_is_found_beside_workflow_snakefile_from_elsewhere(tmp_path):
+    """`snakemake -s <repo>/workflow/Snakefile` from another folder looks for profiles/default next
+    to the Snakefile: workflow/profiles/default is a link to the one profile."""
+    linked = REPO / "workflow" / "profiles" / "default"
+    assert linked.resolve() == (REPO / "profiles" / "default").resolve()
+    dry = snakemake("all", "-n", "--config", "scale=smoke", workdir=tmp_path, cwd=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    assert f"Using workflow specific profile {linked}" in output(dry)
 
 
 def test_lint_is_clean(tmp_path):
@@ -282,8 +333,10 @@ def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
     smoke = ("all", "--config", "scale=smoke")
     summary = snakemake(*smoke, "--summary", workdir=workdir, repo=repo)
     assert summary.returncode == 0, output(summary)[-3000:]
-    for line in summary.stdout.splitlines()[1:]:   # every output of the DAG, faked, then dated in DAG order
-        path = workdir / line.split("\t")[0]
+    plan = scales.build_plan(**scales.plan_inputs(load_yaml(repo / "config" / "config.yaml"), "smoke"))
+    benchmarks = [f"results/smoke/{job.benchmark}" for job in plan_jobs(plan)]   # --summary leaves them out
+    for name in [line.split("\t")[0] for line in summary.stdout.splitlines()[1:]] + benchmarks:
+        path = workdir / name   # every output of the DAG, faked, then dated in DAG order
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
     touched = snakemake(*smoke, "--touch", "--cores", "1", workdir=workdir, repo=repo)
@@ -300,8 +353,7 @@ def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
     assert "Nothing to be done" in output(dry_run())
     _edit(repo / "freeadv" / "sanity.py")   # read by freeadv attack (check_eval) and the tables (check_model)
     counts = job_counts(output(dry_run()))
-    plan = scales.build_plan(**scales.plan_inputs(load_yaml(repo / "config" / "config.yaml"), "smoke"))
     attacks = {f for name in scales.available_targets(plan) for f in scales.target_files(plan, name) if "/evals/" in f}
     assert counts["attack"] == len(attacks) and counts["table"] == len(design.TABLES), counts
-    assert "train" not in counts, counts
+    assert "train" not in counts and counts["cost"] == 1, counts   # new attack benchmarks: a new cost table
 

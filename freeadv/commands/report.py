@@ -6,7 +6,8 @@ from JSON results alone.
   freeadv figure figure1 --results results/mini --out figures/mini/figure1.png
   freeadv curves table1 --results results/mini --out figures/mini/curves_table1.png
   freeadv claims --scale mini          (the paper's claims checked on results/mini: PASS / FAIL)
-  freeadv regenerate --scale mini      (every table, figure and the claims, from committed results)
+  freeadv regenerate --scale mini      (every table, figure and the claims, from committed results,
+                                        and the cost table where the run recorded benchmarks)
 
 Tables, figures and claims read only the JSON result files under --results (and the plan saved
 there), so they regenerate without any model.
@@ -20,8 +21,18 @@ from typing import Any
 
 from .. import claims
 from ..config import load_yaml
+from ..cost import CostError, write_cost_table
 from ..experiments.design import FIGURES, TABLES
-from ..experiments.layout import FIGURES_ROOT, PLAN_FILE, RESULTS_ROOT, TABLES_DIR, ScaleLayout, curves_name
+from ..experiments.layout import (
+    BENCHMARKS_DIR,
+    COST_TABLE,
+    FIGURES_ROOT,
+    PLAN_FILE,
+    RESULTS_ROOT,
+    TABLES_DIR,
+    ScaleLayout,
+    curves_name,
+)
 from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
 from ..io import atomic_write_text, write_json
 from ..tables import write_table
@@ -88,8 +99,8 @@ def _register_claims(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_regenerate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("regenerate", help="rebuild every table and figure of a scale (and its claims) from the "
-                                          "committed JSON results, without models",
+    p = sub.add_parser("regenerate", help="rebuild every table and figure of a scale (its claims and cost table) "
+                                          "from the committed JSON results and benchmarks, without models",
                        description="Tables, figures and claims of results/<scale> from its plan.json and result "
                                    "files alone: what a fresh clone can do without retraining or re-attacking "
                                    "(Snakemake would retrain there, since the models are not committed).")
@@ -175,6 +186,17 @@ def _metric_files(plan: dict[str, Any], table: str) -> set[str]:
     return {m["file"] for row in rows for m in row["metrics"].values() if m["attack"] is not None}
 
 
+def _regenerate_cost(plan: dict[str, Any], layout: ScaleLayout) -> tuple[list[Path], str | None]:
+    """The cost table again from the committed benchmark files and resources record; the reason
+    it cannot be rebuilt otherwise (a run before benchmarks were recorded, a target not built)."""
+    if not (Path(layout.results) / BENCHMARKS_DIR).is_dir():
+        return [], f"no {BENCHMARKS_DIR}/ folder: the run predates per-job benchmarks"
+    try:
+        return write_cost_table(plan, layout.results, layout.tables), None
+    except CostError as err:
+        return [], str(err)
+
+
 def cmd_regenerate(args: argparse.Namespace) -> int:
     from ..curves import write_curves
     from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
@@ -203,6 +225,10 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
             written += write_figure(plan, name, results, layout.figure(name))
     if all(name in available and name not in skipped for name in claims.CLAIMS_NEED):
         written += claims.write_claims(results, layout.claims_text, layout.claims_json)
+    cost_written, why = _regenerate_cost(plan, layout)
+    written += cost_written
+    if why:
+        skipped[COST_TABLE] = why
     for path in written:
         print(f"[freeadv] {path}")
     for name, why in skipped.items():

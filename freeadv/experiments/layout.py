@@ -7,6 +7,10 @@ e.g. ``eval_path("{model}", "{attack}")``)::
     results/<scale>/runs/<model>/evals/<attack>.json     freeadv attack
     results/<scale>/runs/<model>/analysis/<id>.json      freeadv adv-examples / loss-surface
     results/<scale>/tables/<name>.{csv,md,tex}           freeadv table
+    results/<scale>/tables/cost.{csv,md}                 freeadv cost-table (what each job cost)
+    results/<scale>/benchmarks/<job>.tsv                 Snakemake's benchmark of one job, e.g.
+                                                         benchmarks/attack/<model>/<attack>.tsv
+    results/<scale>/benchmarks/resources.json            what each job asked for (freeadv cost-table)
     results/<scale>/claims.{txt,json}                    freeadv claims
     figures/<scale>/<name>.{png,pdf}                     freeadv figure
     figures/<scale>/curves_<table>.{png,pdf}             freeadv curves (a table's training curves)
@@ -30,6 +34,12 @@ PLAN_FILE = "plan.json"
 TABLES_DIR = "tables"
 CLAIMS_TEXT = "claims.txt"
 CLAIMS_JSON = "claims.json"
+# Benchmarks live with the results (not the logs) so that a committed scale keeps what its jobs cost.
+BENCHMARKS_DIR = "benchmarks"
+BENCHMARK_EXT = "tsv"
+RESOURCES_FILE = "resources.json"
+COST_TABLE = "cost"
+COST_FORMATS = ("csv", "md")
 
 
 # --- inside results/<scale> ------------------------------------------------------------------------
@@ -52,6 +62,21 @@ def eval_path(model: str, attack_id: str) -> str:
 
 def analysis_path(model: str, analysis_id: str) -> str:
     return f"{run_dir(model)}/analysis/{analysis_id}.json"
+
+
+def job_name(rule: str, *wildcards: str) -> str:
+    """A workflow job as one readable name, its rule then its wildcards: ``attack/<model>/<attack>``."""
+    return "/".join((rule, *wildcards))
+
+
+def benchmark_path(rule: str, *wildcards: str) -> str:
+    """Snakemake's benchmark file of one job, named after the job so that each file traces to it."""
+    return f"{BENCHMARKS_DIR}/{job_name(rule, *wildcards)}.{BENCHMARK_EXT}"
+
+
+def resources_path() -> str:
+    """The record of the resources each job asked for, beside the benchmarks that say what it used."""
+    return f"{BENCHMARKS_DIR}/{RESOURCES_FILE}"
 
 
 def table_file(name: str, ext: str) -> str:
@@ -121,6 +146,13 @@ class ScaleLayout:
 
     def figure_files(self, name: str) -> list[str]:
         return [self.figure(name, ext) for ext in FIGURE_FORMATS]
+
+    def cost_table(self, ext: str) -> str:
+        """The per-job cost table (``freeadv cost-table``), one of :data:`COST_FORMATS`."""
+        return self.table(COST_TABLE, ext)
+
+    def cost_files(self) -> list[str]:
+        return [self.cost_table(ext) for ext in COST_FORMATS]
 
     @property
     def claims_text(self) -> str:

@@ -12,9 +12,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-sys.path.insert(0, workflow.basedir)  # the freeadv package of this checkout
+sys.path.insert(0, REPO_ROOT)  # the freeadv package of this checkout (REPO_ROOT: workflow/Snakefile)
 from freeadv.attacks import AttackSpec  # noqa: E402
 from freeadv.claims import CLAIMS_NEED  # noqa: E402
+from freeadv.cost import JOB_KINDS, plan_jobs  # noqa: E402
 from freeadv.experiments import deps, layout  # noqa: E402
 from freeadv.experiments.design import FIGURES, TABLES, TARGETS  # noqa: E402
 from freeadv.experiments.scales import (  # noqa: E402
@@ -78,13 +79,14 @@ def result(relative):
 def code(command):
     """The library files a command module imports (freeadv/experiments/deps.py): a job's `code`
     input, so that editing one of them reruns the jobs that run it."""
-    return [os.path.join(workflow.basedir, f) for f in deps.closure(command, root=workflow.basedir)]
+    return [os.path.join(REPO_ROOT, f) for f in deps.closure(command, root=REPO_ROOT)]
 
 
 TRAIN_CODE = code("freeadv.commands.train")
 ATTACK_CODE = code("freeadv.commands.attack")
 ANALYSIS_CODE = code("freeadv.commands.analysis")
 REPORT_CODE = code("freeadv.commands.report")  # plan, table, figure and claims
+COST_CODE = code("freeadv.commands.cost")
 
 
 # --- models, attacks, analyses -------------------------------------------------------------------
@@ -161,6 +163,31 @@ def job_resource(kind, name):
     return lambda wildcards: _job_settings(kind, wildcards.get("model"))[name]
 
 
+# --- cost per job (benchmark: files, freeadv cost-table) -----------------------------------------
+
+COST_JOBS = plan_jobs(PLAN)  # every train, attack and analysis job of `all`
+
+
+def job_benchmark(kind, *wildcards):
+    """A rule's benchmark: file, named after its job, e.g. job_benchmark("attack", "{model}", "{attack}")."""
+    assert kind in JOB_KINDS, kind
+    return result(layout.benchmark_path(kind, *wildcards))
+
+
+def cost_benchmarks(wildcards):
+    """Input function of the cost rule: the benchmark file of every job of `all`."""
+    return [result(job.benchmark) for job in COST_JOBS]
+
+
+def cost_resources():
+    """What each job of `all` asks for, from the settings that give its rule its threads and
+    resources: JSON kind -> model -> {threads, gpu, mem_mb, runtime} for freeadv cost-table."""
+    asked = {}
+    for job in COST_JOBS:
+        asked.setdefault(job.kind, {})[job.model] = _job_settings(job.kind, job.model)
+    return json.dumps(asked, sort_keys=True)
+
+
 # --- targets -------------------------------------------------------------------------------------
 
 def results(files):
@@ -208,8 +235,9 @@ def claims_results(wildcards):
 
 
 def all_outputs(wildcards):
-    """Every available table and figure, and the claims where their targets are available."""
-    outputs = [f for name in AVAILABLE for f in target_outputs(name)(wildcards)]
+    """Every available table and figure, the cost table of their jobs, and the claims where their
+    targets are available."""
+    outputs = [f for name in AVAILABLE for f in target_outputs(name)(wildcards)] + LAYOUT.cost_files()
     if set(CLAIMS_NEED) <= set(AVAILABLE):
         outputs += [LAYOUT.claims_text, LAYOUT.claims_json]
     return outputs

@@ -15,6 +15,8 @@ rule attack:
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
         LAYOUT.log("attack", "{model}", "{attack}.log"),
+    benchmark:
+        job_benchmark("attack", "{model}", "{attack}")
     threads: job_threads("attack")
     resources:
         gpu=job_resource("attack", "gpu"),
@@ -40,6 +42,8 @@ rule analysis:
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
         LAYOUT.log("analysis", "{model}", "{analysis}.log"),
+    benchmark:
+        job_benchmark("analysis", "{model}", "{analysis}")
     threads: job_threads("analysis")
     resources:
         gpu=job_resource("analysis", "gpu"),

@@ -105,6 +105,36 @@ rule figure:
         " --out {output.png} > {log} 2>&1"
 
 
+rule cost:
+    """What each train, attack and analysis job of `all` cost (wall, CPU seconds, peak memory from
+    their benchmark: files) beside the threads, GPUs, memory and runtime it asked for."""
+    input:
+        plan=LAYOUT.plan,
+        benchmarks=cost_benchmarks,
+        code=COST_CODE,
+    output:
+        csv=report(
+            LAYOUT.cost_table("csv"),
+            caption="../report/cost.rst",
+            category="Cost",
+            labels={"table": "cost per job", "format": "csv"},
+        ),
+        md=LAYOUT.cost_table("md"),
+        record=result(layout.resources_path()),
+    params:
+        resources=cost_resources(),
+        results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
+        out_dir=lambda wildcards, output: os.path.dirname(output.csv),
+    log:
+        LAYOUT.log("tables", "cost.log"),
+    localrule: True
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "freeadv cost-table --results {params.results} --resources {params.resources:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
+
+
 rule claims:
     """The paper's claims C1-C6 checked on this scale's Table 1 and Figure 3 results (PASS / FAIL)."""
     input:

@@ -16,6 +16,8 @@ rule train:
         run_dir=lambda wildcards, output: os.path.dirname(output.summary),
     log:
         LAYOUT.log("train", "{model}.log"),
+    benchmark:
+        job_benchmark("train", "{model}")
     threads: job_threads("train")
     resources:
         gpu=job_resource("train", "gpu"),
