@@ -33,12 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(err: BaseException) -> str:
+    """A user error as one line that names the culprit: the file of an OSError (disk full, read-only,
+    a folder where a file was expected), the file and position of a YAML error."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.strerror}: '{err.filename}'"
+    mark = getattr(err, "problem_mark", None)
+    if mark is not None:   # yaml.MarkedYAMLError
+        return f"'{mark.name}' is not valid YAML (line {mark.line + 1}, column {mark.column + 1}: {err.problem})"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. User errors (bad values, bad files, the environment: ConfigError,
+    ValueError and its subclasses DataError, CheckpointError, OutputError..., OSError, YAML errors)
+    end in one line and exit code 2; anything else is a bug and raises."""
+    import yaml
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as err:   # DataError, CheckpointError are among them
-        print(f"freeadv {args.command}: error: {err}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
+        print(f"freeadv {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 
 

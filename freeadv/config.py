@@ -11,6 +11,7 @@ them: ``eps: 8`` means 8/255 in the [0, 1] pixel space the models see.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,14 @@ KINDS: dict[str, str] = {
     **dict.fromkeys(("batch_size", "log_every", "checkpoint_every", "robust_eval_steps"), "int>=1"),
     **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n",
                      "robust_eval_every"), "int>=1|null"),
-    **dict.fromkeys(("seed", "data_seed", "num_workers"), "int>=0"),
+    **dict.fromkeys(("seed", "data_seed"), "seed"),
+    "num_workers": "int>=0",
+    "data_root": "path",
+    "momentum": "momentum",
+    "lr_gamma": "fraction",
     "robust_eval_n": "int>=0|null",
     "lr": "number>0",
-    **dict.fromkeys(("momentum", "weight_decay", "lr_gamma"), "number>=0"),
+    "weight_decay": "number>=0",
     **dict.fromkeys(("download", "augment", "compile", "weight_decay_all", "early_stop"), "bool"),
     "eps": "pixels",
 }
@@ -110,27 +115,63 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+MAX_CONFIG_BYTES = 1 << 20   # config/config.yaml is 9 KB; a config of megabytes is not a config
+# Numbers as people write them: 5e-4 and 1E3 (YAML 1.2). PyYAML's YAML 1.1 rules need a dot
+# (5.0e-4) and read these as strings, which the checks then refused.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """safe_load, plus YAML 1.2 exponent floats, minus aliases: ``*name`` refers to an ``&name``
+    anchor, and a few hundred bytes of nested aliases expand to gigabytes once the config is
+    written out (train.json); no config of ours needs them."""
+
+    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+        if self.check_event(yaml.AliasEvent):
+            raise ConfigError(f"YAML aliases (*{self.peek_event().anchor}) are not accepted in configs; "
+                              "write the value out")
+        return super().compose_node(parent, index)
+
+
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
+
+
+def parse_yaml(text: str) -> Any:
+    """A config text (a file or one --set value) as Python values, by the rules above."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """Parse one ``key=value`` override; the value is read as YAML (so 8, 0.1, true, [0.5, 0.75] work)."""
+    """Parse one ``key=value`` override; the value is read as YAML (so 8, 0.1, 5e-4, true,
+    [0.5, 0.75] work)."""
     if "=" not in text:
         raise ConfigError(f"--set expects key=value, got '{text}'")
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         value = raw
+    except ConfigError as err:
+        raise ConfigError(f"--set {key}: {err}") from None
     return key, value
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file '{path}' is a folder; give a YAML file (e.g. {path / 'config.yaml'})")
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file '{path}' is {path.stat().st_size:,} bytes; a config is at most "
+                          f"{MAX_CONFIG_BYTES:,}")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config file '{path}' is not valid YAML: {str(err).splitlines()[0]}") from None
+    except ConfigError as err:
+        raise ConfigError(f"config file '{path}': {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file '{path}' must hold a mapping of key: value, got {_type_name(data)}")
     return data
@@ -185,6 +226,13 @@ def _check_method(config: dict[str, Any]) -> None:
         check(key, config[key], declared.kind)
 
 
+def check_device(value: Any, key: str = "device") -> None:
+    """auto, cpu, cuda or cuda:N (the devices freeadv runs on), before torch is asked."""
+    device = str(value)
+    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise bad_value(key, value, "auto, cpu, cuda or cuda:N")
+
+
 def validate(config: dict[str, Any]) -> None:
     """Check every value before any work starts; raise ConfigError with one line naming the culprit."""
     from .models import MODELS   # local: the model registry imports torch; the plan reads this module without it
@@ -210,9 +258,7 @@ def validate(config: dict[str, Any]) -> None:
         raise bad("amp", "auto, bf16 or off")
     if config["channels_last"] not in ("auto", True, False):
         raise bad("channels_last", "auto, true or false")
-    device = str(config["device"])
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise bad("device", "auto, cpu, cuda or cuda:N")
+    check_device(config["device"])
     if config["n_train"] is not None and config["batch_size"] > config["n_train"]:
         raise ConfigError(f"config key 'batch_size' has bad value {config['batch_size']}: "
                           f"larger than n_train={config['n_train']}")

@@ -91,11 +91,23 @@ def _data_status(dataset: str, root: Path, download: bool) -> Check:
         ok = len(present) == 2
         return Check("OK" if ok else "FAIL", name, f"'{root}' " + ("has train/ and val/" if ok else
                                                                    "needs train/ and val/ (ImageFolder layout)"))
+    if dataset == "cifar10-jpeg" and present and (root / present[0]).is_file():
+        return _jpeg_archive_status(name, root / present[0])
     if present:
         return Check("OK", name, f"'{root / present[0]}'")
     if download:
         return Check("WARN", name, f"'{root}' has no {expected[0]}; torchvision will download it")
     return Check("FAIL", name, f"'{root}' has none of {', '.join(expected)}")
+
+
+def _jpeg_archive_status(name: str, archive: Path) -> Check:
+    """The archive's sha256 against the published one and its gzip CRC: a damaged copy is FAIL."""
+    from .data.catalog import DataError
+    from .data.jpeg import check_archive
+    try:
+        return Check("OK", name, f"'{archive}': {check_archive(archive)}")
+    except DataError as err:
+        return Check("FAIL", name, str(err))
 
 
 def check_data(workflow_config: dict[str, Any] | None, extra_roots: Iterable[str]) -> list[Check]:
@@ -111,6 +123,8 @@ def check_data(workflow_config: dict[str, Any] | None, extra_roots: Iterable[str
         path = Path(root)
         found = [d for d in ("cifar10", "cifar100", "cifar10-jpeg", "imagenet")
                  if _data_status(d, path, False).status == "OK"]
+        if (path / "cifar10-jpeg.tar.gz").is_file():   # its digest and CRC, OK or FAIL, on a line of its own
+            checks.append(_jpeg_archive_status("data cifar10-jpeg", path / "cifar10-jpeg.tar.gz"))
         checks.append(Check("OK" if found else "WARN", f"data root {root}",
                             f"holds {', '.join(found)}" if found else "holds no dataset freeadv knows"))
     return checks

@@ -97,7 +97,7 @@ def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, A
         raise FileNotFoundError(f"eval file '{path}' does not exist")
     try:
         ev = read_json(path)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, ValueError) as err:   # ValueError: freeadv.io.JsonFileError
         raise ValueError(f"eval file '{path}' is not readable JSON: {str(err).splitlines()[0]}") from None
     if (not isinstance(ev, dict) or not isinstance(ev.get("attack"), dict)
             or not all(key in ev for key in ("clean_acc", "robust_acc", "n"))):

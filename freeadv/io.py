@@ -38,5 +38,43 @@ def write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class OutputError(ValueError):
+    """An output path that cannot or must not be written (one line, names the path)."""
+
+
+class JsonFileError(ValueError):
+    """A JSON file that does not parse (one line: the file, the line and what is wrong)."""
+
+
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON file; a malformed one raises JsonFileError naming the file, not only the position."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise JsonFileError(f"'{path}' is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
+
+
+def check_output_file(out: str | Path, *, inputs: tuple[str | Path, ...] = (), flag: str = "--out") -> Path:
+    """Check an output file before the work that produces it starts, so no result is lost at the
+    end: not a folder, not under a file, not one of the command's ``inputs``, and its folder
+    writable (created if missing). Returns the path."""
+    out = Path(out)
+    if out.is_dir():
+        raise OutputError(f"{flag} '{out}' is a folder; name a file (e.g. {out / 'result.json'})")
+    resolved = out.resolve()
+    for source in inputs:
+        if Path(source).resolve() == resolved:
+            raise OutputError(f"{flag} '{out}' is an input of this command ('{source}'); write the result elsewhere")
+    parent = out.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"{flag} '{out}': '{folder}' is a file, not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"{flag} '{out}' cannot be written: {err.strerror or err} ('{parent}')") from None
+    return out

@@ -23,6 +23,9 @@ def _pixels(value: Any) -> bool:
     return is_number(value) and 0 < value <= 255
 
 
+# Seeds go to torch.manual_seed and numpy's generators: numpy takes at most 2**32 - 1.
+MAX_SEED = 2**32 - 1
+
 # kind -> (test, what the error message says is allowed)
 CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "int>=1": (lambda v: is_int(v) and v >= 1, "an integer >= 1"),
@@ -31,6 +34,12 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "int>=0|null": (lambda v: v is None or (is_int(v) and v >= 0), "an integer >= 0 or null"),
     "number>0": (lambda v: is_number(v) and v > 0, "a number > 0"),
     "number>=0": (lambda v: is_number(v) and v >= 0, "a number >= 0"),
+    "seed": (lambda v: is_int(v) and 0 <= v <= MAX_SEED, f"an integer in [0, {MAX_SEED}]"),
+    # SGD momentum of 1 or more never forgets a gradient: the loss grows without bound (measured:
+    # momentum=5 reached a loss of 2e15 within one run)
+    "momentum": (lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "fraction": (lambda v: is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "path": (lambda v: isinstance(v, str) and v.strip() != "", "a folder path (a string)"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "pixels": (_pixels, "a number in (0, 255] (pixel units, 8 means 8/255)"),
     "pixels|null": (lambda v: v is None or _pixels(v), "a number in (0, 255] (pixel units) or null"),
@@ -43,7 +52,9 @@ class ConfigError(ValueError):
 
 
 def bad_value(key: str, value: Any, allowed: str) -> ConfigError:
-    return ConfigError(f"config key '{key}' has bad value {value!r}: expected {allowed}")
+    """``key`` is a config key, or a command-line option ('--device')."""
+    name = key if key.startswith("--") else f"config key '{key}'"
+    return ConfigError(f"{name} has bad value {value!r}: expected {allowed}")
 
 
 def check(key: str, value: Any, kind: str) -> None:

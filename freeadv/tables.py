@@ -33,11 +33,24 @@ class MissingResult(FileNotFoundError):
     """A result file a table or figure needs does not exist (yet)."""
 
 
+class BadResult(ValueError):
+    """A result file that parses but cannot be a freeadv result (one line: the file, the key, the value)."""
+
+
 def read_result(results_dir: str | Path, relative: str) -> dict[str, Any]:
+    """A result JSON, checked: an object, and every accuracy (``*_acc``) a percentage in [0, 100]
+    or null, so a damaged or hand-edited file cannot put an impossible number into a table."""
     path = Path(results_dir) / relative
     if not path.exists():
         raise MissingResult(f"result file '{path}' is missing; build it with snakemake (it is an input of this target)")
-    return read_json(path)
+    result = read_json(path)
+    if not isinstance(result, dict):
+        raise BadResult(f"result file '{path}' holds a JSON {type(result).__name__}, not a result object")
+    for key, value in result.items():
+        if key.endswith("_acc") and value is not None and not (
+                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100):
+            raise BadResult(f"result file '{path}' has {key} = {value!r}: an accuracy is a percentage in [0, 100]")
+    return result
 
 
 def metric_value(result: dict[str, Any], field: str) -> float:

@@ -218,8 +218,14 @@ def test_cifar10_jpeg_archive_order_and_cache(tmp_path, monkeypatch, isolated_ca
     monkeypatch.setattr(PIL.Image, "open", no_decoding)
     cached = load_data("cifar10-jpeg", root, n_test=10)
     assert torch.equal(cached.train_x, cold.train_x) and torch.equal(cached.test_y, cold.test_y[:10])
-    # the cache is keyed by the archive's size and mtime: a changed archive is decoded again
+    # the cache is keyed by the archive's sha256: a touched archive is not decoded again, a changed one is
     os.utime(root / "cifar10-jpeg.tar.gz", ns=(0, 123_456_789))
+    assert torch.equal(load_data("cifar10-jpeg", root).train_x, cold.train_x)
+    note = tmp_path / "source" / "NOTE.txt"
+    note.write_text("not an image: other archive bytes, the same images")
+    with tarfile.open(root / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "source" / "cifar10-jpeg", arcname="cifar10-jpeg")
+        tar.add(note, arcname="cifar10-jpeg/NOTE.txt")
     with pytest.raises(AssertionError, match="decoded JPEGs"):
         load_data("cifar10-jpeg", root)
 

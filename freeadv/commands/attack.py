@@ -7,7 +7,10 @@ from pathlib import Path
 
 from ..attacks import ATTACKS, AttackSpec
 from ..attacks.evaluation import run_attack
-from ..io import write_json
+from ..config import check_device
+from ..io import check_output_file, write_json
+from ..training.folder import RUN_FILES
+from ..training.lock import LOCK
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,6 +50,15 @@ def cmd_attack(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps has bad value {args.steps}: expected an integer >= 0")
     if args.restarts < 1:
         raise ValueError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
+    if args.n is not None and args.n < 1:
+        raise ValueError(f"--n has bad value {args.n}: expected an integer >= 1 (or leave it out: all test images)")
+    check_device(args.device, "--device")
+    if not args.run.is_dir():
+        raise FileNotFoundError(f"--run '{args.run}' is not a folder; give a finished training run folder")
+    # before the attack, not after it: an unwritable --out would lose the whole evaluation
+    check_output_file(args.out, inputs=tuple(args.run / name for name in (*RUN_FILES, LOCK)) + (args.run,))
     spec = AttackSpec(args.attack, args.steps, args.eps, args.step_size, args.restarts)
     state = state_file(args.out) if kind.whole_set else None
     result = run_attack(args.run, spec, n=args.n, batch_size=args.batch_size, seed=args.seed, device=args.device,

@@ -110,14 +110,21 @@ def _register_regenerate(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_regenerate)
 
 
+PLAN_INPUT_KEYS = {"scale", "settings", "data"}   # build_plan's arguments
+
+
 # --- handlers ------------------------------------------------------------------------------------
 
 def _plan_inputs(args: argparse.Namespace) -> dict[str, Any]:
     if args.inputs is not None:
         try:
-            return json.loads(args.inputs)
+            inputs = json.loads(args.inputs)
         except json.JSONDecodeError as err:
             raise ValueError(f"--inputs is not valid JSON: {err}") from None
+        if not isinstance(inputs, dict) or not {"scale", "settings"} <= set(inputs) or set(inputs) - PLAN_INPUT_KEYS:
+            raise ValueError(f"--inputs must be a JSON object with keys scale, settings (and optionally data), "
+                             f"got {sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__}")
+        return inputs
     return plan_inputs(load_yaml(args.config), args.scale)
 
 

@@ -39,6 +39,11 @@ MEAN_STD = {
 # torchvision's order, which is also the sorted class-folder names of the cifar10-jpeg archive.
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
+# The published cifar10-jpeg archive (../shared/data/README.md): its digest and size. A file of this
+# size with another digest is a damaged copy; any other archive is checked by its gzip CRC and layout.
+CIFAR10_JPEG_SHA256 = "a20f75dab73b9c5c6f54e35c84da477e385f34a4615399fdbaef48b0e1e1c437"
+CIFAR10_JPEG_BYTES = 19_437_034
+
 SYNTHETIC_DEFAULT_SIZES = (2000, 500)  # (train, test) when n_train / n_test are None
 
 

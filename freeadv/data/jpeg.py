@@ -5,8 +5,15 @@ classes interleave (airplane 0000, automobile 0000, ..., truck 0000, airplane 00
 first N test images are class-balanced and "the last 9" are well defined. Class indices follow
 ``CIFAR10_CLASSES`` (torchvision's order, which is also the sorted folder names).
 
+Nothing damaged is used silently: the archive's sha256 is computed on every load and must be the
+published one when the file has the published size (a flipped byte keeps the size); gzip is read
+to its end, so its CRC is checked (tarfile alone stops at the end-of-archive blocks); both splits
+must hold all ten classes; a duplicated image, an image that is not 32x32 RGB, or a member over
+``MAX_MEMBER_BYTES`` (a decompression bomb) is refused with the member's name.
+
 Decoding 60k JPEGs takes seconds, so the decoded uint8 arrays are cached as .npz in
-``cache_dir()``, keyed by the archive's size and mtime (or the folder's file listing).
+``cache_dir()``, keyed by the archive's sha256 (or the folder's file listing); the newest
+``KEEP_CACHES`` caches are kept, older ones of this dataset removed.
 """
 from __future__ import annotations
 
@@ -16,6 +23,8 @@ import os
 import re
 import tarfile
 import warnings
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +32,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .catalog import CIFAR10_CLASSES, DataError
+from .catalog import CIFAR10_CLASSES, CIFAR10_JPEG_BYTES, CIFAR10_JPEG_SHA256, DataError
 
 _JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 _JPEG_FOLDER = "cifar10-jpeg"
-_JPEG_CACHE_VERSION = 1
+_JPEG_CACHE_VERSION = 2              # 2: keyed by the archive's sha256
+_CACHE_PREFIX = "cifar10-jpeg-v"
+# A 32x32 JPEG q75 is about 1 KB (the largest in the archive 1.6 KB); 1 MiB refuses a bomb unread.
+MAX_MEMBER_BYTES = 1 << 20
+IMAGE_SIZE = (32, 32)
+KEEP_CACHES = 2                      # the current archive's and one other (e.g. a test copy)
 _JPEG_MEMBER = re.compile(r"(?:^|/)(train|test)/([^/]+)/([^/]+)\.jpe?g$", re.IGNORECASE)
 _SPLIT_ARRAYS = ("train_x", "train_y", "test_x", "test_y")
 
@@ -37,9 +51,36 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FREEADV_CACHE", Path.home() / ".cache" / "freeadv"))
 
 
-def _decode_jpeg(payload: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(payload)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+def _decode_jpeg(payload: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(payload)) as image:
+            if image.size != IMAGE_SIZE:
+                raise DataError(f"cifar10-jpeg: '{name}' is {image.size[0]}x{image.size[1]}, not 32x32")
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError) as err:   # PIL's errors for a damaged or non-image file
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"cifar10-jpeg: '{name}' is not a readable JPEG ({err})") from None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_archive(archive: Path) -> tuple[str, bool]:
+    """(sha256, whether it is the published archive). A file of the published size with another
+    digest is a damaged copy: DataError. Other archives pass here; decoding checks them."""
+    digest = file_sha256(archive)
+    if digest == CIFAR10_JPEG_SHA256:
+        return digest, True
+    if archive.stat().st_size == CIFAR10_JPEG_BYTES:
+        raise DataError(f"cifar10-jpeg: '{archive}' has the published archive's size but sha256 {digest[:16]}..., "
+                        f"not {CIFAR10_JPEG_SHA256[:16]}...: it is damaged; copy it again from ../shared/data")
+    return digest, False
 
 
 def _file_number(stem: str, source: str) -> int:
@@ -50,14 +91,30 @@ def _file_number(stem: str, source: str) -> int:
     return int(digits.group())
 
 
+def check_archive(archive: Path) -> str:
+    """What `freeadv doctor` says of an archive: its digest verified against the published one, and
+    its gzip stream read to the end (CRC). DataError when damaged."""
+    digest, published = verify_archive(archive)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = sum(1 for member in tar if member.isfile())
+            while tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cifar10-jpeg: '{archive}' is damaged ({err}); copy it again from ../shared/data") from None
+    which = "the published archive" if published else "NOT the published archive: checked by CRC only"
+    return f"sha256 {digest[:16]}... ({which}), {members:,} files, gzip CRC ok"
+
+
 class _JpegCollector:
     """Accumulates decoded images per split keyed by (file number, class index)."""
 
     def __init__(self, source: Path) -> None:
         self.source = source
         self.splits: dict[str, list[tuple[int, int, np.ndarray]]] = {"train": [], "test": []}
+        self.seen: dict[tuple[str, int, int], str] = {}
 
-    def add(self, relative_path: str, read_bytes) -> None:
+    def add(self, relative_path: str, read_bytes, size: int) -> None:
         match = _JPEG_MEMBER.search(relative_path)
         if match is None:
             return
@@ -65,8 +122,15 @@ class _JpegCollector:
         if class_name not in CIFAR10_CLASSES:
             raise DataError(f"cifar10-jpeg: unknown class folder '{class_name}' in '{self.source}'; "
                             f"expected the 10 CIFAR-10 classes {', '.join(CIFAR10_CLASSES)}")
-        self.splits[split].append((_file_number(stem, str(self.source)), CIFAR10_CLASSES.index(class_name),
-                                   _decode_jpeg(read_bytes())))
+        if size > MAX_MEMBER_BYTES:
+            raise DataError(f"cifar10-jpeg: '{relative_path}' in '{self.source}' is {size:,} bytes (a 32x32 JPEG "
+                            f"is about 1 KB; limit {MAX_MEMBER_BYTES:,}): refusing to read it")
+        key = (split, _file_number(stem, str(self.source)), CIFAR10_CLASSES.index(class_name))
+        if key in self.seen:
+            raise DataError(f"cifar10-jpeg: '{relative_path}' duplicates '{self.seen[key]}' in '{self.source}' "
+                            f"(the same split, class and image number)")
+        self.seen[key] = relative_path
+        self.splits[split].append((key[1], key[2], _decode_jpeg(read_bytes(), relative_path)))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Per split: images (N,3,32,32) uint8 and labels, sorted by (file number, class index)."""
@@ -75,6 +139,10 @@ class _JpegCollector:
             if not items:
                 raise DataError(f"cifar10-jpeg: no {split} images found in '{self.source}'; "
                                 f"expected {_JPEG_FOLDER}/{split}/<class>/NNNN.jpg")
+            missing = [c for i, c in enumerate(CIFAR10_CLASSES) if i not in {item[1] for item in items}]
+            if missing:
+                raise DataError(f"cifar10-jpeg: the {split} split of '{self.source}' has no images of class "
+                                f"{', '.join(missing)}: a damaged or incomplete copy")
             items.sort(key=lambda item: (item[0], item[1]))
             images = np.stack([item[2] for item in items]).transpose(0, 3, 1, 2)
             out[f"{split}_x"] = np.ascontiguousarray(images)
@@ -83,14 +151,17 @@ class _JpegCollector:
 
 
 def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
-    """Decode every JPEG straight from the tar.gz stream (nothing is extracted to disk)."""
+    """Decode every JPEG straight from the tar.gz stream (nothing is extracted to disk), then read
+    the compressed stream to its end so that gzip checks its CRC and length."""
     collector = _JpegCollector(archive)
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
                 if member.isfile():
-                    collector.add(member.name, lambda: tar.extractfile(member).read())
-    except (tarfile.TarError, OSError, EOFError) as err:
+                    collector.add(member.name, lambda: tar.extractfile(member).read(), member.size)
+            while tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
         raise DataError(f"cifar10-jpeg: cannot read archive '{archive}' ({err}); replace it with a "
                         f"complete copy of {_JPEG_ARCHIVE}") from err
     return collector.arrays()
@@ -100,7 +171,7 @@ def _decode_jpeg_folder(folder: Path) -> dict[str, np.ndarray]:
     collector = _JpegCollector(folder)
     for path in folder.rglob("*"):
         if path.is_file():
-            collector.add(path.relative_to(folder).as_posix(), path.read_bytes)
+            collector.add(path.relative_to(folder).as_posix(), path.read_bytes, path.stat().st_size)
     return collector.arrays()
 
 
@@ -119,8 +190,8 @@ def _jpeg_source(root: Path) -> tuple[Path, str]:
     candidates = [root] if root.is_file() else [root / _JPEG_ARCHIVE]
     for archive in candidates:
         if archive.is_file():
-            stat = archive.stat()
-            return archive, f"archive-{stat.st_size}-{stat.st_mtime_ns}"
+            digest, _ = verify_archive(archive)
+            return archive, f"sha256-{digest[:32]}"
     folder = root / _JPEG_FOLDER
     if folder.is_dir():
         return folder, f"folder-{_folder_fingerprint(folder)}"
@@ -133,11 +204,12 @@ def load_cifar10_jpeg(root: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     order and through the cache the module docstring describes: train images, train labels, test
     images, test labels as uint8 ``(N, 3, 32, 32)`` and int64."""
     source, key = _jpeg_source(root)
-    cache_file = cache_dir() / f"cifar10-jpeg-v{_JPEG_CACHE_VERSION}-{key}.npz"
+    cache_file = cache_dir() / f"{_CACHE_PREFIX}{_JPEG_CACHE_VERSION}-{key}.npz"
     arrays = _read_cache(cache_file) if cache_file.is_file() else None
     if arrays is None:
         arrays = _decode_jpeg_archive(source) if source.is_file() else _decode_jpeg_folder(source)
         _write_cache(cache_file, arrays)
+        _prune_caches(cache_file)
     return tuple(torch.from_numpy(arrays[name]) for name in _SPLIT_ARRAYS)
 
 
@@ -145,10 +217,22 @@ def _read_cache(cache_file: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None (with a warning) when the file cannot be read."""
     try:
         with np.load(cache_file) as cached:
-            return {name: cached[name] for name in _SPLIT_ARRAYS}
-    except (OSError, ValueError, KeyError) as err:
+            arrays = {name: cached[name] for name in _SPLIT_ARRAYS}
+        for split in ("train", "test"):
+            images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            if images.dtype != np.uint8 or images.shape[1:] != (3, *IMAGE_SIZE) or len(images) != len(labels):
+                raise ValueError(f"{split} arrays of shape {images.shape} / {labels.shape}")
+        return arrays
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         warnings.warn(f"ignoring unreadable cache '{cache_file}' ({err}); decoding again")
         return None
+
+
+def _prune_caches(current: Path) -> None:
+    """Keep the newest KEEP_CACHES decoded caches of this dataset (ours by name), remove the rest."""
+    ours = sorted(current.parent.glob(f"{_CACHE_PREFIX}*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in [p for p in ours if p != current][KEEP_CACHES - 1:]:
+        stale.unlink(missing_ok=True)
 
 
 def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -9,10 +9,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bundle import seeded_generator
+from .catalog import DataError
 
 SYNTHETIC_SIGNAL = 0.06        # class template amplitude per pixel (RMS), ~2x eps=8/255
 SYNTHETIC_CLUTTER = 0.06       # RMS of the random mix of all templates added to every image
 SYNTHETIC_PIXEL_NOISE = 0.04   # i.i.d. per-pixel Gaussian noise
+# CIFAR-10's size is the most any test or smoke run needs; 10**9 images would be ~3 TiB.
+SYNTHETIC_MAX_IMAGES = 60_000
 SYNTHETIC_GRID = 4             # templates are random GRIDxGRID colour grids, bilinearly upsampled to 32x32
 _SYNTHETIC_BLOCK = 250         # images per independently seeded generation block
 
@@ -57,6 +60,10 @@ def make_synthetic(n_train: int, n_test: int, data_seed: int = 0) -> tuple[Tenso
     Templates depend on ``data_seed`` only; train and test are different draws from the same
     distribution, and each split of size n is the first n images of any larger one.
     """
+    for name, count in (("n_train", n_train), ("n_test", n_test)):
+        if count > SYNTHETIC_MAX_IMAGES:
+            raise DataError(f"synthetic: {name}={count:,} is more than {SYNTHETIC_MAX_IMAGES:,} images "
+                            f"({count * 3 * 32 * 32 / 2**30:.0f} GiB as uint8); synthetic data is for tests and smoke runs")
     templates = _synthetic_templates(data_seed)
     train_x, train_y = _synthetic_split(templates, n_train, data_seed, split_id=1)
     test_x, test_y = _synthetic_split(templates, n_test, data_seed, split_id=2)

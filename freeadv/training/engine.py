@@ -40,13 +40,13 @@ from .. import checkpoints
 from .. import config as cfg
 from .. import distributed
 from ..methods import build_method
-from . import folder, robust
+from . import folder, lock, robust
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
 from .state import LoopState, Setup
 
 
-class NonFiniteLoss(RuntimeError):
+class NonFiniteLoss(RuntimeError, ValueError):   # a user-facing stop: exit 2, one line
     """Training diverged; stop instead of producing garbage."""
 
 
@@ -71,6 +71,12 @@ class Trainer:
             distributed.finish(context)
 
     def _run(self, context: distributed.Context) -> dict[str, Any]:
+        if context.is_main:
+            folder.check_out_folder(self.run_dir)
+        with lock.hold(self.run_dir, main=context.is_main):
+            return self._run_locked(context)
+
+    def _run_locked(self, context: distributed.Context) -> dict[str, Any]:
         finished = folder.prepare(self.run_dir, self.config, main=context.is_main)
         if finished is not None:
             return finished
@@ -110,6 +116,9 @@ class Trainer:
         saved = checkpoints.load_checkpoint(self.run_dir)
         if saved is None:
             return
+        if "config" in saved and not folder.same_config(saved["config"], self.config):   # older ones lack it
+            raise cfg.ConfigError(f"the checkpoint in '{self.run_dir}' was written by a run of a different config "
+                                  "than its config.yaml; use a new --out folder")
         setup.model.load_state_dict(saved["model"])
         setup.optimizer.load_state_dict(saved["optimizer"])
         # the checkpoint holds every rank's rows of the perturbation buffer, in rank order
@@ -118,13 +127,16 @@ class Trainer:
         state.iteration, state.log, state.history = saved["iteration"], saved["log"], saved["history"]
         state.train_seconds, state.resumes = saved["train_seconds"], saved["resumes"] + 1
         state.kept_model, state.kept_iteration = saved.get("kept_model"), saved.get("kept_iteration")
+        if "running_loss" in saved:   # older checkpoints restart the sum (their loss_history differs, not the weights)
+            mine = distributed.shard_rows(saved["running_loss"].to(setup.device), setup.context)
+            state.running_loss, state.since_log = mine.reshape(()).clone(), saved["since_log"]
         torch.set_rng_state(saved["rng_cpu"])
         print(f"[freeadv] resuming {self.run_dir} at iteration {state.iteration}/{setup.total}")
 
     # --- the loop ------------------------------------------------------------------------------
     def _train(self, setup: Setup, state: LoopState, bar: tqdm) -> None:
-        state.running_loss = torch.zeros((), device=setup.device)
-        state.since_log = 0
+        if state.running_loss is None:   # else restored from the checkpoint with since_log
+            state.running_loss, state.since_log = torch.zeros((), device=setup.device), 0
         setup.model.train()
         state.segment_start = state.last_log_time = time.perf_counter()
         while state.iteration < setup.total and not state.stopped:
@@ -218,7 +230,10 @@ class Trainer:
                 "method": method_state, "iteration": state.iteration, "log": state.log, "history": state.history,
                 "train_seconds": state.train_seconds, "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
                 "schedule": {"total": setup.total, "milestones": setup.milestones},
-                "kept_model": state.kept_model, "kept_iteration": state.kept_iteration}
+                "kept_model": state.kept_model, "kept_iteration": state.kept_iteration, "config": self.config,
+                # each rank's loss summed since the last read, and how many iterations it holds
+                "running_loss": distributed.gather_rows(state.running_loss.detach().reshape(1), setup.context).cpu(),
+                "since_log": state.since_log}
 
     def _end_of_pass(self, setup: Setup, state: LoopState) -> None:
         """Evaluate off the clock (clean accuracy, the robust check when due) and append the pass

@@ -1,5 +1,6 @@
 """A run folder: its files, the checks before training, and what a finished run leaves there.
 
+    .freeadv.lock      held while a process trains into the folder (freeadv.training.lock)
     config.yaml        the resolved config (written first; a checkpoint must match it)
     checkpoint.pt      the newest resumable state (and checkpoint.prev.pt, the one before)
     log.jsonl          one line per pass and per robust check (format: freeadv.training.engine)
@@ -20,10 +21,11 @@ from torch import nn
 
 from .. import config as cfg
 from .. import distributed
-from ..checkpoints import CHECKPOINT, load_tensors, remove_checkpoints, save_tensors
+from ..checkpoints import (CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_tensors, remove_checkpoints,
+                           save_tensors)
 from ..io import atomic_write_text, read_json, write_json
 from ..provenance import stamp
-from . import robust
+from . import lock, robust
 from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
 
@@ -31,33 +33,51 @@ MODEL = "model.pt"
 TRAIN_JSON = "train.json"
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
+# What training writes into a run folder (later commands add evals/ and analysis/ folders).
+RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL, TRAIN_JSON)
+RUN_MARKERS = (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_JSON, lock.LOCK)   # any one: a freeadv run folder
+
+
+def check_out_folder(run_dir: Path) -> None:
+    """--out must be new, empty, or a freeadv run folder: never a folder of other files (a run
+    folder's files would be written over them, e.g. --out config replaced config/config.yaml)."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise cfg.ConfigError(f"--out '{run_dir}' is a file, not a folder; name a new folder for the run")
+    entries = sorted(p.name for p in run_dir.iterdir())
+    if entries and not any((run_dir / marker).exists() for marker in RUN_MARKERS):
+        raise cfg.ConfigError(f"--out '{run_dir}' is a non-empty folder that is not a freeadv run (it holds "
+                              f"'{entries[0]}'{' and more' if len(entries) > 1 else ''}); use a new or empty folder")
 
 
 def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, Any] | None:
     """Check the folder before training: returns the summary of a run already finished with this
     config (nothing to do), refuses a finished run or a checkpoint of a different config, and
-    (rank 0) saves the config and removes the half-written files of a killed process."""
+    (rank 0) saves the config and removes the half-written files a killed run left (its own
+    files' temporaries only: ``.<name>.*.tmp`` of RUN_FILES)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
         done = read_json(run_dir / TRAIN_JSON)
-        if _same_config(done.get("config"), config):
+        if same_config(done.get("config"), config):
             print(f"[freeadv] {run_dir} is already trained; not retraining")
             return done
         raise cfg.ConfigError(f"run folder '{run_dir}' holds a finished run with a different config; "
                               "use a new --out folder")
     saved = run_dir / CONFIG
     if saved.exists() and (run_dir / CHECKPOINT).exists():
-        if not _same_config(yaml.safe_load(saved.read_text()), config):
+        if not same_config(yaml.safe_load(saved.read_text()), config):
             raise cfg.ConfigError(f"run folder '{run_dir}' holds a checkpoint of a different config; "
                                   "use a new --out folder")
     if main:
         cfg.save_yaml(config, saved)
-        for stale in run_dir.glob(".*.tmp"):   # half-written files of a killed process
-            stale.unlink(missing_ok=True)
+        for name in RUN_FILES:   # half-written files of a killed process (freeadv.io.atomic_write's names)
+            for stale in run_dir.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
     return None
 
 
-def _same_config(saved: Any, config: dict[str, Any]) -> bool:
+def same_config(saved: Any, config: dict[str, Any]) -> bool:
     """Whether a folder's saved config is ``config``; one saved before a key existed counts as
     that key at its default (resolving it fills those in), so new keys do not orphan old runs."""
     if saved == config:
@@ -128,5 +148,19 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu") 
         raise FileNotFoundError(f"run folder '{run_dir}' has no {MODEL}; train it first (freeadv train --out {run_dir})")
     config = cfg.resolve(yaml.safe_load((run_dir / CONFIG).read_text()))
     model = model_for(config)
-    model.load_state_dict(load_tensors(weights))
+    state = load_tensors(weights)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"'{weights}' is not a state dict of weights")
+    diverged = [name for name, value in state.items()
+                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if diverged:   # its accuracy would read as chance level, as if it were a result
+        raise CheckpointError(f"'{weights}' has non-finite weights (NaN or inf in '{diverged[0]}'"
+                              f"{f' and {len(diverged) - 1} more' if len(diverged) > 1 else ''}): the run diverged")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:   # missing/unexpected keys or shapes: hundreds of keys from torch
+        lines = str(err).splitlines()
+        detail = (lines[1] if len(lines) > 1 else lines[0]).strip()
+        raise CheckpointError(f"'{weights}' does not fit the {config['arch']} of its config.yaml: "
+                              f"{detail[:160]}{'...' if len(detail) > 160 else ''}") from None
     return model.to(device).eval(), config

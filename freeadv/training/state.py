@@ -36,9 +36,11 @@ class Setup:
 
 @dataclass
 class LoopState:
-    """What changes while training. iteration, log, history, train_seconds, resumes and the kept
-    weights go into every checkpoint; the running loss, the timers and ``stopped`` belong to this
-    session (a run is never checkpointed after it stops: a restart replays up to the same stop)."""
+    """What changes while training. iteration, log, history, train_seconds, resumes, the kept
+    weights and the loss summed since the last read (so that a checkpoint between two loss reads
+    resumes to the same loss_history) go into every checkpoint; the timers and ``stopped`` belong
+    to this session (a run is never checkpointed after it stops: a restart replays up to the same
+    stop)."""
     iteration: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)       # per pass, and per robust check (log.jsonl)
     history: list[dict[str, Any]] = field(default_factory=list)   # one entry per loss read
