@@ -6,7 +6,9 @@ one, never to a restart from zero.
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,16 @@ class CheckpointError(RuntimeError, ValueError):
 
 
 def save_tensors(path: str | Path, state: dict[str, Any]) -> None:
-    """torch.save a dict of tensors / numbers / strings atomically."""
-    atomic_write(path, lambda h: torch.save(state, h))
+    """torch.save a dict of tensors / numbers / strings atomically. torch reports a full disk as a
+    RuntimeError ("unexpected pos ..."); it is re-raised as the OSError it is (ENOSPC), naming the
+    file, when the folder has no room left."""
+    try:
+        atomic_write(path, lambda h: torch.save(state, h))
+    except RuntimeError as err:
+        free = shutil.disk_usage(Path(path).parent).free
+        if free < (1 << 20):
+            raise OSError(errno.ENOSPC, f"No space left on device ({free:,} bytes free)", str(path)) from None
+        raise err
 
 
 def load_tensors(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

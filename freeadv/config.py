@@ -226,6 +226,17 @@ def _check_method(config: dict[str, Any]) -> None:
         check(key, config[key], declared.kind)
 
 
+def check_values(settings: dict[str, Any]) -> None:
+    """The typed checks of the keys ``settings`` holds (KINDS and the methods' keys), without the
+    model registry: torch-free, so the plan (and Snakemake, while it parses) can refuse a bad
+    value in a scale's settings before any job starts."""
+    declared = method_keys()
+    for key, value in settings.items():
+        kind = KINDS.get(key) or (declared[key].kind if key in declared else None)
+        if kind is not None:
+            check(key, value, kind)
+
+
 def check_device(value: Any, key: str = "device") -> None:
     """auto, cpu, cuda or cuda:N (the devices freeadv runs on), before torch is asked."""
     device = str(value)

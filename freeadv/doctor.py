@@ -11,6 +11,7 @@ import importlib.metadata
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,22 @@ def check_writable(folders: Iterable[str]) -> list[Check]:
     return checks
 
 
+def _snakemake_version(executable: str) -> str:
+    """The version of the snakemake on PATH: this environment's package when the script runs this
+    Python (`snakemake --version` itself takes ~10 s here, most of it waiting on the network);
+    otherwise asked, with a time limit."""
+    try:
+        shebang = Path(executable).read_text(errors="replace").splitlines()[0]
+    except (OSError, IndexError):
+        shebang = ""
+    if shebang.startswith("#!") and Path(shebang[2:].strip()).resolve() == Path(sys.executable).resolve():
+        return importlib.metadata.version("snakemake")
+    try:
+        return subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=60).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return "version unknown (snakemake --version took over 60 s)"
+
+
 def check_tools() -> list[Check]:
     checks = []
     git = shutil.which("git")
@@ -158,8 +175,7 @@ def check_tools() -> list[Check]:
         checks.append(Check("OK" if known and not commit.get("dirty") else "WARN", "git", detail))
     snakemake = shutil.which("snakemake")
     if snakemake:
-        version = subprocess.run([snakemake, "--version"], capture_output=True, text=True).stdout.strip()
-        checks.append(Check("OK", "snakemake on PATH", f"{version} at {snakemake}"))
+        checks.append(Check("OK", "snakemake on PATH", f"{_snakemake_version(snakemake)} at {snakemake}"))
     else:
         checks.append(Check("WARN", "snakemake on PATH", "not found: the workflow needs `pip install -e .[workflow]`"))
     return checks

@@ -51,7 +51,7 @@ def refused(capsys, argv: list[str], *culprits: str, code: int = 2) -> str:
     """Run one command in-process: it must exit ``code`` with one error line naming every culprit."""
     returned = main([str(a) for a in argv])
     err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("freeadv ")]
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("freeadv ")]   # \r: progress bars
     assert returned == code, err
     assert "Traceback" not in err, err
     assert len(lines) == 1 and ": error: " in lines[0], err
@@ -405,3 +405,59 @@ def test_resume_between_loss_reads_gives_the_same_loss_history(tmp_path, monkeyp
     alone, resumed = read_json(tmp_path / "alone" / "train.json"), read_json(tmp_path / "killed" / "train.json")
     assert resumed["resumes"] == 1
     assert resumed["loss_history"] == alone["loss_history"]
+
+
+# --- every other command: a bad value or path is one line naming it ------------------------------------
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["bench", "--arch", "nonesuch"], "nonesuch"),
+    (["bench", "--batch", "0"], "--batch"),
+    (["bench", "--replay", "-1"], "--replay"),
+    (["estimate", "table1", "--scale", "nonesuch"], "nonesuch"),
+    (["estimate", "nonesuch", "--scale", "smoke"], "nonesuch"),
+    (["table", "table1", "--results", "{tmp}/missing"], "missing"),
+    (["figure", "figure1", "--results", "{tmp}/missing", "--out", "{tmp}/fig"], "missing"),
+    (["claims", "--results", "{tmp}/missing", "--scale", "mini"], "missing"),
+    (["regenerate", "--results", "{tmp}/missing", "--scale", "mini"], "missing"),
+    (["plan", "--config", "{tmp}", "--scale", "smoke"], "is a folder"),
+    (["plan", "--config", "config/config.yaml", "--scale", "nonesuch"], "nonesuch"),
+    (["export", "--run", "{tmp}/missing", "--out", "{tmp}/export"], "missing"),
+    (["cost-table", "--results", "{tmp}/missing"], "missing"),
+])
+def test_other_commands_refuse_bad_input_in_one_line(tmp_path, capsys, monkeypatch, argv, culprit):
+    monkeypatch.chdir(REPO)
+    before = tree(tmp_path)
+    refused(capsys, [a.format(tmp=tmp_path) for a in argv], culprit.format(tmp=tmp_path))
+    assert tree(tmp_path) == before
+
+
+def test_export_with_a_malformed_eval_file(run, capsys, tmp_path):
+    bad = tmp_path / "eval.json"
+    bad.write_text("{ not json")
+    refused(capsys, ["export", "--run", run, "--eval", bad, "--out", tmp_path / "export"], str(bad))
+    assert not (tmp_path / "export" / "model.pt").exists()
+
+
+def test_the_workflow_config_refuses_a_bad_scale_value_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("scales:\n  smoke:\n    train: {iterations: -3}\n")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(tmp_path),
+                          "--configfile", str(bad), "--config", "scale=smoke"], cwd=REPO, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0
+    assert "iterations" in run.stdout + run.stderr and "Traceback" not in run.stdout + run.stderr
+
+
+def test_a_full_disk_is_named_as_such(tmp_path, capsys, monkeypatch):
+    """torch reports a full disk as RuntimeError('... unexpected pos ...'); the user sees ENOSPC and the file."""
+    from collections import namedtuple
+
+    from freeadv import checkpoints
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 1234 vs 1122")
+
+    monkeypatch.setattr(checkpoints.torch, "save", full)
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: namedtuple("U", "total used free")(1, 1, 0))
+    line = refused(capsys, ["train", *SETS, "--out", tmp_path / "run"], "No space left on device", "checkpoint.pt")
+    assert "unexpected pos" not in line

@@ -17,7 +17,8 @@ from typing import Any
 
 from ..attacks import AttackSpec
 from ..attacks.spec import num
-from ..config import defaults   # light: yaml and the method registry, no torch
+from ..config import check_values, defaults   # light: yaml and the method registry, no torch
+from ..keys import ConfigError
 from ..io import read_json
 from .design import ARCH_TITLES, RECIPES, Analysis, Cell, Row, Target, make_targets, sanity_attacks
 from .layout import analysis_path, eval_path, train_path
@@ -81,6 +82,10 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
     if unknown:
         raise PlanError(f"training key '{unknown[0]}' (from the scale's settings) is not a freeadv config key; "
                         f"see freeadv/config.py DEFAULTS and the methods' keys (freeadv train --help)")
+    try:
+        check_values(config)
+    except ConfigError as err:
+        raise PlanError(f"{err} (from the scale's settings)") from None
     return dict(sorted(config.items()))
 
 

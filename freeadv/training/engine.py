@@ -87,8 +87,10 @@ class Trainer:
         parallel_model = distributed.wrap(setup.model, setup.context, setup.device)
         setup.step_model = torch.compile(parallel_model) if self.config["compile"] else parallel_model
         bar = _progress_bar(self.config, setup.total, state.iteration, enabled=self.progress and context.is_main)
-        self._train(setup, state, bar)
-        bar.close()
+        try:
+            self._train(setup, state, bar)
+        finally:
+            bar.close()   # also on an error: its line ends before the error message starts
         result = folder.summary(self.config, setup, state)
         weights = state.kept_model if state.stopped else setup.model.state_dict()
         folder.finish(self.run_dir, setup, result, weights)
