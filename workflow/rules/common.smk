@@ -163,6 +163,14 @@ def job_resource(kind, name):
     return lambda wildcards: _job_settings(kind, wildcards.get("model"))[name]
 
 
+def job_runtime(kind):
+    """The job's runtime (minutes) times its attempt: a job killed at its time limit is retried
+    (profiles/slurm: retries) with more time. Measured on the test cluster: a training job that
+    finished its work just before the limit was killed in Snakemake's epilogue, its outputs
+    deleted, and the next attempt, at the same limit, could not redo it (tests/test_slurm.py)."""
+    return lambda wildcards, attempt: _job_settings(kind, wildcards.get("model"))["runtime"] * attempt
+
+
 # --- cost per job (benchmark: files, freeadv cost-table) -----------------------------------------
 
 COST_JOBS = plan_jobs(PLAN)  # every train, attack and analysis job of `all`

@@ -21,7 +21,7 @@ rule attack:
     resources:
         gpu=job_resource("attack", "gpu"),
         mem_mb=job_resource("attack", "mem_mb"),
-        runtime=job_resource("attack", "runtime"),
+        runtime=job_runtime("attack"),
     conda:
         "../envs/freeadv.yaml"
     shell:
@@ -48,7 +48,7 @@ rule analysis:
     resources:
         gpu=job_resource("analysis", "gpu"),
         mem_mb=job_resource("analysis", "mem_mb"),
-        runtime=job_resource("analysis", "runtime"),
+        runtime=job_runtime("analysis"),
     conda:
         "../envs/freeadv.yaml"
     shell:

@@ -22,7 +22,7 @@ rule train:
     resources:
         gpu=job_resource("train", "gpu"),
         mem_mb=job_resource("train", "mem_mb"),
-        runtime=job_resource("train", "runtime"),
+        runtime=job_runtime("train"),
     conda:
         "../envs/freeadv.yaml"
     shell:
