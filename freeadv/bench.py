@@ -195,11 +195,19 @@ def _step_with_input_gradient(method, model, optimizer, x, y):
     return leaf.grad
 
 
-def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto", replay: int = 8,
+def _timed_steps(methods: tuple[str, ...], replays: tuple[int, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """(STEPS name, config overrides) of each timed step: the free step once per m in ``replays``."""
+    return [(name, {**STEPS[name], "replay": m} if name == "free" else STEPS[name])
+            for name in methods for m in (replays if name == "free" else (None,))]
+
+
+def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto",
+              replay: int | tuple[int, ...] = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
               methods: tuple[str, ...] = tuple(STEPS), amp: str = "off", compile: bool = False,
               eval_rows: bool = True) -> dict[str, Any]:
-    """Time ``methods`` (names in STEPS; natural first) round-robin on one synthetic batch, then,
+    """Time ``methods`` (names in STEPS; natural first; the free step once per m of ``replay``)
+    round-robin on one synthetic batch, then,
     with ``eval_rows``, PGD-``attack_steps`` evaluation (freeadv's and a plain loop; always fp32 and
     eager, as ``freeadv attack`` runs). ``amp`` (off | bf16) and ``compile`` apply to the training
     steps as the training config keys of the same names do."""
@@ -217,10 +225,12 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     x = place_batch(torch.rand(batch, 3, size, size, generator=g).to(dev), channels_last)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
 
+    replays = (replay,) if isinstance(replay, int) else tuple(replay)
     steps: dict[str, Callable[[], Any]] = {}
     flops: dict[str, int] = {}
-    for name in methods:
-        config = cfg.resolve({**shared, **STEPS[name], **({"replay": replay} if name == "free" else {})})
+    what: dict[str, dict[str, Any]] = {}   # label -> the step's method and m, what readers match on
+    for name, overrides in _timed_steps(methods, replays):
+        config = cfg.resolve({**shared, **overrides})
         torch.manual_seed(0)
         model = place_model(model_for(config), dev, channels_last)
         model.train()
@@ -228,6 +238,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         method = build_method(config, autocast=autocast)
         generator = torch.Generator(device=dev).manual_seed(0)
         label = _label(name, config)
+        what[label] = {"step": name, "method": config["method"], "replay": config.get("replay")}
         # as the engine does: the optimizer holds the module's parameters, the step runs the compiled wrapper
         step_model = torch.compile(model) if compile else model
         if name == "xgrad":
@@ -236,7 +247,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         else:
             flops[label] = count_flops(partial(method.step, model, optimizer, x, y, generator))
             steps[label] = partial(method.step, step_model, optimizer, x, y, generator)
-    rows = [{"name": label, "kind": "train", **timing}
+    rows = [{"name": label, "kind": "train", **what[label], **timing}
             for label, timing in time_interleaved(steps, dev, warmup=warmup, reps=reps).items()]
 
     if eval_rows:
@@ -262,7 +273,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         row["tflop_per_s"] = row["flops"] / row["median_s"] / 1e12
         peak = peaks[row["kind"]]["tflops"]
         row["mfu"] = row["tflop_per_s"] / peak if peak else None
-    return {"kind": "bench", "arch": arch, "width": width, "batch": batch, "dataset": dataset, "replay": replay,
+    return {"kind": "bench", "arch": arch, "width": width, "batch": batch, "dataset": dataset, "replay": list(replays),
             "warmup": warmup, "reps": reps, "attack_steps": attack_steps if eval_rows else None, "amp": amp,
             "compile": compile, "natural_step_flops": flops[_label("natural", base)], "peak": peaks["train"],
             "eval_peak": peaks["eval"], "rows": rows, **stamp(dev, bf16=bf16)}
@@ -294,11 +305,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="time every registered training method's step and PGD evaluation side by side",
                        description=__doc__)
     p.add_argument("--arch", default="small_cnn", help="model from the registry (default small_cnn)")
-    p.add_argument("--width", type=int, help="small_cnn width")
+    p.add_argument("--width", type=int, help="small_cnn width or wrn32_k factor k")
     p.add_argument("--batch", type=int, default=128, help="batch size (default 128)")
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar100", "imagenet", "synthetic"],
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar10-jpeg", "cifar100", "imagenet", "synthetic"],
                    help="decides input size (224 for imagenet) and class count")
-    p.add_argument("--replay", type=int, default=8, help="m for the free step (default 8)")
+    p.add_argument("--replay", default="8", help="m for the free step, or a comma-separated list of m "
+                                                 "(one Free row each: 2,4,8,10) (default 8)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
@@ -315,8 +327,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def parse_replays(text: str) -> tuple[int, ...]:
+    """'2,4,8,10' -> (2, 4, 8, 10); a one-line ValueError naming a bad m."""
+    replays = []
+    for part in str(text).split(","):
+        if not part.strip().isdigit() or int(part) < 1:
+            raise ValueError(f"--replay has bad value '{part.strip()}': expected integers >= 1, comma-separated")
+        replays.append(int(part))
+    return tuple(dict.fromkeys(replays))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    for name in ("batch", "replay", "reps", "attack_steps"):
+    args.replay = parse_replays(args.replay)
+    for name in ("batch", "reps", "attack_steps"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]

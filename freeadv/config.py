@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "num_workers": 4,            # ImageNet DataLoader workers
     # model
     "arch": "wrn32_10",
-    "width": None,               # small_cnn only
+    "width": None,               # small_cnn's width, wrn32_k's factor k (null: the builder's default)
     # method (Algorithm 1 and baselines); each method's own keys (pgd_steps, ...) are declared on
     # its class in freeadv/methods/ and added to the resolved config of runs of that method only
     "method": "free",            # a name in freeadv.methods.METHODS (freeadv train --help lists them)
@@ -246,7 +246,7 @@ def check_device(value: Any, key: str = "device") -> None:
 
 def validate(config: dict[str, Any]) -> None:
     """Check every value before any work starts; raise ConfigError with one line naming the culprit."""
-    from .models import MODELS   # local: the model registry imports torch; the plan reads this module without it
+    from .models import MODELS, accepts_width   # local: the model registry imports torch; the plan reads this module without it
 
     def bad(key: str, allowed: str) -> ConfigError:
         return bad_value(key, config[key], allowed)
@@ -263,8 +263,8 @@ def validate(config: dict[str, Any]) -> None:
     milestones = config["lr_milestones"]
     if not isinstance(milestones, list) or not all(is_number(v) and 0 < v < 1 for v in milestones):
         raise bad("lr_milestones", "a list of fractions of the training length, each in (0, 1)")
-    if config["width"] is not None and config["arch"] != "small_cnn":
-        raise bad("width", "null unless arch is small_cnn")
+    if config["width"] is not None and not accepts_width(config["arch"]):
+        raise bad("width", f"null unless arch is one of {', '.join(sorted(a for a in MODELS if accepts_width(a)))}")
     if config["amp"] not in ("auto", "bf16", "off"):
         raise bad("amp", "auto, bf16 or off")
     if config["channels_last"] not in ("auto", True, False):

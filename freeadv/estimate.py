@@ -103,7 +103,7 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
         for attack_id in sorted(attacks.get(model, ())):
             attack = AttackSpec.parse(attack_id)
             steps = attack.attack.cost(attack)
-            batches = n_test / config["batch_size"]
+            batches = min(attack.n or n_test, n_test) / config["batch_size"]   # a sized attack: its first n images
             seconds = batches * (steps + 1) * cost["attack_step_s"]   # +1: the clean pass, a generous forward
             jobs.append({"job": "attack", "model": model, "method": attack_id, "iterations": steps,
                          "seconds": seconds})

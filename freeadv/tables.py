@@ -62,6 +62,15 @@ def _arch_name(config: dict[str, Any]) -> str:
     return config["arch"] + (f" (width {config['width']})" if config.get("width") else "")
 
 
+def standard_error(percent: float, n: int | None) -> float:
+    """Binomial standard error, in points, of an accuracy measured on n images: sqrt(p(1-p)/n).
+    1,000 images at 40%: 1.55 points; 10,000: 0.49."""
+    if not n or math.isnan(percent):
+        return float("nan")
+    p = percent / 100
+    return 100 * math.sqrt(p * (1 - p) / n)
+
+
 def _diff(ours: float, paper: float | None) -> float:
     return ours - paper if paper is not None and not math.isnan(ours) else float("nan")
 
@@ -99,6 +108,8 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
                 if planned["attack"] is not None:
                     n_eval = result.get("n", n_eval)
                     evals[planned["attack"]] = result
+                    record[f"{metric['key']}_n"] = result.get("n", float("nan"))
+                    record[f"{metric['key']}_se"] = standard_error(ours, result.get("n"))
             paper = paper_value(paper_table, paper_row, metric["key"])
             record[f"{metric['key']}_ours"] = ours
             record[f"{metric['key']}_paper"] = _nan_if_none(paper)
@@ -220,7 +231,9 @@ def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str
         cells = [str(r["label"])]
         for m in metrics:
             ours, paper, diff = r[f"{m['key']}_ours"], r[f"{m['key']}_paper"], r[f"{m['key']}_diff"]
-            text = f"{_fmt(ours, m['unit'])} / {_fmt(paper, m['unit'])}"
+            se = r.get(f"{m['key']}_se", float("nan"))
+            spread = "" if not isinstance(se, float) or math.isnan(se) else f" ± {se:.2f}"
+            text = f"{_fmt(ours, m['unit'])}{spread} / {_fmt(paper, m['unit'])}"
             if not (isinstance(diff, float) and math.isnan(diff)):
                 text += f" ({_signed(diff, m['unit'])})"
             cells.append(text)
@@ -247,10 +260,22 @@ def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     entry = plan["targets"][target]
     header, body = _cells(frame, entry["metrics"])
     lines = [f"# {entry['title']}", "", *provenance_lines(plan, target, frame), "",
-             "Each metric cell: ours / paper (ours - paper).", *_missing_lines(frame), "",
+             "Each metric cell: ours ± its standard error / paper (ours - paper). The standard error is "
+             "the binomial one of an accuracy on n test images, sqrt(p(1-p)/n); n per column: "
+             + _n_per_column(frame, entry["metrics"]) + ".", *_missing_lines(frame), "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
     return "\n".join(lines + sanity_lines(frame)) + "\n"
+
+
+def _n_per_column(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> str:
+    parts = []
+    for m in metrics:
+        column = f"{m['key']}_n"
+        if column in frame:
+            counts = sorted({int(n) for n in frame[column] if isinstance(n, (int, float)) and not math.isnan(n)})
+            parts.append(f"{m['label']} {'/'.join(f'{n:,}' for n in counts) or '-'}")
+    return "; ".join(parts) or "-"
 
 
 def _missing_lines(frame: pd.DataFrame) -> list[str]:

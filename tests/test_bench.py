@@ -48,9 +48,24 @@ def test_cli_writes_the_json_and_prints_the_table(tmp_path, capsys):
     assert result["device"]["cpu_settings"]["flush_denormal"] is True
 
 
+def test_one_free_row_per_replay_in_one_interleaved_run(tmp_path):
+    """--replay 2,4 times Free m=2 and m=4 beside natural in one process (the cost job's C3 evidence):
+    each row says which method and m it is, so readers match rows without parsing labels."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--width", "4", "--batch", "8", "--reps", "1", "--warmup", "1", "--no-eval",
+                 "--methods", "natural,free,pgd7", "--replay", "2,4", "--device", "cpu", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    rows = [(row["name"], row["method"], row["replay"]) for row in result["rows"]]
+    assert rows == [("Natural", "natural", 1), ("Free m=2", "free", 2), ("Free m=4", "free", 4),
+                    ("7-PGD", "pgd", 1)]
+    assert result["replay"] == [2, 4]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--batch", "0"], "--batch has bad value 0"),
     (["--methods", "pgd9"], "--methods has bad value 'pgd9'"),
+    (["--replay", "2,0"], "--replay has bad value '0'"),
+    (["--replay", "8,x"], "--replay has bad value 'x'"),
 ])
 def test_bad_bench_arguments(capsys, args, message):
     assert main(["bench", *args]) == 2

@@ -62,6 +62,33 @@ def test_c3_and_c2_evidence_shows_the_numbers():
     assert "7-PGD 6.200" in c3.evidence and "Free m=2 1.020" in c3.evidence
 
 
+def interleaved_plan(tmp_path, **ratios: float) -> dict:
+    """A plan whose cost job timed natural at 100 ms and each other step at ``ratios`` x natural."""
+    steps = {"free_m2": 1.01, "free_m4": 1.0, "free_m8": 1.02, "free_m10": 0.99, "pgd7": 7.1, **ratios}
+    rows = [{"kind": "train", "method": "natural", "replay": 1, "median_s": 0.1}]
+    rows += [{"kind": "train", "method": "pgd" if key == "pgd7" else "free",
+              "replay": 1 if key == "pgd7" else int(key[6:]), "median_s": 0.1 * ratio} for key, ratio in steps.items()]
+    write_json(tmp_path / "cost" / "interleaved.json", {"rows": rows})
+    return {"cost_bench": {"file": "cost/interleaved.json"}}
+
+
+def test_c3_verdict_comes_from_the_interleaved_steps_not_the_drifting_wall_times(tmp_path):
+    """Wall times of sequential runs say Free m=4 costs 1.3x natural (drift); the interleaved steps
+    say 1.00x: C3 passes, printing both. And the other way round it fails."""
+    drifted = table(free_m4={"train_min_ours": 13.0})
+    verdict = claims.c3_cost(drifted, interleaved_plan(tmp_path), tmp_path)
+    assert verdict.passed and "interleaved steps" in verdict.statement
+    assert "Free m=4 1.000" in verdict.evidence and "Free m=4 1.300" in verdict.evidence
+    slow = claims.c3_cost(table(), interleaved_plan(tmp_path, free_m8=1.08), tmp_path)
+    assert not slow.passed and "Free m=8 1.080" in slow.evidence
+    assert not claims.c3_cost(table(), interleaved_plan(tmp_path, pgd7=4.0), tmp_path).passed
+
+
+def test_c3_without_a_cost_job_says_its_verdict_is_from_wall_times(tmp_path):
+    verdict = claims.c3_cost(table(), {"cost_bench": {"file": "cost/interleaved.json"}}, tmp_path)
+    assert verdict.passed and "training wall times" in verdict.statement
+
+
 def surface_plan(tmp_path, adv_rise: float, rad_rise: float) -> dict:
     """A figure3 plan with one adv-rad loss surface whose ends rise by the given amounts."""
     axis = [-2.0, -1.0, 0.0, 1.0, 2.0]

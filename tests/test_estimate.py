@@ -42,3 +42,24 @@ def test_iterations_follow_the_paper_schedules():
 def test_unknown_target_is_one_clear_line(capsys):
     assert main(["estimate", "table9", "--scale", "smoke"]) == 2
     assert "target 'table9' is unknown" in capsys.readouterr().err
+
+
+def test_an_attack_on_a_robust_subset_is_charged_for_its_images_only(smoke_plan, monkeypatch):
+    """mini attacks the first 1,000 of 10,000 test images: its attack jobs cost a tenth."""
+    from freeadv.config import load_yaml as load
+    from pathlib import Path
+    monkeypatch.setattr(estimate, "measure_step_costs",
+                        lambda *a, **k: {"train_step_s": 0.1, "attack_step_s": 0.1})
+    config = load(Path(__file__).resolve().parents[1] / REPO_CONFIG)
+    config["scales"]["smoke"]["attacks"] = {"max_steps": 5, "max_restarts": 2, "n": 10}   # of n_test 100
+    subset_plan = build_plan(**plan_inputs(config, "smoke"))
+
+    def attack_seconds(plan):
+        return {j["method"].replace("-n10", ""): j["seconds"]
+                for j in estimate.estimate(plan, "table1", device="cpu")["jobs"]
+                if j["job"] == "attack" and "natural" in j["model"]}
+
+    full, subset = attack_seconds(smoke_plan), attack_seconds(subset_plan)
+    assert full["pgd5-eps8-step2"] == pytest.approx(10 * subset["pgd5-eps8-step2"])
+    # natural accuracy now comes from a clean pass over every test image: one forward a batch of 100
+    assert "clean" not in full and subset["clean"] == pytest.approx(100 / 64 * 0.1)

@@ -371,16 +371,6 @@ def test_plan_with_empty_inputs(capsys):
     refused(capsys, ["plan", "--inputs", "{}"], "plan")
 
 
-def test_claims_and_regenerate_on_a_results_folder_with_bad_json(tmp_path, capsys):
-    shutil.copytree(REPO / "results" / "mini", tmp_path / "mini")
-    train_json = tmp_path / "mini" / "runs" / "cifar10-jpeg-small_cnn-w16-natural-s0" / "train.json"   # claim C3 reads it
-    train_json.write_text("[]")
-    refused(capsys, ["claims", "--results", tmp_path, "--scale", "mini", "--out", tmp_path / "c.txt"], "train.json")
-    train_json.write_text('{"config": \n')
-    refused(capsys, ["regenerate", "--results", tmp_path, "--scale", "mini", "--figures", tmp_path / "figs"],
-            "train.json", "not valid JSON")
-
-
 # --- 8. plain usability ------------------------------------------------------------------------------
 
 def test_numbers_as_people_write_them(tmp_path):

@@ -11,14 +11,16 @@ from freeadv.models import (
     MODELS,
     Normalize,
     PerImageStandardize,
+    PixelClassifier,
     PoolPadShortcut,
     PreActBlock,
+    PreActResNet,
     build_model,
     count_parameters,
 )
 
 IMAGENET_ARCHS = {"resnet50", "resnet101", "resnet152"}
-EXPECTED_ARCHS = {"wrn32_10", "wrn34_10", "preact_resnet18", "small_cnn"} | IMAGENET_ARCHS
+EXPECTED_ARCHS = {"wrn32_10", "wrn32_k", "wrn34_10", "preact_resnet18", "small_cnn"} | IMAGENET_ARCHS
 
 # Computed once from this implementation and cross-checked against the literature:
 # Madry et al.'s WRN-32-10 "~46M" (45.9M), WRN-34-10 46.2M (TRADES), PreAct ResNet-18 11.2M.
@@ -215,6 +217,61 @@ def test_normalize_is_inside_model_so_input_gradient_is_in_pixel_space(arch):
 
 
 # ----------------------------------------------------------------------------- build_model API
+
+
+# ----------------------------------------------------------------------------- WRN-32-k
+
+
+def _wrn32_10_as_built_before_wrn32_k() -> nn.Module:
+    """The wrn32_10 recipe as it was written before the width-k family existed: the reference
+    that wrn32_k at k=10 must reproduce."""
+    from freeadv.models.preact import _init_like_wrn_reference, _init_uniform_unit_scaling
+
+    net = PreActResNet(
+        10,
+        stem_width=16,
+        stage_widths=(160, 320, 640),
+        stage_strides=(1, 2, 2),
+        blocks_per_stage=5,
+        make_activation=lambda: nn.LeakyReLU(0.1, inplace=True),
+        shortcut_kind="pool_pad",
+    )
+    _init_like_wrn_reference(net)
+    _init_uniform_unit_scaling(net.fc)
+    return PixelClassifier(PerImageStandardize(), net)
+
+
+def test_wrn32_k_at_10_equals_wrn32_10_parameter_for_parameter():
+    built = {}
+    for name, build in [
+        ("reference", _wrn32_10_as_built_before_wrn32_k),
+        ("wrn32_10", lambda: build_model("wrn32_10", 10)),
+        ("wrn32_k", lambda: build_model("wrn32_k", 10, width=10)),
+    ]:
+        torch.manual_seed(0)
+        built[name] = build().state_dict()
+    reference = built.pop("reference")
+    for name, state in built.items():
+        assert list(state) == list(reference), name
+        for key, tensor in reference.items():
+            assert state[key].shape == tensor.shape and torch.equal(state[key], tensor), (name, key)
+    assert count_parameters(build_model("wrn32_k", 10, width=10)) == EXPECTED_PARAMS_10_CLASSES["wrn32_10"]
+
+
+@pytest.mark.parametrize("k, params", [(1, 464_154), (2, 1_844_826), (4, 7_357_146)])
+def test_wrn32_k_stage_widths_and_parameters(k, params):
+    model = build_model("wrn32_k", 10, width=k)
+    widths = [stage[0].conv2.out_channels for stage in model.net.stages]
+    assert widths == [16 * k, 32 * k, 64 * k] and model.net.stem.out_channels == 16
+    assert count_parameters(model) == params
+    assert model(_input_for("wrn32_k")).shape == (2, 10)
+
+
+@pytest.mark.parametrize("bad_width", [0, -1, 1.5, True])
+def test_bad_wrn32_k_width_is_a_one_line_value_error(bad_width):
+    with pytest.raises(ValueError) as info:
+        build_model("wrn32_k", 10, width=bad_width)
+    assert repr(bad_width) in str(info.value) and "\n" not in str(info.value)
 
 
 def test_unknown_arch_is_a_one_line_value_error():

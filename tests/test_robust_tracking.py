@@ -107,8 +107,9 @@ def test_checks_do_not_change_the_trained_weights(tmp_path):
 def test_check_time_is_not_training_time(tmp_path, monkeypatch, overrides):
     """Each check takes 1000 s of a clock that jumps (time.perf_counter, which the engine and the
     check read): train_seconds must leave all of them out, mid-pass, pass-end and pass-start checks
-    alike, while check_seconds shows them."""
-    real, jump, offset = time.perf_counter, 1000.0, {"s": 0.0}
+    alike, while check_seconds shows them. The CPU-time clock (time.process_time) jumps too:
+    train_cpu_seconds must leave the checks out in the same way."""
+    real, real_cpu, jump, offset = time.perf_counter, time.process_time, 1000.0, {"s": 0.0}
     original = robust.measure
 
     def slow_measure(*args, **kwargs):
@@ -116,11 +117,14 @@ def test_check_time_is_not_training_time(tmp_path, monkeypatch, overrides):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(time, "perf_counter", lambda: real() + offset["s"])
+    monkeypatch.setattr(time, "process_time", lambda: real_cpu() + offset["s"])
     monkeypatch.setattr(robust, "measure", slow_measure)
     result = train(tmp_path / "run", **overrides)
     checks = result["robust_checks"]
     assert len(checks) >= 2 and all(c["check_seconds"] >= jump for c in checks)
     assert 0 < result["train_seconds"] < jump / 10
+    assert 0 < result["train_cpu_seconds"] < jump / 10
+    assert result["train_cpu_per_wall"] == pytest.approx(result["train_cpu_seconds"] / result["train_seconds"])
 
 
 # (iteration, pass, merged into the pass end's entry) of every check; 8 iterations a pass

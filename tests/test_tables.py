@@ -100,14 +100,17 @@ def test_paper_plan_trains_shared_models_once():
     assert plan["models"][wong]["config"] == {
         "arch": "preact_resnet18", "batch_size": 128, "dataset": "cifar10", "early_stop": True, "epochs": 15,
         "eps": 8.0, "fgsm_alpha": 10.0, "iterations": None, "lr": 0.2, "lr_schedule": "cyclic", "method": "fgsm_rs",
-        "momentum": 0.9, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5, "seed": 0,
+        "momentum": 0.9, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5,
+        "robust_eval_every": None, "seed": 0,
         "weight_decay": 5e-4, "weight_decay_all": True}
     assert len(plan["models"]) == 64
     table1 = plan["targets"]["table1"]
     attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
     assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10",
                        "autoattack100-eps8"}
-    assert "aa" not in table1["rows"][0]["metrics"], "AutoAttack runs on adversarially trained models only"
+    assert "aa" in table1["rows"][0]["metrics"], "Table 1 runs AutoAttack on the natural model too"
+    table2 = plan["targets"]["table2"]
+    assert "aa" not in table2["rows"][0]["metrics"], "elsewhere AutoAttack runs on adversarially trained models only"
     trials = plan["targets"]["trials"]["rows"]
     assert [r["key"] for r in trials if "aa" in r["metrics"]] == ["seed0"]
     table4 = plan["targets"]["table4"]["rows"]
@@ -219,11 +222,13 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
     again = pd.read_csv(paths[0])
     assert again.set_index("row").loc["pgd7", "cw100_paper"] == 46.52
     markdown = paths[1].read_text()
-    assert "41.00 / 45.86 (-4.86)" in markdown
+    assert "41.00 ± 4.92 / 45.86 (-4.86)" in markdown   # n=100: sqrt(.41 x .59 / 100) = 4.92 points
+    assert "n per column:" in markdown
     assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
     tex = paths[2].read_text()
     assert r"\begin{tabular}" in tex and r"\_" in tex and "45.86" in tex
-    assert free10["aa_ours"] == 36.0 and math.isnan(frame.set_index("row").loc["natural", "aa_ours"])
+    # Table 1 measures AutoAttack on the natural model too (issue 17): its cell is filled
+    assert free10["aa_ours"] == 36.0 and not math.isnan(frame.set_index("row").loc["natural", "aa_ours"])
     assert "86.11 / 46.19 / 41.47 (Shafahi2019Adversarial, WRN-34-10)" in markdown   # the row's arch differs
     assert frame.set_index("row").loc["free_m8", "robustbench_aa"] == 41.47
 

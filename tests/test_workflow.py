@@ -3,6 +3,7 @@ paper, every figure a real PNG/PDF, the cost of every job, the report), the pape
 lint, clear errors for an unknown scale, a config failing the schema and missing datasets, parsing
 without torch, the library files of each rule derived from the import graph (what an edit reruns),
 and the catalog layout: workflow/Snakefile found from the repository root, with its profile."""
+import json
 import math
 import os
 import re
@@ -16,7 +17,7 @@ import pytest
 
 from freeadv.config import load_yaml
 from freeadv.cost import plan_jobs
-from freeadv.experiments import design, scales
+from freeadv.experiments import design, layout, scales
 from freeadv.experiments.paper_values import paper_values
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +186,27 @@ def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
             (source / "tables" / f"cost.{ext}").read_bytes(), ext
     assert (tmp_path / "results/smoke/claims.txt").read_text().splitlines()[1:] == \
         (source / "claims.txt").read_text().splitlines()[1:]
+
+
+@pytest.mark.slow
+def test_claims_and_regenerate_on_a_results_folder_with_bad_json(smoke, tmp_path):
+    """A train.json that is `[]` or cut short: one line naming the file, no traceback (issue 16)."""
+    workdir, _ = smoke
+    shutil.copytree(workdir / "results" / "smoke", tmp_path / "smoke",
+                    ignore=shutil.ignore_patterns("model.pt", "checkpoint*"))
+    plan = json.loads((tmp_path / "smoke" / "plan.json").read_text())
+    natural = next(r["model"] for r in plan["targets"]["table1"]["rows"] if r["key"] == "natural")
+    train_json = tmp_path / "smoke" / layout.train_path(natural)   # claim C3 reads it
+    for text, argv, culprits in (
+            ("[]", ["claims", "--results", tmp_path, "--scale", "smoke", "--out", tmp_path / "c.txt"], ["train.json"]),
+            ('{"config": \n', ["regenerate", "--results", tmp_path, "--scale", "smoke", "--figures", tmp_path / "f"],
+             ["train.json", "not valid JSON"])):
+        train_json.write_text(text)
+        run = subprocess.run([sys.executable, "-m", "freeadv", *map(str, argv)], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        errors = [line for line in run.stderr.splitlines() if line.startswith("freeadv ")]
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert len(errors) == 1 and all(c in errors[0] for c in culprits), run.stderr
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 
 from ..lazy import lazy_import
-from .spec import AttackError, AttackKind, AttackSpec, num, register_attack
+from .spec import N_SUFFIX, AttackError, AttackKind, AttackSpec, n_suffix, num, parsed_n, register_attack
 
 steps = lazy_import("freeadv.attacks.steps")   # imports torch
 
@@ -41,17 +41,17 @@ class Noise(AttackKind):
     """Uniform noise of the same eps: a gradient attack that does worse signals a broken evaluation."""
     name = "noise"
     gradient = False
-    form = "noise-eps<E>"
-    _ID = re.compile(r"^noise-eps(?P<eps>[0-9.]+)$")
+    form = "noise-eps<E>[-n<images>]"
+    _ID = re.compile(r"^noise-eps(?P<eps>[0-9.]+)" + N_SUFFIX + "$")
 
     def id(self, spec):
         if spec.eps is None:
             return super().id(spec)
-        return f"noise-eps{num(spec.eps)}"
+        return f"noise-eps{num(spec.eps)}{n_suffix(spec)}"
 
     def parse(self, attack_id):
         match = self._ID.match(attack_id)
-        return AttackSpec("noise", 0, float(match["eps"])) if match else None
+        return AttackSpec("noise", 0, float(match["eps"]), n=parsed_n(match)) if match else None
 
     def describe(self, spec):
         return "uniform random noise" + ("" if spec.eps is None else f", eps {num(spec.eps)}")
@@ -69,6 +69,7 @@ class NoAttack(AttackKind):
     name = "none"
     gradient = False
     uses_restarts = False
+    sized = False
     form = "clean"
 
     def id(self, spec):
@@ -104,21 +105,20 @@ class AutoAttack(AttackKind):
     uses_restarts = False
     uses_step = False
     whole_set = True
-    sized = True
     default_steps = 100
     form = "<kind><iterations>-eps<E>[-n<images>]"
-    _ID = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)(?:-n(?P<n>\d+))?$")
+    _ID = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)" + N_SUFFIX + "$")
 
     def id(self, spec):
         if spec.eps is None:
             raise AttackError(f"attack {spec.kind}-{spec.steps} has no eps yet; bind it to a row first")
-        return f"{self.name}{spec.steps}-eps{num(spec.eps)}" + (f"-n{spec.n}" if spec.n else "")
+        return f"{self.name}{spec.steps}-eps{num(spec.eps)}{n_suffix(spec)}"
 
     def parse(self, attack_id):
         match = self._ID.match(attack_id[len(self.name):]) if attack_id.startswith(self.name) else None
         if not match:
             return None
-        return AttackSpec(self.name, int(match["steps"]), float(match["eps"]), n=int(match["n"]) if match["n"] else None)
+        return AttackSpec(self.name, int(match["steps"]), float(match["eps"]), n=parsed_n(match))
 
     def describe(self, spec):
         variant = "standard settings" if spec.steps == AUTOATTACK_ITERATIONS else (

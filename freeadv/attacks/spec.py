@@ -26,6 +26,17 @@ def num(value: float) -> str:
     return f"{value:g}"
 
 
+N_SUFFIX = r"(?:-n(?P<n>\d+))?"   # the optional '-n<images>' that ends every sized kind's id
+
+
+def n_suffix(spec: "AttackSpec") -> str:
+    return f"-n{spec.n}" if spec.n else ""
+
+
+def parsed_n(match: re.Match) -> int | None:
+    return int(match["n"]) if match["n"] else None
+
+
 class AttackKind:
     """One kind of attack. Subclasses set ``name`` and the flags, and implement ``perturb``.
 
@@ -45,17 +56,19 @@ class AttackKind:
     uses_restarts: ClassVar[bool] = True
     uses_step: ClassVar[bool] = True
     whole_set: ClassVar[bool] = False
-    sized: ClassVar[bool] = False      # its id may fix the number of images (ImageNet's AutoAttack: 5,000)
+    # its id may fix the number of images, the first n of the test subset (ImageNet's AutoAttack: 5,000;
+    # a scale's robust subset, ``attacks: {n: ...}``); the clean pass never does: it is always the whole subset
+    sized: ClassVar[bool] = True
     default_steps: ClassVar[int] = 20
-    form: ClassVar[str] = "<kind><steps>-eps<E>-step<S>[-r<restarts>]"
+    form: ClassVar[str] = "<kind><steps>-eps<E>-step<S>[-r<restarts>][-n<images>]"
     _ID: ClassVar[re.Pattern] = re.compile(r"^(?P<steps>\d+)-eps(?P<eps>[0-9.]+)-step(?P<step>[0-9.]+)"
-                                           r"(?:-r(?P<restarts>\d+))?$")
+                                           r"(?:-r(?P<restarts>\d+))?" + N_SUFFIX + "$")
 
     def id(self, spec: "AttackSpec") -> str:
         if spec.eps is None or spec.step_size is None:
             raise AttackError(f"attack {spec.kind}-{spec.steps} has no eps/step size yet; bind it to a row first")
         restarts = f"-r{spec.restarts}" if spec.restarts > 1 else ""
-        return f"{self.name}{spec.steps}-eps{num(spec.eps)}-step{num(spec.step_size)}{restarts}"
+        return f"{self.name}{spec.steps}-eps{num(spec.eps)}-step{num(spec.step_size)}{restarts}{n_suffix(spec)}"
 
     def parse(self, attack_id: str) -> "AttackSpec | None":
         """The spec an id of this kind stands for; None when the id is not of this kind."""
@@ -63,12 +76,12 @@ class AttackKind:
         if not match:
             return None
         return AttackSpec(self.name, int(match["steps"]), float(match["eps"]), float(match["step"]),
-                          int(match["restarts"] or 1))
+                          int(match["restarts"] or 1), n=parsed_n(match))
 
     def describe(self, spec: "AttackSpec") -> str:
         text = f"{self.name.upper()}-{spec.steps}" + (f", {spec.restarts} restarts" if spec.restarts > 1 else "")
         eps = "eps = training eps" if spec.eps is None else f"eps {num(spec.eps)}"
-        return f"{text}, {eps}, step {num(spec.step_size)}"
+        return f"{text}, {eps}, step {num(spec.step_size)}" + (f", first {spec.n} test images" if spec.n else "")
 
     def cost(self, spec: "AttackSpec") -> int:
         return max(spec.steps, 1) * spec.restarts
@@ -113,8 +126,8 @@ class AttackSpec:
             raise AttackError(f"attack needs steps >= 0 and restarts >= 1, got steps={self.steps} "
                               f"restarts={self.restarts}")
         if self.n is not None and (self.n < 1 or not self.attack.sized):
-            raise AttackError(f"attack {self.kind} has bad n {self.n}: only a sized kind (AutoAttack) "
-                              f"takes its own number of images, >= 1")
+            raise AttackError(f"attack {self.kind} has bad n {self.n}: the clean pass runs on the whole test "
+                              f"subset; an attack's n must be >= 1")
 
     @property
     def attack(self) -> AttackKind:

@@ -74,6 +74,11 @@ def benchmark_path(rule: str, *wildcards: str) -> str:
     return f"{BENCHMARKS_DIR}/{job_name(rule, *wildcards)}.{BENCHMARK_EXT}"
 
 
+def cost_bench_path() -> str:
+    """Table 1's training steps timed interleaved in one process (``freeadv bench``): what claim C3 reads."""
+    return "cost/interleaved.json"
+
+
 def resources_path() -> str:
     """The record of the resources each job asked for, beside the benchmarks that say what it used."""
     return f"{BENCHMARKS_DIR}/{RESOURCES_FILE}"

@@ -20,8 +20,9 @@ from ..attacks.spec import num
 from ..config import check_values, defaults   # light: yaml and the method registry, no torch
 from ..keys import ConfigError
 from ..io import read_json
-from .design import ARCH_TITLES, RECIPES, Analysis, Cell, Row, Target, make_targets, sanity_attacks
-from .layout import analysis_path, eval_path, train_path
+from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
+                     sanity_attacks)
+from .layout import analysis_path, cost_bench_path, eval_path, train_path
 
 
 class PlanError(ValueError):
@@ -29,7 +30,7 @@ class PlanError(ValueError):
 
 
 # The keys of a scale's settings that decide what is trained and evaluated (not its job resources).
-PLAN_SETTINGS = ("datasets", "architectures", "train", "train_by_dataset", "attacks", "sweeps")
+PLAN_SETTINGS = ("datasets", "architectures", "train", "train_by_dataset", "attacks", "sweeps", "omit")
 
 
 def model_id(config: dict[str, Any], cell: Cell) -> str:
@@ -90,12 +91,56 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
 
 
 def realise_attack(attack: AttackSpec, settings: dict[str, Any], config: dict[str, Any] | None = None) -> AttackSpec:
-    """The attack a scale runs for one of the paper's: the scale may cap steps and restarts (smoke),
-    and an attack's own number of images gives way to a model's smaller test subset."""
+    """The attack a scale runs for one of the paper's: the scale may cap steps and restarts (smoke)
+    and run every attack on a robust subset, the first ``attacks.n`` test images (mini: the claims
+    compare attacks on the same images); an attack's own number of images gives way to a smaller
+    subset, and the n of either to a model's smaller test subset."""
     caps = settings.get("attacks") or {}
     attack = attack.capped(caps.get("max_steps"), caps.get("max_restarts"))
+    if caps.get("n") and attack.attack.sized:
+        attack = replace(attack, n=min(attack.n or caps["n"], caps["n"]))
     n_test = (config or {}).get("n_test")
     return replace(attack, n=None) if attack.n and n_test and n_test <= attack.n else attack
+
+
+def realise_metric_attack(metric: Metric, row: Row, settings: dict[str, Any], config: dict[str, Any]) -> AttackSpec:
+    """The attack job a metric of a row reads. Natural accuracy is read from a gradient attack's
+    clean pass, unless the scale attacks a robust subset: then from the clean pass over the whole
+    test subset (forward passes only; 10,000 images put its standard error near 0.5 points)."""
+    attack = metric.attack.bind(row.eval_eps)
+    if metric.field == "clean_acc" and (settings.get("attacks") or {}).get("n"):
+        attack = CLEAN
+    return realise_attack(attack, settings, config)
+
+
+def check_omissions(settings: dict[str, Any], targets: dict[str, Target]) -> None:
+    """``omit`` names targets, metrics and rows of the design: a typo must not silently omit nothing."""
+    for name, omitted in (settings.get("omit") or {}).items():
+        if name not in targets:
+            raise PlanError(f"omit names the target '{name}', which the design does not have "
+                            f"(targets: {', '.join(targets)})")
+        target = targets[name]
+        keys, metrics = {row.key for row in target.rows}, {m.key for m in target.metrics}
+        for what, rows in omitted.items():
+            if what != "rows" and what not in metrics:
+                raise PlanError(f"omit.{name} names '{what}': expected 'rows' or a metric of {name} "
+                                f"({', '.join(sorted(metrics))})")
+            for key in rows:
+                if key not in keys:
+                    raise PlanError(f"omit.{name}.{what} names the row '{key}', which {name} does not have "
+                                    f"({', '.join(sorted(keys))})")
+
+
+def _omitted(settings: dict[str, Any], target: str, what: str) -> set[str]:
+    return set(((settings.get("omit") or {}).get(target) or {}).get(what) or ())
+
+
+def omission_notes(settings: dict[str, Any], target: Target) -> list[str]:
+    """The target's notes on what this scale leaves out (``omit``), in words."""
+    labels = {m.key: m.label for m in target.metrics}
+    return [f"Left out at this scale to fit its budget: "
+            + (f"the rows {', '.join(rows)}" if what == "rows" else f"{labels[what]} on {', '.join(rows)}") + "."
+            for what, rows in ((settings.get("omit") or {}).get(target.name) or {}).items() if rows]
 
 
 def plan_inputs(workflow_config: dict[str, Any], scale: str) -> dict[str, Any]:
@@ -146,15 +191,15 @@ def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
     planned["paper_arch"] = ARCH_TITLES.get(row.cell.arch, row.cell.arch)
     config = models.entries[name]["config"]
     for metric in target.metrics:
-        if not metric.applies_to(row):
+        if not metric.applies_to(row) or row.key in _omitted(models.settings, target.name, metric.key):
             continue
         if metric.attack is None:
             planned["metrics"][metric.key] = {"file": train_path(name), "attack": None}
         else:
-            attack = realise_attack(metric.attack.bind(row.eval_eps), models.settings, config)
+            attack = realise_metric_attack(metric, row, models.settings, config)
             planned["metrics"][metric.key] = _result(name, attack)
     if target.kind == "table":
-        planned["sanity"] = [_result(name, realise_attack(a, models.settings))
+        planned["sanity"] = [_result(name, realise_attack(a, models.settings, config))
                              for a in sanity_attacks(target.metrics, row.eval_eps)]
     return planned
 
@@ -172,7 +217,7 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
     missing = sorted(target.datasets - datasets)
     # A partial target (one panel per dataset) keeps the panels of the datasets this scale has.
     available = not missing or (target.partial and bool(target.datasets & datasets))
-    notes = list(target.notes)
+    notes = list(target.notes) + omission_notes(models.settings, target)
     if missing and available:
         notes.append(f"Only {', '.join(sorted(target.datasets & datasets))} at scale '{scale}': "
                      f"it does not provide {', '.join(missing)}.")
@@ -185,8 +230,9 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
         "rows": [], "analyses": [],
     }
     if available:
+        omitted = _omitted(models.settings, target.name, "rows")
         entry["rows"] = [_plan_row(target, row, models) for row in target.rows
-                         if row.cell is None or row.cell.dataset not in missing]
+                         if (row.cell is None or row.cell.dataset not in missing) and row.key not in omitted]
         entry["analyses"] = [_plan_analysis(analysis, models) for analysis in target.analyses]
     return entry
 
@@ -199,9 +245,37 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
     metrics[...], analyses[...]}. Paths are relative to ``results/<scale>``.
     """
     models = _Models(settings, data)
-    targets = {name: _plan_target(target, scale, models)
-               for name, target in make_targets(settings.get("sweeps")).items()}
-    return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets}
+    design = make_targets(settings.get("sweeps"))
+    check_omissions(settings, design)
+    targets = {name: _plan_target(target, scale, models) for name, target in design.items()}
+    return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets,
+            "cost_bench": cost_bench(targets, models.entries)}
+
+
+# The interleaved cost measurement (claim C3): rounds of every timed step, medians. 30 rounds of
+# natural, Free at four m and 7-PGD take ~1 min for WRN-32 at width 1 on 2 CPU cores.
+COST_BENCH_REPS, COST_BENCH_WARMUP = 30, 3
+
+
+def cost_bench(targets: dict[str, Any], models: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``freeadv bench`` job that times Table 1's methods interleaved in one process, on Table 1's
+    architecture, batch and precision: natural, Free at each of the table's m, and its K-PGD.
+
+    Why: on a machine whose speed drifts by tens of percent within an hour (this project's CPUs),
+    the ratio of two training runs' wall times carries the drift between them; steps timed
+    round-robin in one process do not. None when the scale has no Table 1."""
+    table1 = targets.get("table1") or {}
+    rows = {row["key"]: row for row in table1.get("rows", []) if row["model"]}
+    if "natural" not in rows or "pgd7" not in rows:
+        return None
+    config = models[rows["natural"]["model"]]["config"]
+    replays = sorted(models[row["model"]]["config"]["replay"] for key, row in rows.items() if key.startswith("free_m"))
+    args = ["--arch", config["arch"], *(["--width", str(config["width"])] if config.get("width") else []),
+            "--dataset", config["dataset"], "--batch", str(config.get("batch_size", defaults()["batch_size"])),
+            "--amp", "bf16" if config.get("amp") == "bf16" else "off", "--methods", "natural,free,pgd7",
+            "--replay", ",".join(map(str, replays)), "--no-eval",
+            "--reps", str(COST_BENCH_REPS), "--warmup", str(COST_BENCH_WARMUP)]
+    return {"file": cost_bench_path(), "args": args, "model": rows["natural"]["model"]}
 
 
 # --- reading a plan ----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 # the value every trained model used); they are re-exported here as the builders' defaults.
 from ..data.catalog import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from .layers import SHORTCUTS, Normalize, PerImageStandardize, PixelClassifier, PoolPadShortcut
-from .registry import MODELS, build_model, count_parameters, register
+from .registry import MODELS, accepts_width, build_model, count_parameters, register
 
 # Imported for their @register side effect, in this order (MODELS keeps insertion order).
 from . import preact, small_cnn, torchvision_resnets  # noqa: E402,F401  isort: skip
@@ -39,6 +39,7 @@ __all__ = [
     "SmallCNN",
     "SHORTCUTS",
     "register",
+    "accepts_width",
     "build_model",
     "count_parameters",
 ]

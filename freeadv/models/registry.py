@@ -27,6 +27,11 @@ def _accepts_width(builder: Callable[..., nn.Module]) -> bool:
     return "width" in inspect.signature(builder).parameters
 
 
+def accepts_width(arch: str) -> bool:
+    """Whether a registered architecture's builder takes a ``width`` (small_cnn, wrn32_k)."""
+    return arch in MODELS and _accepts_width(MODELS[arch])
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -39,7 +44,8 @@ def build_model(
 
     ``mean``/``std`` configure the input :class:`Normalize` (``wrn32_10`` ignores them: it
     standardises each image, as Madry et al.'s code does). ``width`` is only meaningful for
-    architectures whose builder takes it (``small_cnn``); ``None`` means its default.
+    architectures whose builder takes it (``small_cnn``'s channels, ``wrn32_k``'s factor k); ``None``
+    means its default.
     """
     if arch not in MODELS:
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(sorted(MODELS))}")

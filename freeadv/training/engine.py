@@ -43,7 +43,7 @@ from ..methods import build_method
 from . import folder, lock, robust
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
-from .state import LoopState, Setup
+from .state import LoopState, Setup, close_segment, open_segment
 
 
 class NonFiniteLoss(RuntimeError, ValueError):   # a user-facing stop: exit 2, one line
@@ -128,6 +128,7 @@ class Trainer:
                                       for k, v in saved["method"].items()})
         state.iteration, state.log, state.history = saved["iteration"], saved["log"], saved["history"]
         state.train_seconds, state.resumes = saved["train_seconds"], saved["resumes"] + 1
+        state.train_cpu_seconds = saved.get("train_cpu_seconds", 0.0)   # older checkpoints lack it
         state.kept_model, state.kept_iteration = saved.get("kept_model"), saved.get("kept_iteration")
         if "running_loss" in saved:   # older checkpoints restart the sum (their loss_history differs, not the weights)
             mine = distributed.shard_rows(saved["running_loss"].to(setup.device), setup.context)
@@ -140,7 +141,7 @@ class Trainer:
         if state.running_loss is None:   # else restored from the checkpoint with since_log
             state.running_loss, state.since_log = torch.zeros((), device=setup.device), 0
         setup.model.train()
-        state.segment_start = state.last_log_time = time.perf_counter()
+        state.last_log_time = open_segment(state)
         while state.iteration < setup.total and not state.stopped:
             self._one_pass(setup, state, bar)
             if not state.stopped:
@@ -218,9 +219,8 @@ class Trainer:
 
     def _checkpoint(self, setup: Setup, state: LoopState) -> None:
         """Close the timing segment, then write (rank 0) the state every rank snapshots."""
-        now = time.perf_counter()
-        state.train_seconds += now - state.segment_start
-        state.segment_start = now   # the write below is counted in the next segment: it is part of the cost
+        close_segment(state)
+        open_segment(state)   # the write below is counted in the next segment: it is part of the cost
         snapshot = self._snapshot(setup, state)
         if setup.context.is_main:
             checkpoints.save_checkpoint(self.run_dir, snapshot)
@@ -230,7 +230,8 @@ class Trainer:
         method_state = {k: distributed.gather_rows(v, setup.context) for k, v in setup.method.state_dict().items()}
         return {"model": setup.model.state_dict(), "optimizer": setup.optimizer.state_dict(),
                 "method": method_state, "iteration": state.iteration, "log": state.log, "history": state.history,
-                "train_seconds": state.train_seconds, "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
+                "train_seconds": state.train_seconds, "train_cpu_seconds": state.train_cpu_seconds,
+                "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
                 "schedule": {"total": setup.total, "milestones": setup.milestones},
                 "kept_model": state.kept_model, "kept_iteration": state.kept_iteration, "config": self.config,
                 # each rank's loss summed since the last read, and how many iterations it holds
@@ -299,9 +300,9 @@ class Trainer:
 @contextmanager
 def _off_the_clock(state: LoopState) -> Iterator[None]:
     """Close the timing segment for the block (evaluation is not training time), reopen it after."""
-    state.train_seconds += time.perf_counter() - state.segment_start
+    close_segment(state)
     yield
-    state.segment_start = time.perf_counter()
+    open_segment(state)
 
 
 def _progress_bar(config: dict[str, Any], total: int, initial: int, *, enabled: bool) -> tqdm:

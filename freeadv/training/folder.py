@@ -118,6 +118,8 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
         "batches_per_pass": setup.batches_per_pass, "lr_milestones": setup.milestones,
         "n_train": setup.data.n_train, "dataset": setup.data.name,
         "train_seconds": train_seconds, "train_minutes": train_seconds / 60,
+        "train_cpu_seconds": state.train_cpu_seconds,   # this process, all threads (rank 0 under DDP)
+        "train_cpu_per_wall": state.train_cpu_seconds / train_seconds if train_seconds > 0 else None,
         "wall_seconds_last_session": time.perf_counter() - state.wall_start, "resumes": state.resumes,
         "images_per_second": images / train_seconds if train_seconds > 0 else None,
         "seconds_per_iteration": train_seconds / max(state.iteration, 1),

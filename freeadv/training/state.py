@@ -45,6 +45,7 @@ class LoopState:
     log: list[dict[str, Any]] = field(default_factory=list)       # per pass, and per robust check (log.jsonl)
     history: list[dict[str, Any]] = field(default_factory=list)   # one entry per loss read
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0             # this process's CPU time (all its threads) over the same segments
     resumes: int = 0
     kept_model: dict[str, torch.Tensor] | None = None   # early_stop: CPU weights at the last robust check
     kept_iteration: int | None = None                   # ... and the iteration they are of
@@ -53,4 +54,20 @@ class LoopState:
     since_log: int = 0                         # iterations summed into running_loss
     wall_start: float = field(default_factory=time.perf_counter)
     segment_start: float = 0.0                 # start of the training time not yet in train_seconds
+    segment_cpu_start: float = 0.0             # ... and of the CPU time not yet in train_cpu_seconds
     last_log_time: float = 0.0
+
+
+def open_segment(state: LoopState) -> float:
+    """Start counting training time (wall and process CPU); returns the wall clock's now."""
+    state.segment_start, state.segment_cpu_start = time.perf_counter(), time.process_time()
+    return state.segment_start
+
+
+def close_segment(state: LoopState) -> None:
+    """Add the time since :func:`open_segment` to ``train_seconds`` and ``train_cpu_seconds``.
+
+    CPU time beside wall time: on a shared or drifting machine the wall time of a run carries
+    whatever else ran; its CPU time does not count the time it waited for the cores."""
+    state.train_seconds += time.perf_counter() - state.segment_start
+    state.train_cpu_seconds += time.process_time() - state.segment_cpu_start

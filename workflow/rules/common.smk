@@ -87,6 +87,7 @@ ATTACK_CODE = code("freeadv.commands.attack")
 ANALYSIS_CODE = code("freeadv.commands.analysis")
 REPORT_CODE = code("freeadv.commands.report")  # plan, table, figure and claims
 COST_CODE = code("freeadv.commands.cost")
+BENCH_CODE = code("freeadv.bench")
 
 
 # --- models, attacks, analyses -------------------------------------------------------------------
@@ -239,7 +240,8 @@ def claims_results(wildcards):
     missing = [name for name in CLAIMS_NEED if not PLAN["targets"][name]["available"]]
     if missing:
         raise WorkflowError(unavailable_message(PLAN, missing[0]) + " (the claims read it)")
-    return results(sorted({f for name in CLAIMS_NEED for f in target_files(PLAN, name)}))
+    files = {f for name in CLAIMS_NEED for f in target_files(PLAN, name)}
+    return results(sorted(files | ({PLAN["cost_bench"]["file"]} if PLAN.get("cost_bench") else set())))
 
 
 def all_outputs(wildcards):

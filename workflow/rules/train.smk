@@ -27,3 +27,26 @@ rule train:
         "../envs/freeadv.yaml"
     shell:
         "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
+
+
+rule cost_bench:
+    """Table 1's training steps (natural, Free at each m, 7-PGD) timed round-robin in one process
+    on Table 1's architecture and precision (`freeadv bench`): claim C3's evidence, which the
+    drift between two training jobs' wall times cannot decide."""
+    input:
+        code=BENCH_CODE,
+    output:
+        result(layout.cost_bench_path()),
+    params:
+        args=lambda wildcards: " ".join(shlex.quote(a) for a in PLAN["cost_bench"]["args"]),
+    log:
+        LAYOUT.log("cost_bench.log"),
+    threads: lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["threads"]
+    resources:
+        gpu=lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["gpu"],
+        mem_mb=lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["mem_mb"],
+        runtime=60,
+    conda:
+        "../envs/freeadv.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} freeadv bench {params.args} --out {output} > {log} 2>&1"
