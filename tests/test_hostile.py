@@ -47,9 +47,39 @@ def tree(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+WATCHED: dict[str, Path] = {}   # the running test's tmp_path: refused() checks nothing there changed
+
+
+@pytest.fixture(autouse=True)
+def _watch_tmp_path(tmp_path):
+    WATCHED["tmp"] = tmp_path
+    yield
+    WATCHED.clear()
+
+
+def _everything(skip: Path | None) -> dict[str, str]:
+    """The test's folder and the repository's config, results and workflow, file by file, except
+    under ``skip`` (the command's own run folder)."""
+    roots = [WATCHED["tmp"], REPO / "config", REPO / "results", REPO / "workflow"] if WATCHED else []
+    state = {}
+    for root in roots:
+        for name, digest in tree(root).items():
+            path = root / name
+            if skip is None or not path.resolve().is_relative_to(skip):
+                state[str(path)] = digest
+    return state
+
+
 def refused(capsys, argv: list[str], *culprits: str, code: int = 2) -> str:
-    """Run one command in-process: it must exit ``code`` with one error line naming every culprit."""
-    returned = main([str(a) for a in argv])
+    """Run one command in-process: it must exit ``code`` with one error line naming every culprit,
+    and change no file outside its own --out folder (the test's folder and the repository's)."""
+    argv = [str(a) for a in argv]
+    own = Path(argv[argv.index("--out") + 1]).resolve() if "--out" in argv[:-1] and "train" in argv[:1] else None
+    before = _everything(own)
+    returned = main(argv)
+    after = _everything(own)
+    changed = sorted(set(before.items()) ^ set(after.items()))
+    assert not changed, f"a refused command changed files: {changed[:5]}"
     err = capsys.readouterr().err
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.startswith("freeadv ")]   # \r: progress bars
     assert returned == code, err

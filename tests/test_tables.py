@@ -130,6 +130,44 @@ def test_scale_maps_datasets_architectures_and_caps_attacks():
     assert plan["models"][row["model"]]["config"]["iterations"] == 20
 
 
+def test_a_robust_subset_attacks_the_first_n_and_reads_natural_accuracy_from_a_clean_pass():
+    """attacks.n (mini): every attack job on the first n test images, so claims compare attacks on
+    the same images; the natural column from the clean pass over the whole test subset."""
+    settings = dict(SMALL_SCALE, train={"iterations": 20, "n_train": 256}, attacks={"max_steps": 5, "n": 50})
+    plan = scales.build_plan("small", settings)
+    for row in plan["targets"]["table1"]["rows"]:
+        metrics = row["metrics"]
+        assert metrics["nat"]["attack"] == "clean", row["key"]
+        assert all(m["attack"].endswith("-n50") for key, m in metrics.items() if key not in ("nat", "train_min"))
+        assert {s["attack"] for s in row["sanity"]} == {"noise-eps8-n50", "pgd5-eps64-step8-n50"}
+    trials = plan["targets"]["trials"]["rows"][0]["metrics"]
+    assert trials["nat"]["attack"] == "clean" and trials["pgd20_r20"]["attack"] == "pgd5-eps8-step2-r20-n50"
+    # a model's smaller test subset wins over the scale's n: the smoke scale's 100 images, n 500
+    small = scales.build_plan("small", dict(SMALL_SCALE, attacks={"n": 500}))
+    assert small["targets"]["table1"]["rows"][1]["metrics"]["pgd20"]["attack"] == "pgd20-eps8-step2"
+
+
+def test_omit_leaves_out_rows_and_cells_and_says_so():
+    settings = dict(SMALL_SCALE, omit={"fast": {"rows": ["trades"]}, "table1": {"aa": ["free_m2", "free_m4"]}})
+    plan = scales.build_plan("small", settings)
+    assert "trades" not in [row["key"] for row in plan["targets"]["fast"]["rows"]]
+    aa = {row["key"]: "aa" in row["metrics"] for row in plan["targets"]["table1"]["rows"]}
+    assert aa == {"natural": True, "free_m2": False, "free_m4": False, "free_m8": True, "free_m10": True, "pgd7": True}
+    assert any("AutoAttack on free_m2, free_m4" in note for note in plan["targets"]["table1"]["notes"])
+    assert any("the rows trades" in note for note in plan["targets"]["fast"]["notes"])
+
+
+@pytest.mark.parametrize("omit, culprit", [
+    ({"tabel1": {"aa": ["free_m2"]}}, "'tabel1'"),
+    ({"table1": {"autoattack": ["free_m2"]}}, "'autoattack'"),
+    ({"table1": {"aa": ["free_m3"]}}, "'free_m3'"),
+])
+def test_a_typo_in_omit_is_a_plan_error_naming_it(omit, culprit):
+    with pytest.raises(scales.PlanError) as info:
+        scales.build_plan("small", dict(SMALL_SCALE, omit=omit))
+    assert culprit in str(info.value) and "\n" not in str(info.value)
+
+
 def test_targets_missing_a_dataset_are_not_available():
     settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
     plan = scales.build_plan("mini", settings)

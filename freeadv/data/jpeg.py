@@ -26,6 +26,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,14 +54,16 @@ def cache_dir() -> Path:
 
 def _decode_jpeg(payload: bytes, name: str) -> np.ndarray:
     try:
-        with Image.open(io.BytesIO(payload)) as image:
-            if image.size != IMAGE_SIZE:
-                raise DataError(f"cifar10-jpeg: '{name}' is {image.size[0]}x{image.size[1]}, not 32x32")
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        image = Image.open(io.BytesIO(payload))   # reads the header only: the size is known before decoding
     except (OSError, SyntaxError, ValueError) as err:   # PIL's errors for a damaged or non-image file
-        if isinstance(err, DataError):
-            raise
         raise DataError(f"cifar10-jpeg: '{name}' is not a readable JPEG ({err})") from None
+    with image:
+        if image.size != IMAGE_SIZE:
+            raise DataError(f"cifar10-jpeg: '{name}' is {image.size[0]}x{image.size[1]}, not 32x32")
+        try:
+            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        except (OSError, SyntaxError, ValueError) as err:
+            raise DataError(f"cifar10-jpeg: '{name}' is not a readable JPEG ({err})") from None
 
 
 def file_sha256(path: Path) -> str:
@@ -91,17 +94,26 @@ def _file_number(stem: str, source: str) -> int:
     return int(digits.group())
 
 
+def _read_archive(archive: Path, on_file) -> list[Any]:
+    """Call ``on_file(member, tar)`` for every file of a tar(.gz) in stream order, then read the
+    compressed stream to its end, so that gzip checks its CRC and length (the tar reader stops at
+    the end-of-archive blocks and would never see a damaged tail). Returns the calls' results."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            results = [on_file(member, tar) for member in tar if member.isfile()]
+            while tar.fileobj.read(1 << 20):
+                pass
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cifar10-jpeg: cannot read archive '{archive}' ({err}): it is damaged or incomplete; "
+                        f"replace it with a complete copy of {_JPEG_ARCHIVE}") from None
+    return results
+
+
 def check_archive(archive: Path) -> str:
     """What `freeadv doctor` says of an archive: its digest verified against the published one, and
     its gzip stream read to the end (CRC). DataError when damaged."""
     digest, published = verify_archive(archive)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = sum(1 for member in tar if member.isfile())
-            while tar.fileobj.read(1 << 20):
-                pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cifar10-jpeg: '{archive}' is damaged ({err}); copy it again from ../shared/data") from None
+    members = len(_read_archive(archive, lambda member, tar: None))
     which = "the published archive" if published else "NOT the published archive: checked by CRC only"
     return f"sha256 {digest[:16]}... ({which}), {members:,} files, gzip CRC ok"
 
@@ -154,16 +166,8 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
     """Decode every JPEG straight from the tar.gz stream (nothing is extracted to disk), then read
     the compressed stream to its end so that gzip checks its CRC and length."""
     collector = _JpegCollector(archive)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                if member.isfile():
-                    collector.add(member.name, lambda: tar.extractfile(member).read(), member.size)
-            while tar.fileobj.read(1 << 20):
-                pass
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cifar10-jpeg: cannot read archive '{archive}' ({err}); replace it with a "
-                        f"complete copy of {_JPEG_ARCHIVE}") from err
+    _read_archive(archive, lambda member, tar: collector.add(member.name, lambda: tar.extractfile(member).read(),
+                                                             member.size))
     return collector.arrays()
 
 
