@@ -7,10 +7,16 @@
     model.pt           the final weights (early_stop: those kept)  } written last, then the
     train.json         the summary (timing, log, robust checks)    } checkpoints go: both present
                                                                    } means finished
+    .finished-model.pt, .finished-train.json
+                       hard links to those two (no extra disk): a scheduler that deletes a job's
+                       outputs after the job finished (Snakemake does, for a job killed in its
+                       epilogue at a time limit) leaves them, and the next start restores the
+                       outputs instead of training again from zero
 """
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -34,8 +40,9 @@ TRAIN_JSON = "train.json"
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 # What training writes into a run folder (later commands add evals/ and analysis/ folders).
-RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL, TRAIN_JSON)
-RUN_MARKERS = (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_JSON, lock.LOCK)   # any one: a freeadv run folder
+FINISHED = {MODEL: ".finished-model.pt", TRAIN_JSON: ".finished-train.json"}   # output -> its hard link
+RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL, TRAIN_JSON, *FINISHED.values())
+RUN_MARKERS = (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_JSON, lock.LOCK, *FINISHED.values())   # any one: a run folder
 
 
 def check_out_folder(run_dir: Path) -> None:
@@ -57,6 +64,8 @@ def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, A
     (rank 0) saves the config and removes the half-written files a killed run left (its own
     files' temporaries only: ``.<name>.*.tmp`` of RUN_FILES)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if main:
+        _restore_finished(run_dir, config)
     if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
         done = read_json(run_dir / TRAIN_JSON)
         if same_config(done.get("config"), config):
@@ -139,7 +148,40 @@ def finish(run_dir: Path, setup: Setup, result: dict[str, Any], weights: dict[st
     if setup.context.is_main:
         save_tensors(run_dir / MODEL, weights)
         write_json(run_dir / TRAIN_JSON, result)
+        for output, link in FINISHED.items():
+            _hard_link(run_dir / output, run_dir / link)
         remove_checkpoints(run_dir)
+
+
+def _hard_link(source: Path, target: Path) -> bool:
+    """``target`` becomes another name of ``source`` (atomically replaced); False where the file
+    system has no hard links (then a deleted output is trained again, as before)."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.unlink(missing_ok=True)
+        os.link(source, temporary)
+        os.replace(temporary, target)
+        return True
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return False
+
+
+def _restore_finished(run_dir: Path, config: dict[str, Any]) -> None:
+    """Outputs of a finished run of this config that something deleted come back from their hard
+    links (both links present, the summary of this config); anything else is left as it is."""
+    links = {output: run_dir / link for output, link in FINISHED.items()}
+    if all((run_dir / output).exists() for output in links) or not all(p.exists() for p in links.values()):
+        return
+    try:
+        finished = read_json(links[TRAIN_JSON])
+    except ValueError:
+        return
+    if not same_config(finished.get("config"), config):
+        return
+    for output, link in links.items():
+        if _hard_link(link, run_dir / output):
+            print(f"[freeadv] {run_dir}: restored {output} of the finished run")
 
 
 def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
