@@ -171,7 +171,7 @@ def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
     workdir, _ = smoke
     source = workdir / "results" / "smoke"
     shutil.copytree(source, tmp_path / "results" / "smoke",
-                    ignore=shutil.ignore_patterns("model.pt", "checkpoint*", "tables", "claims.*"))
+                    ignore=shutil.ignore_patterns("*.pt", "checkpoint*", "tables", "claims.*"))
     assert not list((tmp_path / "results").rglob("*.pt"))
     run = subprocess.run([sys.executable, "-m", "freeadv", "regenerate", "--scale", "smoke"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
@@ -227,8 +227,9 @@ def test_paper_table1_dry_run_trains_six_models_and_attacks_each(tmp_path):
     counts = job_counts(output(dry))
     assert counts["train"] == 6
     # PGD-20, PGD-100, CW-100, 10-restart PGD-20, and the sanity pair: uniform noise, PGD-20 at eps 64
-    # ... and AutoAttack on the five adversarially trained models
-    assert counts["attack"] == 6 * (4 + 2) + 5
+    # ... and AutoAttack on all six (Table 1 includes the natural model: AutoAttack finds it at ~0% too)
+    assert counts["attack"] == 6 * (4 + 2) + 6
+    assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/autoattack100-eps8.json" in output(dry)
     assert "results/paper/runs/cifar10-wrn32_10-free-m8-eps8-s0/evals/autoattack100-eps8.json" in output(dry)
     assert counts["curves"] == 1
     assert "results/paper/runs/cifar10-wrn32_10-natural-s0/evals/noise-eps8.json" in output(dry)
@@ -304,7 +305,8 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     assert "table2" not in text and "figure4" not in text
     assert "figures/mini/figure1.png" in text and "results/mini/claims.txt" in text   # Figure 1's CIFAR-10 panel
     assert "natural-m16" in text and "model=cifar100" not in text
-    assert "cifar10-jpeg-small_cnn" in text
+    assert "cifar10-jpeg-wrn32_k-w1" in text and "cost/interleaved.json" in text
+    assert "-n1000.json" in text and "-trades" not in text   # the robust subset; no TRADES model at mini
     run = snakemake("table2", "-n", "--config", "scale=mini", workdir=tmp_path)
     assert run.returncode != 0 and "needs the cifar100 dataset(s), which scale 'mini' does not provide" in output(run)
 
@@ -370,9 +372,11 @@ def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
         return dry
 
     assert "Nothing to be done" in output(dry_run())
-    for unused in ("bench.py", "doctor.py", "estimate.py", "cli.py"):   # no rule's command imports them
+    for unused in ("doctor.py", "estimate.py", "cli.py"):   # no rule's command imports them
         _edit(repo / "freeadv" / unused)
     assert "Nothing to be done" in output(dry_run())
+    _edit(repo / "freeadv" / "bench.py")   # the interleaved cost job, and the claims that read it
+    assert job_counts(output(dry_run())) == {"cost_bench": 1, "claims": 1, "all": 1, "total": 3}
     _edit(repo / "freeadv" / "sanity.py")   # read by freeadv attack (check_eval) and the tables (check_model)
     counts = job_counts(output(dry_run()))
     attacks = {f for name in scales.available_targets(plan) for f in scales.target_files(plan, name) if "/evals/" in f}
