@@ -70,7 +70,7 @@ def _short(row: str) -> str:
     return row.replace("free_m", "Free m=").replace("pgd7", "7-PGD")
 
 
-def _interleaved_ratios(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> dict[str, float] | None:
+def _interleaved_ratios(plan: dict[str, Any], results: Path) -> dict[str, float] | None:
     """Each robust row's step time / natural's from the cost job (``freeadv bench``, one process)."""
     planned = plan.get("cost_bench")
     if not planned or not (results / planned["file"]).exists():
@@ -99,7 +99,7 @@ def _cpu_ratios(t1: pd.DataFrame, results: Path | None) -> dict[str, float] | No
 def c3_cost(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
     """The verdict comes from the interleaved cost job where the scale has one; the training runs'
     wall and CPU time ratios are printed beside it (sequential runs: they carry the machine's drift)."""
-    interleaved = _interleaved_ratios(t1, plan, results) if results is not None else None
+    interleaved = _interleaved_ratios(plan, results) if results is not None else None
     natural = _value(t1, "natural", "train_min_ours")
     wall = {row: _value(t1, row, "train_min_ours") / natural for row in ROBUST_ROWS}
     cpu = _cpu_ratios(t1, results)

@@ -131,8 +131,13 @@ def check_omissions(settings: dict[str, Any], targets: dict[str, Target]) -> Non
                                     f"({', '.join(sorted(keys))})")
 
 
+def _omissions(settings: dict[str, Any], target: str) -> dict[str, list[str]]:
+    """``omit`` of one target: 'rows' or a metric key -> row keys."""
+    return (settings.get("omit") or {}).get(target) or {}
+
+
 def _omitted(settings: dict[str, Any], target: str, what: str) -> set[str]:
-    return set(((settings.get("omit") or {}).get(target) or {}).get(what) or ())
+    return set(_omissions(settings, target).get(what) or ())
 
 
 def omission_notes(settings: dict[str, Any], target: Target) -> list[str]:
@@ -140,7 +145,7 @@ def omission_notes(settings: dict[str, Any], target: Target) -> list[str]:
     labels = {m.key: m.label for m in target.metrics}
     return [f"Left out at this scale to fit its budget: "
             + (f"the rows {', '.join(rows)}" if what == "rows" else f"{labels[what]} on {', '.join(rows)}") + "."
-            for what, rows in ((settings.get("omit") or {}).get(target.name) or {}).items() if rows]
+            for what, rows in _omissions(settings, target.name).items() if rows]
 
 
 def plan_inputs(workflow_config: dict[str, Any], scale: str) -> dict[str, Any]:
