@@ -103,14 +103,23 @@ def realise_attack(attack: AttackSpec, settings: dict[str, Any], config: dict[st
     return replace(attack, n=None) if attack.n and n_test and n_test <= attack.n else attack
 
 
-def realise_metric_attack(metric: Metric, row: Row, settings: dict[str, Any], config: dict[str, Any]) -> AttackSpec:
+def realise_metric_attack(metric: Metric, eval_eps: float | None, settings: dict[str, Any],
+                          config: dict[str, Any] | None = None) -> AttackSpec:
     """The attack job a metric of a row reads. Natural accuracy is read from a gradient attack's
     clean pass, unless the scale attacks a robust subset: then from the clean pass over the whole
     test subset (forward passes only; 10,000 images put its standard error near 0.5 points)."""
-    attack = metric.attack.bind(row.eval_eps)
+    attack = metric.attack.bind(eval_eps)
     if metric.field == "clean_acc" and (settings.get("attacks") or {}).get("n"):
         attack = CLEAN
     return realise_attack(attack, settings, config)
+
+
+def metric_source(metric: Metric, settings: dict[str, Any]) -> str:
+    """Where a column's number comes from at this scale, in words: the design's own wording, or, on
+    a robust subset, the realised attack (its first n images, the clean pass over every image)."""
+    if metric.attack is None or not (settings.get("attacks") or {}).get("n"):
+        return metric.source
+    return replace(metric, attack=realise_metric_attack(metric, None, settings)).source
 
 
 def check_omissions(settings: dict[str, Any], targets: dict[str, Target]) -> None:
@@ -201,7 +210,7 @@ def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
         if metric.attack is None:
             planned["metrics"][metric.key] = {"file": train_path(name), "attack": None}
         else:
-            attack = realise_metric_attack(metric, row, models.settings, config)
+            attack = realise_metric_attack(metric, row.eval_eps, models.settings, config)
             planned["metrics"][metric.key] = _result(name, attack)
     if target.kind == "table":
         planned["sanity"] = [_result(name, realise_attack(a, models.settings, config))
@@ -230,7 +239,8 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
         "kind": target.kind, "title": target.title, "available": available,
         "datasets": sorted(target.datasets), "missing_datasets": missing, "summary": target.summary,
         "notes": notes,
-        "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit, "source": m.source}
+        "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit,
+                     "source": metric_source(m, models.settings)}
                     for m in target.metrics],
         "rows": [], "analyses": [],
     }
