@@ -334,3 +334,15 @@ def test_default_normalisation_is_the_data_catalogs():
     model = build_model("small_cnn", 10, width=4)
     torch.testing.assert_close(model.preprocess.std.flatten(), torch.tensor(MEAN_STD["cifar10"][1]))
     torch.testing.assert_close(model.preprocess.mean.flatten(), torch.tensor(MEAN_STD["cifar10"][0]))
+
+
+def test_train_and_attack_jobs_do_not_import_torchvision():
+    """torchvision's import pulls in torch._dynamo (1.2 s), paid by each of the smoke DAG's 162 jobs;
+    the ResNets import it when built (above), provenance reads its version from package metadata."""
+    import subprocess
+    import sys
+
+    code = ("import sys, freeadv.commands.train, freeadv.commands.attack, freeadv.provenance as p; "
+            "p.library_versions(); print(sorted(m for m in sys.modules if m.split('.')[0] == 'torchvision'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -70,11 +70,16 @@ def test_trades_is_registered_with_its_declarations():
 
 @pytest.mark.slow
 def test_trades_training_beats_natural_under_pgd(tmp_path):
-    """Same data and iterations as the Free-vs-natural test (tests/test_training.py), eps 6."""
+    """Same data and iterations as the Free-vs-natural test (tests/test_training.py), eps 6.
+
+    TRADES runs K=3 inner steps of 2.5 (they reach the eps-6 boundary) instead of the authors' 10 of
+    1.785: the KL term is what this checks, and at K=10 the test took 105 s of CI's 25 minutes."""
     common = dict(dataset="synthetic", arch="small_cnn", n_train=1024, n_test=500, iterations=320, width=16,
                   eps=6.0, log_every=40, checkpoint_every=1000, eval_n=None, device="cpu", batch_size=64)
+    inner = {"trades_steps": 3, "trades_step_size": 2.5}
     for name, method in (("nat", "natural"), ("trades", "trades")):
-        Trainer(cfg.resolve({**common, "method": method}), tmp_path / name, progress=False).run()
+        extra = inner if method == "trades" else {}
+        Trainer(cfg.resolve({**common, "method": method, **extra}), tmp_path / name, progress=False).run()
     spec = AttackSpec("pgd", steps=10, eps=6, step_size=1)
     accs = {}
     for name in ("nat", "trades"):
