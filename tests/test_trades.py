@@ -76,10 +76,9 @@ def test_trades_training_beats_natural_under_pgd(tmp_path):
     1.785: the KL term is what this checks, and at K=10 the test took 105 s of CI's 25 minutes."""
     common = dict(dataset="synthetic", arch="small_cnn", n_train=1024, n_test=500, iterations=320, width=16,
                   eps=6.0, log_every=40, checkpoint_every=1000, eval_n=None, device="cpu", batch_size=64)
-    inner = {"trades_steps": 3, "trades_step_size": 2.5}
-    for name, method in (("nat", "natural"), ("trades", "trades")):
-        extra = inner if method == "trades" else {}
-        Trainer(cfg.resolve({**common, "method": method, **extra}), tmp_path / name, progress=False).run()
+    runs = {"nat": {"method": "natural"}, "trades": {"method": "trades", "trades_steps": 3, "trades_step_size": 2.5}}
+    for name, overrides in runs.items():
+        Trainer(cfg.resolve({**common, **overrides}), tmp_path / name, progress=False).run()
     spec = AttackSpec("pgd", steps=10, eps=6, step_size=1)
     accs = {}
     for name in ("nat", "trades"):
