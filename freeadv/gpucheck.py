@@ -66,6 +66,7 @@ REPO = Path(__file__).resolve().parents[1]
 GPU_TESTS = "tests/test_gpu.py"
 JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 TOTAL_TARGET_S = 440          # the whole check on one H100: under 8 minutes with room to spare
+FAILURE_MESSAGE_CHARS = 2000   # per failing device test, in the report
 TRAIN_RESERVE_S = 70          # beyond --budget-seconds: data decoding, the step probe, overrun, PGD-20, estimate
 BENCH_MAX_S = 200             # at most this for the bench
 MIN_COMPILED_S = 30           # a compiled configuration starts only with this much of the bench's time left
@@ -145,17 +146,19 @@ def run_device_tests(device: torch.device, settings: Settings, workdir: Path) ->
 
 
 def _junit_counts(report: Path) -> dict[str, Any]:
-    passed, failing, skipped = [], [], []
+    passed, failing, skipped, messages = [], [], [], {}
     for case in ET.parse(report).getroot().iter("testcase"):
         test_id = f"{GPU_TESTS}::{case.get('name')}"
-        if case.find("failure") is not None or case.find("error") is not None:
+        failure = case.find("failure") if case.find("failure") is not None else case.find("error")
+        if failure is not None:   # its message: the output tail holds only the last failure's traceback
             failing.append(test_id)
+            messages[test_id] = (failure.get("message") or failure.text or "")[:FAILURE_MESSAGE_CHARS]
         elif case.find("skipped") is not None:
             skipped.append({"id": test_id, "reason": case.find("skipped").get("message", "")})
         else:
             passed.append(test_id)
     return {"passed": len(passed), "failed": len(failing), "skipped": len(skipped), "failing": failing,
-            "passed_ids": passed, "skipped_ids": skipped}
+            "failure_messages": messages, "passed_ids": passed, "skipped_ids": skipped}
 
 
 # --- part 2: the bench -------------------------------------------------------------------------
@@ -439,7 +442,8 @@ def format_markdown(result: dict[str, Any]) -> str:
         for name, part in failed:
             lines.append(f"- {name}: {part.get('error', 'failed')}")
             for test_id in part.get("failing", []):
-                lines.append(f"  - {test_id}")
+                message = part.get("failure_messages", {}).get(test_id, "").splitlines()
+                lines.append(f"  - {test_id}" + (f": {message[0]}" if message else ""))
     return "\n".join(lines) + "\n"
 
 

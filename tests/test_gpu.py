@@ -10,8 +10,9 @@ a CPU reference: the checks still run, with CPU tolerances). ``$FREEADV_TEST_QUI
 
 What each test guards:
 
-- a Free-m step on the device computes what fp32 on the CPU computes (weights, perturbation):
-  the device's kernels (TF32 convolutions, channels_last) do not change Algorithm 1;
+- a Free-m step on the device in strict fp32 computes what fp32 on the CPU computes (weights,
+  perturbation): the device's kernels and channels_last do not change Algorithm 1;
+- TF32 convolutions (the CUDA default) flip only a few of the perturbation's signs, and keep the loss;
 - a run interrupted mid-replay and resumed on the device ends where an uninterrupted one does;
 - PGD with a seeded generator is reproducible on the device (evaluations can be rerun);
 - bf16 autocast, the faster option, agrees with fp32 on a Free step (loss, delta signs);
@@ -45,12 +46,17 @@ TINY = {"dataset": "synthetic", "arch": "small_cnn", "width": 8, "n_train": 256,
         "iterations": 16, "method": "free", "replay": 2, "eval_n": None, "robust_eval_n": 0, "log_every": 4,
         "checkpoint_every": 6}
 
-# Tolerances of a device against the CPU fp32 reference. On CUDA, cuDNN convolutions run in TF32
-# (PyTorch's default, as training runs): ~1e-3 relative per product, so weights after two SGD
-# steps differ by ~1e-5; a bug in the step (sign, clip, buffer) moves them by lr * grad ~ 1e-3.
+# Tolerances of a device against the CPU fp32 reference, TF32 off (strict fp32): measured on one
+# H200 (2026-11-27) the weights after two Free steps differ by 6e-8 and the perturbation is identical;
+# a bug in the step (sign, clip, buffer) moves a weight by lr * grad ~ 1e-3.
+STRICT_WEIGHT_TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
+# Two runs on one device with the same kernels (compiled vs eager, resumed vs not).
 WEIGHT_TOLERANCE = {"rtol": 2e-3, "atol": 2e-4}
-# The perturbation is eps * sign(input gradient): where a gradient is ~0 its sign may differ
-# between devices, flipping that element; anything beyond a few percent is a real difference.
+# TF32 convolutions (PyTorch's default on CUDA, as training runs) round inputs to 10 bits of mantissa:
+# on that H200, with channels_last, 6% of the perturbation's signs flipped (where the input gradient
+# is ~0), so the first convolution's weights moved by 1e-3 after two steps; the loss agreed to 2e-5.
+TF32_SIGN_AGREEMENT = 0.90
+TF32_LOSS_RTOL = 1e-3
 DELTA_AGREEMENT = 0.98
 # bf16 keeps 8 bits of mantissa: the input gradient's sign agrees with fp32's on most elements
 # (measured on CPU, small_cnn width 8: 0.955); the loss to ~1e-3 (measured: 2e-4).
@@ -105,14 +111,34 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().le(1e-6).float().mean())
 
 
-def test_free_step_on_the_device_matches_cpu_fp32(device):
+def strict_fp32(monkeypatch) -> None:
+    """TF32 off for convolutions and matrix products (restored after the test)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
+def test_free_step_on_the_device_matches_cpu_fp32(device, monkeypatch):
+    """In strict fp32 the device computes Algorithm 1 as the CPU does, to rounding."""
+    strict_fp32(monkeypatch)
     config = tiny_config(device=str(device))
     reference = free_steps(config, CPU, channels_last=False, replays=2)
     on_device = free_steps(config, device, channels_last=True, replays=2)
-    assert_weights_close(on_device["weights"], reference["weights"], **WEIGHT_TOLERANCE)
+    assert_weights_close(on_device["weights"], reference["weights"], **STRICT_WEIGHT_TOLERANCE)
     share = agreement(on_device["delta"], reference["delta"])
     assert share >= DELTA_AGREEMENT, f"perturbation agrees with the CPU's on {share:.4f} of its elements"
-    assert on_device["losses"] == pytest.approx(reference["losses"], rel=1e-3)
+    assert on_device["losses"] == pytest.approx(reference["losses"], rel=1e-5)
+
+
+def test_tf32_free_step_agrees_with_strict_fp32(device, monkeypatch):
+    """PyTorch's default (TF32 convolutions on CUDA; on a CPU the same as strict) flips only the
+    perturbation's near-zero-gradient signs and leaves the loss where strict fp32 has it."""
+    config = tiny_config(device=str(device))
+    default = free_steps(config, device, channels_last=True, replays=2)
+    strict_fp32(monkeypatch)
+    strict = free_steps(config, device, channels_last=True, replays=2)
+    share = agreement(default["delta"], strict["delta"])
+    assert share >= TF32_SIGN_AGREEMENT, f"TF32 perturbation agrees with fp32's on {share:.4f} of its elements"
+    assert default["losses"] == pytest.approx(strict["losses"], rel=TF32_LOSS_RTOL)
 
 
 class Interrupt(Exception):
@@ -191,8 +217,8 @@ def test_compiled_free_step_equals_eager(device):
 
 def test_one_process_group_runs_an_all_reduce_and_a_ddp_step(device, tmp_path):
     backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    if device.type == "cuda":   # set_device needs an index: torch.device("cuda") has none
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
     dist.init_process_group(backend, store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
     try:
         value = torch.arange(4.0, device=device)

@@ -77,6 +77,20 @@ def test_a_failing_part_is_recorded_and_the_others_still_run(tmp_path, monkeypat
     assert "## Failures" in next(tmp_path.glob("*.md")).read_text()
 
 
+def test_each_failing_device_test_keeps_its_own_message(tmp_path):
+    """The output tail holds only the last traceback: on the first H200 run one of two failures
+    was unreadable. The JUnit report's message is kept for each failing test."""
+    report = tmp_path / "gpu-tests.xml"
+    report.write_text('<testsuites><testsuite>'
+                      '<testcase name="test_a[cuda]"><failure message="AssertionError: weights differ"/></testcase>'
+                      '<testcase name="test_b[cuda]"><error message="ValueError: no index"/></testcase>'
+                      '<testcase name="test_c[cuda]"/></testsuite></testsuites>')
+    counts = gpucheck._junit_counts(report)
+    assert counts["passed"] == 1 and counts["failed"] == 2
+    assert counts["failure_messages"] == {f"{gpucheck.GPU_TESTS}::test_a[cuda]": "AssertionError: weights differ",
+                                          f"{gpucheck.GPU_TESTS}::test_b[cuda]": "ValueError: no index"}
+
+
 def test_a_subprocess_past_its_time_is_killed_and_reported(tmp_path):
     start = time.perf_counter()
     code, _ = gpucheck.run_bounded(["sleep", "30"], 0.5, tmp_path)
