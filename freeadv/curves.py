@@ -29,6 +29,9 @@ def _points(train: dict[str, Any]) -> tuple[list[tuple[int, float]], list[tuple[
     return clean, []
 
 
+LEGEND_SHORT_LABEL = 30  # characters: labels up to this long share a legend row, three to a row
+
+
 def _plot(ax, points: list[tuple[int, float]], label: str, color: str) -> None:
     if points:
         xs, ys = zip(*points)
@@ -68,10 +71,11 @@ def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figu
     _title(fig, f"Training curves: {entry['title']}", trained_on(plan, configs, entry["datasets"]))
     fig.tight_layout()
     if clean_ax.lines:
-        # One legend for both panels, outside them: inside, "best" still covered a curve (mini v2's
+        # One legend for both panels, below them: inside, "best" still covered a curve (mini v2's
         # Table 1, where natural and Free m=2 cross the middle of the clean panel).
-        fig.legend(*clean_ax.get_legend_handles_labels(), loc="center left", bbox_to_anchor=(1.0, 0.5),
-                   fontsize=8)
+        handles, labels = clean_ax.get_legend_handles_labels()
+        columns = 3 if max(len(label) for label in labels) <= LEGEND_SHORT_LABEL else 1
+        fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=columns, fontsize=8)
     return fig
 
 
