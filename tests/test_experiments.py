@@ -149,8 +149,8 @@ def test_regenerating_the_committed_mini_results_changes_no_byte(tmp_path, monke
 
     repo = Path(__file__).resolve().parents[1]
     if not (repo / "results" / "mini" / "claims.txt").exists():
-        # Between two mini runs the repository holds only the new plan (results/mini/plan.json):
-        # issue 17's run commits its tables, figures and claims when it completes.
+        # Between two mini runs the repository may hold only the new plan (results/mini/plan.json):
+        # a run commits its tables, figures and claims when it completes.
         pytest.skip("the mini run's results are not committed yet (only its plan)")
     shutil.copytree(repo / "results" / "mini", tmp_path / "results" / "mini")
     monkeypatch.chdir(tmp_path)   # the claims name the results folder as given: results/mini
