@@ -38,16 +38,26 @@ def _plot(ax, points: list[tuple[int, float]], label: str, color: str) -> None:
         ax.plot(xs, ys, "o-", markersize=3, color=color, label=label)
 
 
+def _checked_on(check: dict[str, Any]) -> str:
+    """What a run's robust checks attack: PGD-K on held-out test images, or (Wong et al.'s
+    recipe) on each pass's first training batch. Rows of one table can differ (the FGSM-RS table)."""
+    images = ("held-out test images" if check["robust_eval_source"] == "heldout"
+              else "images of each pass's first training batch")
+    return f"PGD-{check.get('robust_eval_steps', 'K')}, {check['robust_eval_n']} {images}"
+
+
 def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figure:
     entry = plan["targets"][table]
     rows = [r for r in entry["rows"] if r["model"]]
     fig, (clean_ax, robust_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    configs, any_robust, check = [], False, None
+    configs, any_robust, sources = [], False, []
     for index, row in enumerate(rows):
         train = read_result(results, train_path(row["model"]))
         configs.append(train["config"])
         clean, robust = _points(train)
-        check = check or next(iter(train.get("robust_checks") or []), None)
+        check = next(iter(train.get("robust_checks") or []), None)
+        if check and _checked_on(check) not in sources:
+            sources.append(_checked_on(check))
         color = f"C{index % 10}"
         _plot(clean_ax, clean, row["label"], color)
         _plot(robust_ax, robust, row["label"], color)
@@ -57,9 +67,8 @@ def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figu
             robust_ax.axvline(collapse["iteration"], color=color, linestyle=":", alpha=0.8)
             robust_ax.annotate("catastrophic overfitting", (collapse["iteration"], collapse["robust_after"]),
                                fontsize=7, color=color)
-    held_out = f"{check['robust_eval_n']} held-out test images" if check else "held-out test images"
-    clean_ax.set_title(f"clean accuracy ({held_out})" if check else "clean accuracy at the end of each pass")
-    robust_ax.set_title(f"PGD-{check.get('robust_eval_steps', 'K')} accuracy ({held_out})" if check
+    clean_ax.set_title("clean accuracy at each check" if sources else "clean accuracy at the end of each pass")
+    robust_ax.set_title("PGD accuracy at each check" if sources
                         else "PGD accuracy during training (no checks recorded)")
     if not any_robust:
         robust_ax.text(0.5, 0.5, "no robust checks recorded:\nthese runs predate robust tracking",
@@ -68,7 +77,8 @@ def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figu
         ax.set_xlabel("iteration (parameter updates)")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-    _title(fig, f"Training curves: {entry['title']}", trained_on(plan, configs, entry["datasets"]))
+    checks = ("\nchecks: " + "; ".join(sources)) if sources else ""
+    _title(fig, f"Training curves: {entry['title']}", trained_on(plan, configs, entry["datasets"]) + checks)
     fig.tight_layout()
     if clean_ax.lines:
         # One legend for both panels, below them: inside, "best" still covered a curve (mini v2's

@@ -41,7 +41,7 @@ def test_one_line_per_model_in_both_panels_and_the_collapse_marked(tmp_path):
     assert len(clean_ax.get_lines()) == len(rows)
     assert len([l for l in robust_ax.get_lines() if len(l.get_xdata()) == 3]) == len(rows)
     assert any("catastrophic overfitting" in t.get_text() for t in robust_ax.texts)
-    assert "512 held-out" in clean_ax.get_title()
+    assert "512 held-out test images" in fig._suptitle.get_text()
     plt.close(fig)
     paths = write_curves(plan, "table1", tmp_path, tmp_path / "figures" / f"{curves_name('table1')}.png")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
@@ -64,3 +64,10 @@ def test_cli_curves_and_a_figure_name_is_refused(tmp_path, capsys):
     assert out.exists() and out.with_suffix(".pdf").exists()
     with pytest.raises(ValueError, match="unknown table 'figure1'"):
         write_curves(plan, "figure1", tmp_path, out)
+
+
+def test_checks_on_the_first_training_batch_are_not_called_held_out():
+    from freeadv.curves import _checked_on
+    check = {"robust_eval_n": 128, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5}
+    assert _checked_on(check) == "PGD-5, 128 images of each pass's first training batch"
+    assert "held-out" in _checked_on({**check, "robust_eval_source": "heldout"})
