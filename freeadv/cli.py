@@ -9,6 +9,7 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .keys import ConfigError
 
 EXAMPLES = """examples:
@@ -27,6 +28,7 @@ COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.bench"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="freeadv", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    parser.add_argument("--version", action="version", version=f"freeadv {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         importlib.import_module(module).register(sub)

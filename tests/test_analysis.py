@@ -41,6 +41,7 @@ def test_rademacher_is_plus_minus_one_and_seeded():
     assert set(a.unique().tolist()) == {-1.0, 1.0} and torch.equal(a, b)
 
 
+@pytest.mark.slow
 def test_loss_surface_shape_and_axis(surfaces):
     result = surfaces["adv-rad"]
     assert result["kind"] == "loss-surface" and result["plane"] == "adv-rad"

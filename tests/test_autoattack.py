@@ -61,6 +61,7 @@ def test_kinds_are_registered_with_ids_costs_and_no_step():
     assert spec.attack.cost(spec) > AttackSpec.parse("apgd100-eps8").attack.cost(AttackSpec.parse("apgd100-eps8"))
 
 
+@pytest.mark.slow
 def test_autoattack_is_at_most_pgd_and_near_zero_at_a_large_eps(test_set):
     model, x, y = test_set
     clean = 100.0 * float((model(x).argmax(1) == y).float().mean())
@@ -74,6 +75,7 @@ def test_autoattack_is_at_most_pgd_and_near_zero_at_a_large_eps(test_set):
     assert _autoattack(model, x, y, 64.0)["robust_acc"] <= 5.0
 
 
+@pytest.mark.slow
 def test_gradient_masking_fools_pgd_but_not_autoattacks_square(test_set):
     model, x, y = test_set
     masked = Rounded(model).eval()
@@ -87,6 +89,7 @@ def test_gradient_masking_fools_pgd_but_not_autoattacks_square(test_set):
     assert any("zero gradient" in w for w in result["autoattack_warnings"]), result["autoattack_warnings"]
 
 
+@pytest.mark.slow
 def test_killed_evaluation_resumes_from_its_state_file_to_the_same_result(test_set, tmp_path, monkeypatch):
     model, x, y = test_set
     options = {"batch_size": 16, "seed": 0}
@@ -112,6 +115,7 @@ def test_killed_evaluation_resumes_from_its_state_file_to_the_same_result(test_s
         [r["robust_correct"] for r in uninterrupted["sub_attacks"]]
 
 
+@pytest.mark.slow
 def test_state_file_of_another_evaluation_is_refused(test_set, tmp_path):
     model, x, y = test_set
     state = tmp_path / "eval.state.json"
@@ -120,6 +124,7 @@ def test_state_file_of_another_evaluation_is_refused(test_set, tmp_path):
         _autoattack(model, x[:32], y[:32], 2.0, state_path=state, batch_size=16)
 
 
+@pytest.mark.slow
 def test_cli_autoattack_writes_sub_attacks_and_removes_its_state(natural_run, tmp_path, capsys):
     out = tmp_path / "aa.json"
     assert main(["attack", "--run", str(natural_run), "--attack", "apgd", "--steps", "5", "--n", "32",
@@ -135,6 +140,7 @@ def test_cli_autoattack_writes_sub_attacks_and_removes_its_state(natural_run, tm
     assert "--step-size has bad value 2" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_run_attack_matches_the_direct_evaluation(natural_run, test_set):
     model, x, y = test_set
     result = run_attack(natural_run, AttackSpec("autoattack", CHEAP, 2.0), n=48, batch_size=16, device="cpu")

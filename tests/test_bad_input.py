@@ -73,6 +73,7 @@ def test_missing_cifar_data_names_the_folder(tmp_path, capsys):
     (["--eps", "0"], "--eps has bad value 0.0"),
     (["--n", "0"], "--n has bad value 0"),
 ])
+@pytest.mark.slow
 def test_bad_attack_arguments(tmp_path, capsys, trained_run, args, message):
     code, err = run_cli(["attack", "--run", str(trained_run), *args, "--out", str(tmp_path / "e.json")], capsys)
     assert code == 2 and message in err
@@ -101,6 +102,7 @@ def test_checkpoint_that_runs_code_on_unpickling_is_refused(tmp_path, capsys, tr
     assert not (tmp_path / "PWNED").exists()
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "freeadv", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--set KEY=VALUE" in out.stdout

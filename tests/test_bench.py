@@ -15,6 +15,7 @@ def tiny_bench():
     return run_bench("small_cnn", 16, width=4, device="cpu", replay=2, warmup=1, reps=3, attack_steps=3)
 
 
+@pytest.mark.slow
 def test_every_method_and_both_pgd_loops_are_timed(tiny_bench):
     names = [row["name"] for row in tiny_bench["rows"]]
     assert names[:6] == ["Natural", "natural + input gradient", "Free m=2", "2-PGD", "7-PGD", "FGSM-RS"]

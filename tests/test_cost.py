@@ -193,6 +193,7 @@ def freeadv(*args, cwd):
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_cost_table_command_writes_csv_and_md(results):
     run = freeadv("cost-table", "--results", str(results), "--resources", json.dumps(ASKED), cwd=results)
     assert run.returncode == 0, run.stderr
@@ -200,6 +201,7 @@ def test_cost_table_command_writes_csv_and_md(results):
     assert (results / "tables" / "cost.md").read_text().startswith("# Cost per job, scale tiny")
 
 
+@pytest.mark.slow
 def test_cost_table_command_on_a_malformed_file_says_which_in_one_line(results):
     bad = results / benchmark_path("train", "m-nat")
     bad.write_text("not\ta benchmark\n")
@@ -211,6 +213,7 @@ def test_cost_table_command_on_a_malformed_file_says_which_in_one_line(results):
     assert run.returncode == 2 and "--resources is not valid JSON" in run.stderr
 
 
+@pytest.mark.slow
 def test_regenerate_rebuilds_the_cost_table_or_says_why_not(results):
     """`freeadv regenerate` (what a clone of committed results can do): the cost table again from the
     committed benchmark files and resources record; a run without benchmarks is skipped, saying so."""

@@ -40,6 +40,7 @@ def _run(mode: str) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
 def test_retained_heap_stops_per_step_page_faults():
     default, tuned = _run("default"), _run("tuned")
@@ -74,6 +75,7 @@ print(float(torch.tensor([1e-40]) * 1.0) != 0.0)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,survives", [("train", False), ("attack", True)])
 def test_attacks_keep_denormal_gradients(mode, survives):
     """Training flushes denormals for speed; evaluation must not, or a sign-gradient attack would

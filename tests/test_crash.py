@@ -86,6 +86,7 @@ def train_cli(out, kill_point=None, n=0):
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
+@pytest.mark.slow
 def test_sigkill_at_several_points_then_resume_gives_identical_weights(tmp_path):
     straight = train_cli(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr
@@ -138,6 +139,7 @@ def interrupted_run(tmp_path, monkeypatch, at_step):
     return tmp_path / "run"
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypatch, capsys):
     run = interrupted_run(tmp_path, monkeypatch, at_step=20)
     data = (run / "checkpoint.pt").read_bytes()
@@ -149,6 +151,7 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path, monkeypat
     assert result["iterations"] == 24 and result["resumes"] == 1
 
 
+@pytest.mark.slow
 def test_all_checkpoints_corrupt_is_a_clear_error_not_a_restart(tmp_path, monkeypatch):
     run = interrupted_run(tmp_path, monkeypatch, at_step=20)
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):

@@ -37,6 +37,7 @@ def test_missing_data_fails_naming_the_folder(tmp_path, capsys, data_yaml, messa
     assert message.replace("MISSING", str(missing)).replace("ROOT", str(root)) in out
 
 
+@pytest.mark.slow
 def test_unwritable_output_folder_fails(tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -139,6 +139,7 @@ def test_a_lazily_loaded_name_counts_every_module_of_its_package(tmp_path):
     assert "pkg/lazy/impl.py" in deps.closure("pkg.far", root)
 
 
+@pytest.mark.slow
 def test_regenerating_the_committed_mini_results_changes_no_byte(tmp_path, monkeypatch):
     """The refactor changes no number: tables, claims and figures rebuilt from the committed JSON
     equal the committed files byte for byte."""

@@ -113,6 +113,7 @@ def fp32_run(tmp_path_factory):
     return run_dir, train(run_dir, {**NATURAL, "amp": "off"})
 
 
+@pytest.mark.slow
 def test_bf16_training_learns_and_is_stamped(bf16_run, fp32_run):
     run_dir, result, seen = bf16_run
     losses = [entry["loss"] for entry in result["loss_history"]]
@@ -309,8 +310,8 @@ def strictly_compiled():
         wrapped.append(model)
         return compile_(model, *args, **kwargs)
 
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    # dynamo's config attributes are computed: patched through its own context manager
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True), pytest.MonkeyPatch.context() as mp:
         mp.setattr(torch, "compile", recording_compile)
         yield
     assert wrapped, "compile: true did not torch.compile the model"
@@ -363,12 +364,14 @@ FREE_COMPILE_TOL = {"rtol": 1e-3, "atol": 1e-3}
 PGD_COMPILE_TOL = {"rtol": 1e-3, "atol": 3e-3}
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_compiled_free_matches_eager(eager_free, compiled_free):
     worst = _compare(weights(compiled_free), weights(eager_free), **FREE_COMPILE_TOL)
     print("free compiled vs eager: max abs weight difference", worst)
 
 
+@pytest.mark.slow
 @needs_compiler
 def test_compiled_pgd_matches_eager(tmp_path):
     train(tmp_path / "eager", KPGD)

@@ -22,6 +22,8 @@ What each test guards:
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import torch
@@ -111,31 +113,46 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().le(1e-6).float().mean())
 
 
-def strict_fp32(monkeypatch) -> None:
-    """TF32 off for convolutions and matrix products (restored after the test)."""
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+@contextmanager
+def backend_flags(*settings: tuple[object, str, object]) -> Iterator[None]:
+    """Set torch backend flags by assignment and put the old values back. Several are computed
+    attributes (``torch.backends.cuda.matmul.allow_tf32`` is a property), which
+    ``MonkeyPatch.setattr`` cannot restore."""
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in settings]
+    try:
+        for owner, name, value in settings:
+            setattr(owner, name, value)
+        yield
+    finally:
+        for owner, name, value in reversed(saved):
+            setattr(owner, name, value)
 
 
-def test_free_step_on_the_device_matches_cpu_fp32(device, monkeypatch):
+def strict_fp32():
+    """TF32 off for convolutions and matrix products, for the ``with`` block."""
+    return backend_flags((torch.backends.cudnn, "allow_tf32", False),
+                         (torch.backends.cuda.matmul, "allow_tf32", False))
+
+
+def test_free_step_on_the_device_matches_cpu_fp32(device):
     """In strict fp32 the device computes Algorithm 1 as the CPU does, to rounding."""
-    strict_fp32(monkeypatch)
     config = tiny_config(device=str(device))
-    reference = free_steps(config, CPU, channels_last=False, replays=2)
-    on_device = free_steps(config, device, channels_last=True, replays=2)
+    with strict_fp32():
+        reference = free_steps(config, CPU, channels_last=False, replays=2)
+        on_device = free_steps(config, device, channels_last=True, replays=2)
     assert_weights_close(on_device["weights"], reference["weights"], **STRICT_WEIGHT_TOLERANCE)
     share = agreement(on_device["delta"], reference["delta"])
     assert share >= DELTA_AGREEMENT, f"perturbation agrees with the CPU's on {share:.4f} of its elements"
     assert on_device["losses"] == pytest.approx(reference["losses"], rel=1e-5)
 
 
-def test_tf32_free_step_agrees_with_strict_fp32(device, monkeypatch):
+def test_tf32_free_step_agrees_with_strict_fp32(device):
     """PyTorch's default (TF32 convolutions on CUDA; on a CPU the same as strict) flips only the
     perturbation's near-zero-gradient signs and leaves the loss where strict fp32 has it."""
     config = tiny_config(device=str(device))
     default = free_steps(config, device, channels_last=True, replays=2)
-    strict_fp32(monkeypatch)
-    strict = free_steps(config, device, channels_last=True, replays=2)
+    with strict_fp32():
+        strict = free_steps(config, device, channels_last=True, replays=2)
     share = agreement(default["delta"], strict["delta"])
     assert share >= TF32_SIGN_AGREEMENT, f"TF32 perturbation agrees with fp32's on {share:.4f} of its elements"
     assert default["losses"] == pytest.approx(strict["losses"], rel=TF32_LOSS_RTOL)
@@ -146,50 +163,50 @@ class Interrupt(Exception):
 
 
 def test_resume_on_the_device_equals_an_uninterrupted_run(device, tmp_path, monkeypatch):
-    if device.type == "cuda":   # same algorithms in both runs, and deterministic ones
-        monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
-    config = tiny_config(device=str(device))
-    Trainer(config, tmp_path / "straight", progress=False).run()
-    original = methods.Free.step
-    calls = {"n": 0}
+    # same algorithms in both runs, and deterministic ones (a no-op on the CPU)
+    with backend_flags((torch.backends.cudnn, "deterministic", True)):
+        config = tiny_config(device=str(device))
+        Trainer(config, tmp_path / "straight", progress=False).run()
+        original = methods.Free.step
+        calls = {"n": 0}
 
-    def dying_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 10:    # after the checkpoint at 6, mid-replay (m=2)
-            raise Interrupt
-        return original(self, *args, **kwargs)
+        def dying_step(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 10:    # after the checkpoint at 6, mid-replay (m=2)
+                raise Interrupt
+            return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(methods.Free, "step", dying_step)
-    with pytest.raises(Interrupt):
-        Trainer(config, tmp_path / "resumed", progress=False).run()
-    monkeypatch.setattr(methods.Free, "step", original)
-    result = Trainer(config, tmp_path / "resumed", progress=False).run()
-    assert result["resumes"] == 1 and result["iterations"] == config["iterations"]
-    straight = load_tensors(tmp_path / "straight" / "model.pt")
-    resumed = load_tensors(tmp_path / "resumed" / "model.pt")
-    if device.type == "cpu":
-        assert all(torch.equal(straight[k], resumed[k]) for k in straight)
-    else:   # bitwise where cuDNN is deterministic; a resume bug moves weights by far more than this
-        assert_weights_close(resumed, straight, rtol=1e-4, atol=1e-5)
+        monkeypatch.setattr(methods.Free, "step", dying_step)
+        with pytest.raises(Interrupt):
+            Trainer(config, tmp_path / "resumed", progress=False).run()
+        monkeypatch.setattr(methods.Free, "step", original)
+        result = Trainer(config, tmp_path / "resumed", progress=False).run()
+        assert result["resumes"] == 1 and result["iterations"] == config["iterations"]
+        straight = load_tensors(tmp_path / "straight" / "model.pt")
+        resumed = load_tensors(tmp_path / "resumed" / "model.pt")
+        if device.type == "cpu":
+            assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+        else:   # bitwise where cuDNN is deterministic; a resume bug moves weights by far more than this
+            assert_weights_close(resumed, straight, rtol=1e-4, atol=1e-5)
 
 
-def test_seeded_pgd_is_reproducible_on_the_device(device, monkeypatch):
-    if device.type == "cuda":   # as `freeadv attack` runs: cuDNN's default algorithm choice
-        monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    config = tiny_config(device=str(device))
-    x, y = tiny_batch()
-    torch.manual_seed(0)
-    model = place_model(model_for(config), device, True).eval()
-    x, y = place_batch(x.to(device), True), y.to(device)
-    spec = AttackSpec("pgd", 5, 8.0, 2.0, 2)   # PGD-5, eps 8, step 2, 2 restarts
+def test_seeded_pgd_is_reproducible_on_the_device(device):
+    # as `freeadv attack` runs: cuDNN's default algorithm choice (a no-op on the CPU)
+    with backend_flags((torch.backends.cudnn, "benchmark", False)):
+        config = tiny_config(device=str(device))
+        x, y = tiny_batch()
+        torch.manual_seed(0)
+        model = place_model(model_for(config), device, True).eval()
+        x, y = place_batch(x.to(device), True), y.to(device)
+        spec = AttackSpec("pgd", 5, 8.0, 2.0, 2)   # PGD-5, eps 8, step 2, 2 restarts
 
-    def attack():
-        return worst_case(model, x, y, spec, torch.Generator(device=device).manual_seed(0))
+        def attack():
+            return worst_case(model, x, y, spec, torch.Generator(device=device).manual_seed(0))
 
-    (first, robust_first), (second, robust_second) = attack(), attack()
-    assert torch.equal(first, second), f"x_adv differs on {(first != second).float().mean():.2e} of its elements"
-    assert torch.equal(robust_first, robust_second)
-    assert (first - x).abs().max() > 0     # it did perturb
+        (first, robust_first), (second, robust_second) = attack(), attack()
+        assert torch.equal(first, second), f"x_adv differs on {(first != second).float().mean():.2e} of its elements"
+        assert torch.equal(robust_first, robust_second)
+        assert (first - x).abs().max() > 0     # it did perturb
 
 
 def test_bf16_free_step_agrees_with_fp32(device):

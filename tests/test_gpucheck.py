@@ -25,6 +25,7 @@ def quick_check(tmp_path_factory):
     return code, seconds, out
 
 
+@pytest.mark.slow
 def test_quick_check_passes_in_under_a_minute_or_so(quick_check):
     code, seconds, out = quick_check
     assert code == 0
@@ -33,6 +34,7 @@ def test_quick_check_passes_in_under_a_minute_or_so(quick_check):
     assert sorted(p.name for p in out.iterdir()) == [f"{stem}.json", f"{stem}.md"]
 
 
+@pytest.mark.slow
 def test_quick_check_records_every_part_with_real_numbers(quick_check):
     _, _, out = quick_check
     result = json.loads(next(out.glob("*.json")).read_text())

@@ -174,6 +174,7 @@ def test_a_damaged_archive_layout_names_what_is_wrong(tmp_path, capsys, cache, d
     assert not (tmp_path / "out" / "train.json").exists()
 
 
+@pytest.mark.slow
 def test_doctor_fails_a_damaged_archive_and_passes_a_good_one(tmp_path, capsys):
     good = write_archive(tmp_path / "good")
     assert "gzip CRC ok" in jpeg.check_archive(good) and "NOT the published archive" in jpeg.check_archive(good)
@@ -212,6 +213,7 @@ def test_a_damaged_cache_is_decoded_again(tmp_path, cache):
 
 # --- 2. one process at a time in a run folder ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_second_train_on_a_busy_folder_fails_naming_the_holder(tmp_path, capsys):
     out = tmp_path / "run"
     slow = {**TINY, "iterations": 400, "checkpoint_every": 1000, "log_every": 100}
@@ -270,6 +272,7 @@ def test_train_into_a_file_is_refused(tmp_path, capsys):
     assert tree(tmp_path) == before
 
 
+@pytest.mark.slow
 def test_resume_removes_only_its_own_temporaries(tmp_path, monkeypatch):
     from freeadv.training import folder
     run_dir = tmp_path / "run"
@@ -410,6 +413,7 @@ def test_numbers_as_people_write_them(tmp_path):
     assert (resolved["lr"], resolved["weight_decay"], resolved["momentum"]) == (0.1, 0.0005, 0.9)
 
 
+@pytest.mark.slow
 def test_resume_between_loss_reads_gives_the_same_loss_history(tmp_path, monkeypatch):
     from freeadv.training import folder
     odd = {**TINY, "checkpoint_every": 3, "log_every": 2}

@@ -48,6 +48,7 @@ def test_registry_has_all_architectures():
     assert EXPECTED_ARCHS <= set(MODELS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", sorted(EXPECTED_ARCHS))
 def test_forward_and_backward_reach_input_and_every_parameter(arch, built_models):
     model = built_models[arch].train()
@@ -64,6 +65,7 @@ def test_forward_and_backward_reach_input_and_every_parameter(arch, built_models
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["small_cnn", "preact_resnet18", "wrn32_10"])
 def test_channels_last_and_bf16_autocast(arch, built_models):
     model = built_models[arch].eval()
@@ -241,6 +243,7 @@ def _wrn32_10_as_built_before_wrn32_k() -> nn.Module:
     return PixelClassifier(PerImageStandardize(), net)
 
 
+@pytest.mark.slow
 def test_wrn32_k_at_10_equals_wrn32_10_parameter_for_parameter():
     built = {}
     for name, build in [
@@ -336,6 +339,7 @@ def test_default_normalisation_is_the_data_catalogs():
     torch.testing.assert_close(model.preprocess.mean.flatten(), torch.tensor(MEAN_STD["cifar10"][0]))
 
 
+@pytest.mark.slow
 def test_train_and_attack_jobs_do_not_import_torchvision():
     """torchvision's import pulls in torch._dynamo (1.2 s), paid by each of the smoke DAG's 162 jobs;
     the ResNets import it when built (above), provenance reads its version from package metadata."""

@@ -92,3 +92,67 @@ def test_catalog_settings_give_the_usage():
     assert settings["report"] is True
     readme = (ROOT / "README.md").read_text().lower()
     assert "snakemake" in readme and "workflow" in readme   # how the catalog finds the repository
+
+
+# --- versions ---------------------------------------------------------------------------------------
+
+def test_version_is_written_once_and_printed_by_the_cli(capsys):
+    import importlib.metadata
+
+    import pytest
+
+    import freeadv
+    from freeadv.cli import main
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"freeadv {freeadv.__version__}"
+    assert importlib.metadata.version("freeadv") == freeadv.__version__
+    assert "version" in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dynamic"]
+
+
+def test_lock_file_pins_every_requirement_inside_its_range():
+    """requirements/lock.txt (pip freeze of a fresh venv) pins each package pyproject names, at a
+    version pyproject allows, and nothing unpinned or editable."""
+    from packaging.requirements import Requirement
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [line.strip() for line in (ROOT / "requirements" / "lock.txt").read_text().splitlines()]
+    pins = {}
+    for line in lines:
+        if not line or line.startswith("#"):
+            continue
+        name, sep, version = line.partition("==")
+        assert sep and version and not line.startswith("-e"), f"not an exact pin: {line!r}"
+        pins[_name(name).replace("_", "-")] = version
+    wanted = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for text in wanted:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not in the lock file"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside {requirement.specifier}"
+
+
+def test_ci_builds_a_fresh_venv_and_runs_the_readme_commands():
+    """.ci/run tests what a newcomer gets: a new venv in a temporary folder on every run, then the
+    README's install and test commands, word for word, inside it."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("Set up and run the tests", 1)[1].split("```bash\n", 1)[1].split("\n```", 1)[0]
+    install, test = block.strip().split(" && ")
+    lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    venv = lines.index('python3 -m venv "$VENV"            # fresh venv, every run')
+    assert any(line.startswith('VENV="$(mktemp -d') for line in lines[:venv])
+    assert lines[venv + 1] == 'source "$VENV/bin/activate"'
+    assert venv < lines.index(install) < lines.index(test)
+    assert any('rm -rf "$VENV"' in line for line in lines)
+
+
+def test_every_test_file_keeps_a_fast_test():
+    """`pytest -m "not slow"` (the fast tier) still runs something of every test file."""
+    import ast
+    for path in sorted((ROOT / "tests").glob("test_*.py")):
+        tree = ast.parse(path.read_text())
+        module_slow = any(isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "pytestmark" for t in node.targets)
+                          and "slow" in ast.unparse(node.value) for node in tree.body)
+        fast = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                and not any("mark.slow" in ast.unparse(d) for d in node.decorator_list)]
+        assert fast and not module_slow, f"{path.name} has no test outside the slow tier"

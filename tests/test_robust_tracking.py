@@ -93,6 +93,7 @@ def test_checks_draw_nothing_from_the_training_rng_and_leave_the_model_as_it_was
     assert without_seconds([first]) == without_seconds([again])   # a pure function of (weights, seed, iteration)
 
 
+@pytest.mark.slow
 def test_checks_do_not_change_the_trained_weights(tmp_path):
     on = train(tmp_path / "on", robust_eval_every=3)
     off = train(tmp_path / "off", robust_eval_n=None)
@@ -133,6 +134,7 @@ def test_check_time_is_not_training_time(tmp_path, monkeypatch, overrides):
     ({"robust_eval_every": 4}, [(4, 1, False), (8, 1, True), (12, 2, False), (16, 2, True)]),
     ({"robust_eval_source": "first_train_batch"}, [(0, 1, False), (8, 2, False)]),   # pass starts, before training
 ])
+@pytest.mark.slow
 def test_checks_run_at_the_right_iterations(tmp_path, overrides, expected):
     result = train(tmp_path / "run", **overrides)
     log = read_log(tmp_path / "run")
@@ -254,6 +256,7 @@ def test_early_stop_keeps_the_weights_from_before_the_fall(tmp_path, scripted):
     assert not (tmp_path / "stopped" / "checkpoint.pt").exists()
 
 
+@pytest.mark.slow
 def test_early_stop_resumes_exactly_with_the_kept_weights_in_the_checkpoint(tmp_path, monkeypatch, scripted):
     straight = train(tmp_path / "straight", early_stop=True, **FGSM)
     from freeadv import methods

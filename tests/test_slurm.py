@@ -14,6 +14,7 @@ profile before its multi-GPU fix)."""
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +41,6 @@ GPUS = 2
 KILL_LIMIT_MIN = 1          # SLURM kills at 60-90 s past the start (its time-limit check runs every 30 s)
 KILL_TRAIN_S = 100          # the killed job's training alone: past the latest kill (beside the reference run, slower)
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def snapshot(destination: Path) -> Path:
@@ -85,6 +85,19 @@ def cluster_profile(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
     return folder
+
+
+def test_profile_sets_resources_only_for_rules_the_workflow_has(tmp_path):
+    """Snakemake ignores a set-resources entry whose rule does not exist, so a renamed rule would
+    silently lose its partition and its one-task setting; and the filled-in profile the cluster
+    tests use keeps no placeholder. Needs no cluster."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text())
+    sources = [REPO / "workflow" / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
+    rules = {name for path in sources for name in re.findall(r"^rule (\w+):", path.read_text(), re.M)}
+    assert set(profile["set-resources"]) <= rules, set(profile["set-resources"]) - rules
+    assert profile["set-resources"]["train"]["tasks"] == 0
+    filled = (cluster_profile(tmp_path) / "config.yaml").read_text()
+    assert "<your" not in filled and f"slurm_partition: {PARTITION}" in filled
 
 
 def cluster_config(tmp_path: Path, kill_iterations: int) -> Path:
@@ -136,6 +149,8 @@ def failed(run: subprocess.CompletedProcess) -> str:
     return (run.stdout + run.stderr)[-6000:]
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_multi_gpu_training_job_is_one_task_running_torchrun_once(cluster, tmp_path):
     repo = snapshot(tmp_path / "repo")
     workdir = tmp_path / "work"
@@ -187,6 +202,8 @@ def train(settings: dict, out: Path, wait: bool = True):
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slurm
+@pytest.mark.slow
 def test_training_job_killed_at_its_time_limit_resumes_to_the_uninterrupted_weights(cluster, tmp_path):
     repo = snapshot(tmp_path / "repo")
     workdir = tmp_path / "work"

@@ -28,6 +28,7 @@ def weights(run_dir):
     return load_tensors(run_dir / "model.pt")
 
 
+@pytest.mark.slow
 def test_replay_keeps_natural_iteration_count_and_divides_passes(tmp_path):
     natural = train(tmp_path, "nat", method="natural", replay=1)
     free = train(tmp_path, "free", method="free", replay=4)
@@ -37,6 +38,7 @@ def test_replay_keeps_natural_iteration_count_and_divides_passes(tmp_path):
     assert free["passes"] == pytest.approx(1.5)       # epochs divided by m
 
 
+@pytest.mark.slow
 def test_loss_falls_and_result_json_is_stamped(tmp_path):
     result = train(tmp_path, "run", method="natural", replay=1, iterations=96)
     losses = [h["loss"] for h in result["loss_history"]]
@@ -55,6 +57,7 @@ class Interrupt(Exception):
     pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,extra", [("free", {"replay": 4}), ("pgd", {"pgd_steps": 2})])
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, monkeypatch, method, extra):
     train(tmp_path, "straight", method=method, **extra)
@@ -109,6 +112,7 @@ def test_outputs_deleted_after_the_run_finished_come_back_without_training(tmp_p
     assert other["iterations"] == 12 and "restored" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_free_training_beats_natural_under_pgd(tmp_path):
     """Same data, same iterations: the free-trained tiny model must be more robust.
 
@@ -128,6 +132,7 @@ def test_free_training_beats_natural_under_pgd(tmp_path):
     assert accs["free"]["robust_acc"] > accs["nat"]["robust_acc"] + 5, accs
 
 
+@pytest.mark.slow
 def test_checkpoint_writes_count_as_training_time(tmp_path, monkeypatch):
     """images/s is what a user gets: a slow checkpoint write must show in train_seconds."""
     import time

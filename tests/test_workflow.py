@@ -238,6 +238,7 @@ def test_paper_table1_dry_run_trains_six_models_and_attacks_each(tmp_path):
     assert "results/paper/runs/cifar10-wrn32_10-free-m8-eps8-s0/evals/cw100-eps8-step2.json" in output(dry)
 
 
+@pytest.mark.slow
 def test_paper_all_trains_each_model_once(tmp_path):
     imagenet = tmp_path / "imagenet"
     (imagenet / "train").mkdir(parents=True)
@@ -251,6 +252,7 @@ def test_paper_all_trains_each_model_once(tmp_path):
     assert counts["table"] == len(design.TABLES) == counts["curves"] and counts["figure"] == len(design.FIGURES)
 
 
+@pytest.mark.slow
 def test_snakemake_runs_workflow_snakefile_from_the_root_with_the_default_profile(tmp_path):
     """The catalog's layout: plain `snakemake` in the repository root finds workflow/Snakefile
     (a root Snakefile would win, so there must be none) and loads profiles/default."""
@@ -261,6 +263,7 @@ def test_snakemake_runs_workflow_snakefile_from_the_root_with_the_default_profil
     assert job_counts(output(dry))["cost"] == 1   # a rule that only workflow/Snakefile has
 
 
+@pytest.mark.slow
 def test_default_profile_is_found_beside_workflow_snakefile_from_elsewhere(tmp_path):
     """`snakemake -s <repo>/workflow/Snakefile` from another folder looks for profiles/default next
     to the Snakefile: workflow/profiles/default is a link to the one profile."""
@@ -297,6 +300,7 @@ def test_unknown_training_key_fails_before_any_job(tmp_path):
     assert run.returncode != 0 and "training key 'iterationz'" in output(run)
 
 
+@pytest.mark.slow
 def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     dry = snakemake("all", "-n", "--config", "scale=mini", workdir=tmp_path)
     assert dry.returncode == 0, output(dry)[-3000:]
@@ -317,6 +321,7 @@ def test_imagenet_without_a_folder_fails_before_any_job(tmp_path):
     assert "data.imagenet.data_root" in output(run) and "train/ and val/" in output(run)
 
 
+@pytest.mark.slow
 def test_train_jobs_with_several_gpus_run_under_torchrun(tmp_path):
     several = tmp_path / "gpus.yaml"
     several.write_text("scales:\n  smoke:\n    resources:\n"
@@ -330,6 +335,7 @@ def test_train_jobs_with_several_gpus_run_under_torchrun(tmp_path):
 
 # --- parse time and code inputs -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_snakefile_parses_without_torch(tmp_path):
     """The Snakefile builds the plan at parse time (on every job of a cluster run): no torch there."""
     stub = tmp_path / "stub"
@@ -350,6 +356,7 @@ def _edit(path: Path) -> None:
     path.write_text(path.read_text() + "\n# edited by test_workflow\n")
 
 
+@pytest.mark.slow
 def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
     repo = snapshot(tmp_path / "repo")
     workdir = tmp_path / "work"

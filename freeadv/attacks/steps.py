@@ -14,6 +14,8 @@ from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+from ..precision import at_least_fp32
 from torch import nn
 
 CW_CONFIDENCE = 50.0  # kappa of Madry et al.'s CW loss: -relu(z_y - max_{j != y} z_j + 50)
@@ -77,7 +79,7 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str
         p.requires_grad_(False)
     try:
         x = x.detach().requires_grad_(True)
-        value = (LOSS_FUNCTIONS[loss] if isinstance(loss, str) else loss)(model(x).float(), y)
+        value = (LOSS_FUNCTIONS[loss] if isinstance(loss, str) else loss)(at_least_fp32(model(x)), y)
         (grad,) = torch.autograd.grad(value, x)
     finally:
         for p in params:

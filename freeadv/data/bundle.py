@@ -1,7 +1,7 @@
 """Loaded datasets (``DataBundle``), the in-memory CIFAR-sized kind (``TensorBundle``), its batch
 augmentation and the seeding every random draw of the data goes through.
 
-Every image reaches the model as float32 in [0, 1]; the per-channel normalisation lives in the
+Every image reaches the model in [0, 1] as torch's default float dtype (float32 unless set); the per-channel normalisation lives in the
 model (``MEAN_STD`` feeds its input layer), so attacks work in pixel space.
 
 CIFAR-sized datasets are held in memory as uint8 tensors ``(N, 3, 32, 32)`` and augmented a whole
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..precision import unit_float
 from .catalog import MEAN_STD, NUM_CLASSES
 
 CIFAR_PAD = 2  # pixels of zero padding per side before the random 32x32 crop (the paper's code)
@@ -43,10 +44,6 @@ def mix_seed(*parts: int) -> int:
 def seeded_generator(*parts: int) -> torch.Generator:
     """A CPU generator seeded with ``mix_seed(*parts)``."""
     return torch.Generator().manual_seed(mix_seed(*parts))
-
-
-def _to_unit_float(x_uint8: Tensor) -> Tensor:
-    return x_uint8.float().div_(255.0)
 
 
 def _resolve_device(device) -> torch.device:
@@ -152,18 +149,18 @@ class TensorBundle(DataBundle):
             y = train_y[indices]
             if world > 1:
                 x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
-            yield _to_unit_float(x), y
+            yield unit_float(x), y
 
     def test_tensors(self, device=None) -> tuple[Tensor, Tensor]:
         """The whole (subset) test split as float [0, 1] images and int64 labels."""
         device = torch.device("cpu") if device is None else torch.device(device)
-        return _to_unit_float(self.test_x.to(device)), self.test_y.to(device)
+        return unit_float(self.test_x.to(device)), self.test_y.to(device)
 
     def test_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
         """The test split in its fixed order, unaugmented."""
         for start in range(0, self.n_test, batch_size):
             x = self.test_x[start:start + batch_size].to(device)
-            yield _to_unit_float(x), self.test_y[start:start + batch_size].to(device)
+            yield unit_float(x), self.test_y[start:start + batch_size].to(device)
 
 
 # --- Augmentation ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from ..lazy import lazy_import
 
 torch = lazy_import("torch")
 distributed = lazy_import("freeadv.distributed")   # imports torch
+precision = lazy_import("freeadv.precision")       # imports torch
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class Method:
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
+        loss = torch.nn.functional.cross_entropy(precision.at_least_fp32(logits), y)
         loss.backward()
         optimizer.step()
         return loss.detach()

@@ -7,6 +7,7 @@ from ..units import to_unit
 from . import Method, StepCost, register_method
 
 torch = lazy_import("torch")
+precision = lazy_import("freeadv.precision")   # imports torch
 
 
 @register_method
@@ -44,14 +45,14 @@ class Free(Method):
 
     def step(self, model, optimizer, x, y, generator=None):
         if self.delta is None or self.delta.shape[1:] != x.shape[1:]:
-            self.delta = torch.zeros_like(x, dtype=torch.float32)
+            self.delta = torch.zeros_like(precision.at_least_fp32(x))
         if len(x) > len(self.delta):
             raise ValueError(f"batch of {len(x)} is larger than the perturbation buffer ({len(self.delta)})")
         # A smaller last batch uses the first B rows of the buffer.
         # A leaf sharing the buffer's storage: no copy; nothing in the graph saves it, so the
         # in-place update after the backward is safe.
         delta = self.delta[: len(x)].detach().requires_grad_(True)
-        x_adv = (x.float() + delta).clamp(0, 1).to(x.dtype)
+        x_adv = (precision.at_least_fp32(x) + delta).clamp(0, 1).to(x.dtype)
         if x.is_contiguous(memory_format=torch.channels_last):
             x_adv = x_adv.contiguous(memory_format=torch.channels_last)
         loss = self.update(model, optimizer, x_adv, y)   # one backward: theta grads and delta.grad

@@ -17,6 +17,7 @@ from . import Method, StepCost, register_method
 torch = lazy_import("torch")
 steps = lazy_import("freeadv.attacks.steps")              # imports torch
 distributed = lazy_import("freeadv.distributed")          # imports torch
+precision = lazy_import("freeadv.precision")              # imports torch
 
 START_NOISE = 0.001   # std of the Gaussian start around x, in [0, 1] units (the authors' value)
 
@@ -62,7 +63,7 @@ class TRADES(Method):
         ball = steps.LinfStep(self.eps, self.step_size)
         with steps.eval_mode(model), self.autocast():
             with torch.no_grad():
-                target = torch.nn.functional.softmax(model(x).float(), dim=1)
+                target = torch.nn.functional.softmax(precision.at_least_fp32(model(x)), dim=1)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = (x + START_NOISE * noise).contiguous(memory_format=_format(x))
             for _ in range(self.steps):
@@ -74,9 +75,9 @@ class TRADES(Method):
         optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             logits, logits_adv = model(x), model(x_adv)
-        logits = logits.float()
+        logits = precision.at_least_fp32(logits)
         natural = torch.nn.functional.cross_entropy(logits, y)
-        robust = kl_to_target(logits_adv.float(), torch.nn.functional.softmax(logits, dim=1)) / len(x)
+        robust = kl_to_target(precision.at_least_fp32(logits_adv), torch.nn.functional.softmax(logits, dim=1)) / len(x)
         loss = natural + self.beta * robust
         loss.backward()
         optimizer.step()

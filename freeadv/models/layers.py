@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import at_least_fp32
 from ..units import PIXEL_LEVELS
 
 
@@ -47,7 +48,7 @@ class PerImageStandardize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Statistics in at least fp32, so bf16/fp16 inputs do not lose the small std values.
-        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        wide = at_least_fp32(x)
         dims = tuple(range(1, wide.dim()))
         numel_per_image = math.prod(wide.shape[1:])
         mean = wide.mean(dim=dims, keepdim=True)
