@@ -15,6 +15,7 @@ from torch import nn
 
 from . import cpu
 from .attacks import AttackSpec
+from .attacks.spec import for_model, num
 from .attacks.steps import input_gradient, predict
 from .data import CIFAR10_CLASSES
 from .provenance import stamp
@@ -123,6 +124,22 @@ def loss_grid(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: t
     return torch.cat(losses).reshape(len(alphas), len(betas)).cpu()
 
 
+def ascent_check(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: torch.Tensor,
+                 axis: torch.Tensor, pgd20: AttackSpec, seed: int, batch_size: int) -> dict[str, float]:
+    """PGD-20's loss at the image beside the largest loss of the plane's grid points inside the
+    eps-ball (|a| + |b| <= eps bounds the L-inf distance, as d1 and d2 are +-1; clipped to [0, 1],
+    the set PGD searches). A surface point above PGD's loss is an ascent PGD missed: a sign of
+    gradient masking, which claim C6 checks for."""
+    target = torch.tensor([y], device=x.device)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    x_adv = pgd20.attack.perturb(model, x[None], target, pgd20, generator)
+    with torch.no_grad():
+        pgd_loss = float(F.cross_entropy(model(x_adv).float(), target))
+    clipped = loss_grid(model, x, y, d1, d2, to_unit(axis), to_unit(axis), batch_size, clip=True)
+    inside = (axis[:, None].abs() + axis[None, :].abs()) <= pgd20.eps + 1e-9
+    return {"pgd20_loss": pgd_loss, "ball_max_loss": float(clipped[inside].max())}
+
+
 def _rademacher_pair(shape: torch.Size, seed: int, index: int, directions: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The two Rademacher directions of image ``index``: drawn once for all images (``shared``, as
     the official surface script draws its directions once at start-up) or per image."""
@@ -157,6 +174,7 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
     if len(y_all) < images:
         raise ValueError(f"--images {images} is more than the {len(y_all)} test images of this run")
     axis = grid_axis(span, grid)
+    pgd20 = for_model(AttackSpec("pgd", 20), config)
     results = []
     for index in range(images):
         x, y = x_all[index], int(y_all[index])
@@ -168,7 +186,8 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
         losses = loss_grid(model, x, y, d1, rad2, to_unit(axis), to_unit(axis), batch_size, clip=clip)
         with torch.no_grad():
             clean_loss = float(F.cross_entropy(model(x[None]).float(), torch.tensor([y], device=dev)))
-        results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist()})
+        results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist(),
+                        **ascent_check(model, x, y, d1, rad2, axis, pgd20, seed * 1_000_003 + index, batch_size)})
     draw = ("torch.Generator(seed*1000003), shared by all images" if directions == "shared"
             else "torch.Generator(seed*1000003 + 2*index)")
     point = "clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)" if clip else "x + axis[i]/255 * d1 + axis[j]/255 * d2"
@@ -182,5 +201,8 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
             "d2": f"Rademacher +-1, {draw}, second draw",
         },
         "losses_layout": f"losses[i][j] = cross-entropy at {point}",
+        "ascent_check": (f"pgd20_loss: the loss at PGD-20's point (eps {num(pgd20.eps)}, step {num(pgd20.step_size)}, "
+                         f"one random start); ball_max_loss: the largest loss over the grid points with "
+                         f"|axis[i]| + |axis[j]| <= {num(pgd20.eps)} (inside the eps-ball), clipped to [0, 1]"),
         "images": results, **stamp(dev),
     }

@@ -1,81 +1,168 @@
 """The paper's claims checked on a scale's results: ``freeadv claims --scale mini``.
 
-Each claim is one sentence of the paper turned into a test over the committed JSON results
-(through the same tables the workflow builds), printed with the numbers behind it and PASS or
-FAIL. The thresholds are fixed here, before any result is seen; a FAIL is a finding to explain,
-never a reason to move a threshold.
+Each claim is one sentence of the paper turned into a test with its threshold and its statistics,
+fixed here before any run that tests it; a FAIL is a finding to explain, never a reason to move a
+threshold. Every model is attacked on the same test images and each evaluation stores which
+images it left correct, so differences between models are decided with paired intervals
+(freeadv.stats), over seeds where a row has several. A claim whose inputs are not there (a
+missing model, an evaluation without per-image results, too few seeds) is INCONCLUSIVE with the
+reason: never PASS.
+
+- C1 (a sanity check): the natural model's PGD-20 accuracy has a 95% Wilson upper bound under 1%.
+- C2: Free m=8 is non-inferior to 7-PGD: the 90% interval of (Free - 7-PGD) has a lower bound of
+  at least -3 points, on PGD-20 and on APGD-T (the ``apgd`` evaluation, or AutoAttack where only
+  that ran). It holds only where Free gets enough passes over the data, so the run's natural
+  epochs and Free's passes are printed with it.
+- C3: Free-m's step costs at most 1.05x natural's for every m, and 7-PGD's 5-9x (interleaved
+  steps in one process where the scale has the cost job).
+- C4a: clean accuracy falls from m=2 to m=8: each step's 90% interval (m=2 to 4, 4 to 8) is
+  below 0, or the whole fall's 95% interval (about 2 SE) is. C4b: PGD-20 rises from m=2 to m=8
+  by at least 3 points: the 90% interval's lower bound is at least +3. m=10 is reported.
+- C5: for every robust model, PGD-100, 10-restart PGD-20 and CW-100 are each within 2 points of
+  PGD-20 (the 90% paired interval of the difference inside [-2, +2]). The APGD-T and AutoAttack
+  gaps are printed beside RobustBench's for this paper's model.
+- C6: the adversarial direction, with the natural model as control: (i) for Free m=8 and 7-PGD
+  the loss rises at least 5x as much along the adversarial direction as along the Rademacher one,
+  (ii) their adversarial rise is at most 1/3 of the natural model's (robust training flattens the
+  surface), (iii) no grid point inside the eps-ball has a loss above PGD-20's at that image (the
+  surface found no ascent that PGD missed).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pandas as pd
 
+from . import stats
+from .evidence import Evidence, Undecided, common_images
 from .experiments.layout import PLAN_FILE, train_path
 from .experiments.robustbench import ENTRIES, THIS_PAPER
 from .experiments.scales import load_plan
 from .io import atomic_write_text, write_json
 from .tables import build_table, read_result
 
-CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read
+CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read (the workflow waits for them)
 FREE_ROWS = ("free_m2", "free_m4", "free_m8", "free_m10")
 ROBUST_ROWS = FREE_ROWS + ("pgd7",)
+PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
+CONFIDENCE = 0.90        # two-sided; its lower bound is a one-sided 95% test (non-inferiority, equivalence)
+C1_BOUND = 1.0           # percent: Wilson 95% upper bound of the natural model's PGD-20 accuracy
+C2_MARGIN = -3.0         # points: non-inferiority margin of Free m=8 against 7-PGD
+C4B_RISE = 3.0           # points: PGD-20 rise from m=2 to m=8
+C5_BAND = 2.0            # points: stronger attacks within +-2 of PGD-20
+C6_ADV_OVER_RAD = 5.0    # adversarial rise / Rademacher rise, robust models
+C6_FLATTER = 1 / 3       # robust adversarial rise / natural adversarial rise, at most
 
 
 @dataclass
 class Verdict:
     claim: str          # C1 ... C6
-    statement: str      # what the paper says, as a checkable sentence
-    passed: bool
-    evidence: str       # the numbers, one line
+    statement: str      # what the paper says, as a checkable sentence with its threshold
+    status: str         # PASS | FAIL | INCONCLUSIVE
+    evidence: str       # the numbers and intervals behind the status
+    parts: list[dict[str, str]] = field(default_factory=list)   # each sub-test's status and text
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASS
 
     def line(self) -> str:
-        return f"{self.claim} {'PASS' if self.passed else 'FAIL'}  {self.statement}\n     {self.evidence}"
+        return f"{self.claim} {self.status}  {self.statement}\n     {self.evidence}"
 
 
-def _row(table: pd.DataFrame, key: str) -> pd.Series:
-    rows = table[table["row"] == key]
-    if rows.empty:
-        raise ValueError(f"table1 has no row '{key}'")
-    return rows.iloc[0]
+def combine(claim: str, statement: str, parts: list[tuple[str, str]], note: str = "") -> Verdict:
+    """FAIL if any decided part fails, else INCONCLUSIVE if any part could not be decided, else PASS."""
+    statuses = {status for status, _ in parts}
+    status = FAIL if FAIL in statuses else INCONCLUSIVE if (INCONCLUSIVE in statuses or not parts) else PASS
+    undecided = [t for s, t in parts if s == INCONCLUSIVE]
+    shown = [f"{t} [{s}]" for s, t in parts if s != INCONCLUSIVE or len(undecided) <= 2]
+    if len(undecided) > 2:   # one reason stands for the rest (all are in ``parts``)
+        shown.append(f"{len(undecided)} parts undecided, e.g. {undecided[0]} [{INCONCLUSIVE}]")
+    text = "; ".join(shown) + (f". {note}" if note else "")
+    return Verdict(claim, statement, status, text, [{"status": s, "text": t} for s, t in parts])
 
 
-def _value(table: pd.DataFrame, row: str, column: str) -> float:
-    value = float(_row(table, row)[column])
-    if math.isnan(value):
-        raise ValueError(f"table1 row '{row}' has no value for '{column}'")
-    return value
-
-
-def c1_natural_not_robust(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
-    acc = _value(t1, "natural", "pgd20_ours")
-    return Verdict("C1", "the naturally trained model's PGD-20 accuracy is below 1%",
-                   acc < 1.0, f"natural PGD-20 {acc:.2f}%")
-
-
-def c2_free_matches_pgd(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
-    free, pgd = _value(t1, "free_m8", "pgd20_ours"), _value(t1, "pgd7", "pgd20_ours")
-    return Verdict("C2", "Free m=8 PGD-20 accuracy is within 3 points of 7-PGD's, and both are above 20%",
-                   abs(free - pgd) <= 3.0 and free > 20.0 and pgd > 20.0,
-                   f"Free m=8 {free:.2f}%, 7-PGD {pgd:.2f}%, difference {free - pgd:+.2f} points")
-
-
-FREE_BOUND, PGD_BOUNDS = 1.05, (5.0, 9.0)   # C3: Free-m / natural, and 7-PGD / natural
+def decided(part: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+    """Run one sub-test; what it cannot decide becomes INCONCLUSIVE with the reason."""
+    try:
+        return part()
+    except Undecided as why:
+        return INCONCLUSIVE, str(why)
 
 
 def _short(row: str) -> str:
-    return row.replace("free_m", "Free m=").replace("pgd7", "7-PGD")
+    return row.replace("free_m", "Free m=").replace("pgd7", "7-PGD").replace("natural", "natural")
 
 
-def _interleaved_ratios(plan: dict[str, Any], results: Path) -> dict[str, float] | None:
+def difference(ev: Evidence, a: str, b: str, metric: str, which: str = "robust",
+               confidence: float = CONFIDENCE) -> stats.Interval:
+    """acc(a) - acc(b) on the images both evaluations cover, over seeds where the rows have several."""
+    a_runs, b_runs = common_images(ev.flags(a, metric, which), ev.flags(b, metric, which))
+    return stats.seeded_difference(a_runs, b_runs, confidence)
+
+
+# --- C1 -------------------------------------------------------------------------------------------
+def c1_natural_not_robust(ev: Evidence) -> Verdict:
+    def part():
+        file = ev.metric_file("natural", "pgd20")
+        result = ev.read(file)
+        low, high = stats.wilson(int(result["robust_correct"]), int(result["n"]), 0.95)
+        status = PASS if high < C1_BOUND else FAIL
+        return status, (f"natural PGD-20 {100 * result['robust_correct'] / result['n']:.2f}% of {result['n']} "
+                        f"images, Wilson 95% [{low:.2f}, {high:.2f}]")
+    return combine("C1", f"(sanity check) the naturally trained model's PGD-20 accuracy has a 95% Wilson upper "
+                         f"bound under {C1_BOUND:g}%", [decided(part)])
+
+
+# --- C2 -------------------------------------------------------------------------------------------
+def _regime(ev: Evidence) -> str:
+    """Natural epochs of the run and Free m=8's passes over its data (the regime C2 depends on)."""
+    try:
+        config = ev.plan["models"][ev.row("free_m8")["model"]]["config"]
+        n_train = config.get("n_train") or 50_000
+        epochs = config["iterations"] * config.get("batch_size", 128) / n_train
+        return f"regime: {epochs:.1f} natural epochs, Free m=8 {epochs / config.get('replay', 8):.1f} passes"
+    except (Undecided, KeyError, TypeError):
+        return "regime: unknown (no Free m=8 model in the plan)"
+
+
+def _second_attack(ev: Evidence) -> tuple[str, str, str]:
+    """(metric, which flags, name) of the APGD-T comparison: the apgd screen, else AutoAttack."""
+    metrics = ev.row("free_m8")["metrics"]
+    if "apgd" in metrics:
+        return "apgd", "apgd-t", "APGD-T"
+    if "aa" in metrics:
+        return "aa", "robust", "AutoAttack"
+    raise Undecided("no APGD-T or AutoAttack evaluation of Free m=8 at this scale")
+
+
+def c2_free_matches_pgd(ev: Evidence) -> Verdict:
+    def on(metric_name: Callable[[], tuple[str, str, str]]):
+        def part():
+            metric, which, name = metric_name()
+            iv = difference(ev, "free_m8", "pgd7", metric, which)
+            return (PASS if iv.low >= C2_MARGIN else FAIL), f"{name}: Free m=8 - 7-PGD {iv.text()}"
+        return part
+    parts = [decided(on(lambda: ("pgd20", "robust", "PGD-20"))), decided(on(lambda: _second_attack(ev)))]
+    return combine("C2", f"Free m=8 is non-inferior to 7-PGD: the {CONFIDENCE:.0%} interval of their difference has "
+                         f"a lower bound >= {C2_MARGIN:+g} points, on PGD-20 and on APGD-T (or AutoAttack)",
+                   parts, _regime(ev))
+
+
+# --- C3 -------------------------------------------------------------------------------------------
+FREE_BOUND, PGD_BOUNDS = 1.05, (5.0, 9.0)   # C3: Free-m / natural, and 7-PGD / natural
+
+
+def _interleaved_ratios(ev: Evidence) -> dict[str, float] | None:
     """Each robust row's step time / natural's from the cost job (``freeadv bench``, one process)."""
-    planned = plan.get("cost_bench")
-    if not planned or not (results / planned["file"]).exists():
+    planned = ev.plan.get("cost_bench")
+    if not planned or not (ev.root / planned["file"]).exists():
         return None
-    rows = read_result(results, planned["file"])["rows"]
+    rows = read_result(ev.root, planned["file"])["rows"]
     median = {(r.get("method"), r.get("replay")): r["median_s"] for r in rows if r.get("kind") == "train"}
     natural = median[("natural", 1)]
     ratios = {row: median[("free", int(row[6:]))] / natural for row in FREE_ROWS if ("free", int(row[6:])) in median}
@@ -85,66 +172,109 @@ def _interleaved_ratios(plan: dict[str, Any], results: Path) -> dict[str, float]
     return ratios
 
 
-def _cpu_ratios(t1: pd.DataFrame, results: Path | None) -> dict[str, float] | None:
+def _cpu_ratios(ev: Evidence) -> dict[str, float] | None:
     """Each robust row's training CPU seconds (train.json) / natural's; None for runs without them."""
-    if results is None or "model" not in t1:
+    try:
+        values = {row: ev.read(train_path(ev.row(row)["model"])).get("train_cpu_seconds")
+                  for row in ("natural",) + ROBUST_ROWS}
+    except Undecided:
         return None
-    values = {row: read_result(results, train_path(str(_row(t1, row)["model"]))).get("train_cpu_seconds")
-              for row in ("natural",) + ROBUST_ROWS}
     if any(not v for v in values.values()):
         return None
     return {row: values[row] / values["natural"] for row in ROBUST_ROWS}
 
 
-def c3_cost(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
+def c3_cost(ev: Evidence) -> Verdict:
     """The verdict comes from the interleaved cost job where the scale has one; the training runs'
     wall and CPU time ratios are printed beside it (sequential runs: they carry the machine's drift)."""
-    interleaved = _interleaved_ratios(plan, results) if results is not None else None
-    natural = _value(t1, "natural", "train_min_ours")
-    wall = {row: _value(t1, row, "train_min_ours") / natural for row in ROBUST_ROWS}
-    cpu = _cpu_ratios(t1, results)
-    ratios, source = (interleaved, "interleaved steps") if interleaved else (wall, "training wall times")
-    ok = all(ratios[row] <= FREE_BOUND for row in FREE_ROWS) and PGD_BOUNDS[0] <= ratios["pgd7"] <= PGD_BOUNDS[1]
-    shown = [f"{name}: " + ", ".join(f"{_short(row)} {value:.3f}" for row, value in values.items())
-             for name, values in (("interleaved steps (one process)", interleaved), ("training wall time", wall),
-                                  ("training CPU time", cpu)) if values]
-    return Verdict("C3", f"Free-m training time / natural <= {FREE_BOUND} for every m, and 7-PGD / natural in "
-                         f"[{PGD_BOUNDS[0]:g}, {PGD_BOUNDS[1]:g}] (verdict from the {source})",
-                   ok, f"natural {natural:.2f} min; time / natural: " + "; ".join(shown))
+    interleaved = _interleaved_ratios(ev)
+    source = "interleaved steps" if interleaved else "training wall times"
+    statement = (f"Free-m training time / natural <= {FREE_BOUND} for every m, and 7-PGD / natural in "
+                 f"[{PGD_BOUNDS[0]:g}, {PGD_BOUNDS[1]:g}] (verdict from the {source})")
+
+    def part():
+        natural = ev.value("natural", "train_min_ours")
+        wall = {row: ev.value(row, "train_min_ours") / natural for row in ROBUST_ROWS}
+        ratios = interleaved or wall
+        ok = all(ratios[row] <= FREE_BOUND for row in FREE_ROWS) and PGD_BOUNDS[0] <= ratios["pgd7"] <= PGD_BOUNDS[1]
+        shown = [f"{name}: " + ", ".join(f"{_short(row)} {value:.3f}" for row, value in values.items())
+                 for name, values in (("interleaved steps (one process)", interleaved), ("training wall time", wall),
+                                      ("training CPU time", _cpu_ratios(ev))) if values]
+        return (PASS if ok else FAIL), f"natural {natural:.2f} min; time / natural: " + "; ".join(shown)
+    return combine("C3", statement, [decided(part)])
 
 
-def c4_clean_falls_with_m(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
-    accs = [_value(t1, row, "nat_ours") for row in FREE_ROWS]
-    falls = all(later < earlier for earlier, later in zip(accs, accs[1:]))
-    shown = ", ".join(f"m={row[6:]} {acc:.2f}%" for row, acc in zip(FREE_ROWS, accs))
-    return Verdict("C4", "clean accuracy falls as m grows over m = 2, 4, 8, 10", falls, shown)
+# --- C4 -------------------------------------------------------------------------------------------
+def c4a_clean_falls_with_m(ev: Evidence) -> Verdict:
+    def part():
+        steps = [difference(ev, later, earlier, "nat", "clean") for earlier, later in
+                 (("free_m2", "free_m4"), ("free_m4", "free_m8"))]
+        whole = difference(ev, "free_m8", "free_m2", "nat", "clean", confidence=0.95)
+        ok = all(iv.high < 0 for iv in steps) or whole.high < 0
+        shown = [f"m=2->4 {steps[0].text()}", f"m=4->8 {steps[1].text()}", f"m=2->8 {whole.text()}"]
+        return (PASS if ok else FAIL), "clean accuracy change " + ", ".join(shown)
+
+    def m10():
+        iv = difference(ev, "free_m10", "free_m8", "nat", "clean")
+        return PASS, f"m=8->10 (reported, not required) {iv.text()}"
+    parts = [decided(part)]
+    extra = decided(m10)
+    note = extra[1] if extra[0] == PASS else f"m=8->10 not reported: {extra[1]}"
+    return combine("C4a", f"clean accuracy falls from m=2 to m=8: each step's {CONFIDENCE:.0%} interval below 0, "
+                          "or the whole fall's 95% interval below 0", parts, note)
 
 
-def c5_attacks_converged(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
-    parts, ok = [], True
-    for row in ROBUST_ROWS:
-        pgd20 = _value(t1, row, "pgd20_ours")
-        gaps = {"PGD-100": _value(t1, row, "pgd100_ours") - pgd20,
-                "10-restart": _value(t1, row, "pgd20_r10_ours") - pgd20}
-        ok &= all(abs(gap) <= 1.5 for gap in gaps.values())
-        parts.append(f"{row}: " + ", ".join(f"{name} {gap:+.2f}" for name, gap in gaps.items()))
-    return Verdict("C5", "PGD-100 and 10-restart PGD-20 are within 1.5 points of PGD-20 for every robust model",
-                   ok, "; ".join(parts) + " (points vs PGD-20). " + _autoattack_gaps(t1))
+def c4b_robustness_rises_with_m(ev: Evidence) -> Verdict:
+    def part():
+        iv = difference(ev, "free_m8", "free_m2", "pgd20")
+        return (PASS if iv.low >= C4B_RISE else FAIL), f"PGD-20 m=8 - m=2 {iv.text()}"
+    return combine("C4b", f"PGD-20 accuracy rises from m=2 to m=8 by at least {C4B_RISE:g} points (the "
+                          f"{CONFIDENCE:.0%} interval's lower bound)", [decided(part)])
 
 
-def _autoattack_gaps(t1: pd.DataFrame) -> str:
-    """Informational, outside the PASS/FAIL rule: how far PGD-20 overstates robustness against
-    AutoAttack for each robust model, beside RobustBench's gap for this paper's model."""
+# --- C5 -------------------------------------------------------------------------------------------
+C5_ATTACKS = (("pgd100", "PGD-100"), ("pgd20_r10", "10-restart PGD-20"), ("cw100", "CW-100"))
+
+
+def _attack_gap(ev: Evidence, row: str, metric: str, name: str) -> tuple[str, str]:
+    (stronger,), (pgd20,) = common_images(ev.flags(row, metric, seeds=False), ev.flags(row, "pgd20", seeds=False))
+    iv = stats.paired_difference(stronger, pgd20, CONFIDENCE)
+    ok = -C5_BAND <= iv.low and iv.high <= C5_BAND
+    return (PASS if ok else FAIL), f"{_short(row)} {name} - PGD-20 {iv.text()}"
+
+
+def c5_attacks_converged(ev: Evidence) -> Verdict:
+    parts = [decided(lambda row=row, metric=metric, name=name: _attack_gap(ev, row, metric, name))
+             for row in ROBUST_ROWS for metric, name in C5_ATTACKS]
+    return combine("C5", f"PGD-100, 10-restart PGD-20 and CW-100 are each within {C5_BAND:g} points of PGD-20 for "
+                         f"every robust model (the {CONFIDENCE:.0%} paired interval inside +-{C5_BAND:g})",
+                   parts, _autoattack_gaps(ev))
+
+
+def _autoattack_gaps(ev: Evidence) -> str:
+    """Informational, outside the verdict: how far PGD-20 overstates robustness against APGD-T and
+    AutoAttack, absolute and relative, beside RobustBench's gap for this paper's model."""
     reference = ENTRIES[THIS_PAPER]
-    gaps = []
+    shown = []
     for row in ROBUST_ROWS:
-        aa = float(_row(t1, row)["aa_ours"]) if "aa_ours" in t1 else float("nan")
-        gap = "no AutoAttack result" if math.isnan(aa) else f"{aa - _value(t1, row, 'pgd20_ours'):+.2f}"
-        gaps.append(f"{row} {gap}")
-    return (f"AutoAttack - PGD-20 (informational): {', '.join(gaps)}; RobustBench's {reference.name} "
-            f"({reference.architecture}): {-reference.gap:+.2f}")
+        for metric, which, name in (("apgd", "apgd-t", "APGD-T"), ("aa", "robust", "AutoAttack")):
+            try:
+                pgd20 = ev.read(ev.metric_file(row, "pgd20"))
+                result = ev.read(ev.metric_file(row, metric))
+            except Undecided:
+                continue
+            after = [r for r in result.get("sub_attacks", []) if r.get("attack") == which]
+            acc = after[0]["robust_acc"] if after else result["robust_acc"]
+            gap = acc - pgd20["robust_acc"]
+            shown.append(f"{_short(row)} {name} {gap:+.2f} ({gap / pgd20['robust_acc']:+.1%})"
+                         if pgd20["robust_acc"] else f"{_short(row)} {name} {gap:+.2f}")
+    ours = ", ".join(shown) or "none evaluated"
+    return (f"Stronger attacks - PGD-20 (informational; PGD-20 on its own images): {ours}; RobustBench's "
+            f"{reference.name} ({reference.architecture}): AutoAttack - reported {-reference.gap:+.2f} "
+            f"({-reference.gap / reference.reported:+.1%})")
 
 
+# --- C6 -------------------------------------------------------------------------------------------
 def _rise(surface: dict[str, Any], image: dict[str, Any]) -> tuple[float, float]:
     """Loss increase from the image to the far positive end of each axis of the plane."""
     axis = surface["axis"]
@@ -154,25 +284,83 @@ def _rise(surface: dict[str, Any], image: dict[str, Any]) -> tuple[float, float]
     return losses[end][centre] - base, losses[centre][end] - base
 
 
-def c6_adversarial_direction(t1: pd.DataFrame, plan: dict[str, Any], results: Path) -> Verdict:
-    surfaces = [a for a in plan["targets"]["figure3"]["analyses"] if a["options"].get("plane") == "adv-rad"]
-    if not surfaces:
-        raise ValueError("the plan has no adversarial-direction loss surface (figure3, plane adv-rad)")
-    parts, ok = [], True
-    for analysis in surfaces:
-        surface = read_result(results, analysis["file"])
-        for image in surface["images"]:
-            adv, rad = _rise(surface, image)
-            ok &= adv > rad
-            parts.append(f"{analysis['label']} image {image['index']}: adversarial +{adv:.3f}, Rademacher {rad:+.3f}")
-    span = surfaces[0]["options"].get("span")
-    return Verdict("C6", "on the loss surfaces the loss rises faster along the adversarial direction than along "
-                         f"the Rademacher one (rise from the image to {span}/255 along each)", ok, "; ".join(parts))
+def _surfaces(ev: Evidence) -> dict[str, dict[str, Any]]:
+    """The computed adversarial-plane surface of each figure3 model, by its method (natural, free, pgd)."""
+    planned = [a for a in ev.plan.get("targets", {}).get("figure3", {}).get("analyses", [])
+               if a["options"].get("plane") == "adv-rad"]
+    found = {}
+    for analysis in planned:
+        config = ev.plan.get("models", {}).get(analysis.get("model"), {}).get("config", {})
+        role = config.get("method", analysis["label"].lower())
+        if role in ("natural", "free", "pgd") and role not in found and (ev.root / analysis["file"]).exists():
+            found[role] = {"label": analysis["label"], **ev.read(analysis["file"])}
+    return found
 
 
-CLAIMS: tuple[Callable[[pd.DataFrame, dict[str, Any], Path], Verdict], ...] = (
-    c1_natural_not_robust, c2_free_matches_pgd, c3_cost, c4_clean_falls_with_m, c5_attacks_converged,
-    c6_adversarial_direction)
+def _need(surfaces: dict[str, dict[str, Any]], *roles: str) -> None:
+    names = {"natural": "the natural model (the control)", "free": "Free m=8", "pgd": "7-PGD"}
+    for role in roles:
+        if role not in surfaces:
+            raise Undecided(f"no adversarial-plane loss surface of {names[role]} has been computed")
+
+
+def _c6_steeper(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(i): adversarial rise >= 5x the Rademacher rise, for every image of each robust model."""
+    _need(surfaces, "free", "pgd")
+    ok, shown = True, []
+    for role in ("free", "pgd"):
+        for image in surfaces[role]["images"]:
+            adv, rad = _rise(surfaces[role], image)
+            ok &= adv > 0 and adv >= C6_ADV_OVER_RAD * rad
+            shown.append(f"{surfaces[role]['label']} image {image['index']}: adversarial {adv:+.3f}, "
+                         f"Rademacher {rad:+.3f}")
+    return (PASS if ok else FAIL), f"(i) rise >= {C6_ADV_OVER_RAD:g}x Rademacher's: " + ", ".join(shown)
+
+
+def _c6_flatter(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(ii): each robust model's adversarial rise <= 1/3 of the natural model's, image by image."""
+    _need(surfaces, "natural", "free", "pgd")
+    natural = {im["index"]: _rise(surfaces["natural"], im)[0] for im in surfaces["natural"]["images"]}
+    ok, shown = True, []
+    for role in ("free", "pgd"):
+        for image in surfaces[role]["images"]:
+            if image["index"] not in natural:
+                raise Undecided(f"the natural model's surface lacks image {image['index']}")
+            ratio = _rise(surfaces[role], image)[0] / natural[image["index"]]
+            ok &= natural[image["index"]] > 0 and ratio <= C6_FLATTER
+            shown.append(f"{surfaces[role]['label']} image {image['index']} {ratio:.3f}")
+    return (PASS if ok else FAIL), f"(ii) adversarial rise / natural's <= {C6_FLATTER:.3f}: " + ", ".join(shown)
+
+
+def _c6_no_missed_ascent(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
+    """(iii): inside the eps-ball no grid point's loss exceeds PGD-20's at that image."""
+    _need(surfaces, "free", "pgd")
+    ok, shown = True, []
+    for role in ("natural", "free", "pgd"):
+        for image in surfaces.get(role, {}).get("images", []):
+            if "pgd20_loss" not in image:
+                raise Undecided(f"the {surfaces[role]['label']} surface has no PGD-20 loss per image")
+            ok &= image["ball_max_loss"] <= image["pgd20_loss"] * (1 + 1e-6)
+            shown.append(f"{surfaces[role]['label']} image {image['index']}: grid max {image['ball_max_loss']:.3f}, "
+                         f"PGD-20 {image['pgd20_loss']:.3f}")
+    return (PASS if ok else FAIL), "(iii) no ascent PGD-20 missed inside the eps-ball: " + ", ".join(shown)
+
+
+def c6_adversarial_direction(ev: Evidence) -> Verdict:
+    statement = (f"along the adversarial direction the robust models' loss rises >= {C6_ADV_OVER_RAD:g}x as much "
+                 f"as along a Rademacher one, at most {C6_FLATTER:.2f}x as much as the natural model's, and no "
+                 "surface point inside the eps-ball beats PGD-20")
+    try:
+        surfaces = _surfaces(ev)
+    except Undecided as why:
+        return combine("C6", statement, [(INCONCLUSIVE, str(why))])
+    parts = [decided(lambda check=check: check(surfaces)) for check in (_c6_steeper, _c6_flatter, _c6_no_missed_ascent)]
+    return combine("C6", statement, parts)
+
+
+CLAIMS: tuple[Callable[[Evidence], Verdict], ...] = (
+    c1_natural_not_robust, c2_free_matches_pgd, c3_cost, c4a_clean_falls_with_m, c4b_robustness_rises_with_m,
+    c5_attacks_converged, c6_adversarial_direction)
 
 
 def check_claims(results: str | Path) -> list[Verdict]:
@@ -182,9 +370,8 @@ def check_claims(results: str | Path) -> list[Verdict]:
     if not plan_path.exists():
         raise FileNotFoundError(f"no plan at '{plan_path}': run the scale's workflow first "
                                 f"(snakemake table1 figure3 --config scale=...)")
-    plan = load_plan(plan_path)
-    t1 = build_table(plan, "table1", results, allow_missing=True)   # a column newer than the run: its claim says so
-    return [claim(t1, plan, results) for claim in CLAIMS]
+    ev = Evidence(load_plan(plan_path), results)
+    return [claim(ev) for claim in CLAIMS]
 
 
 def provenance(results: Path) -> str:
@@ -200,9 +387,11 @@ def provenance(results: Path) -> str:
 
 
 def claims_text(results: Path, verdicts: list[Verdict]) -> str:
+    counts = {status: sum(v.status == status for v in verdicts) for status in (PASS, FAIL, INCONCLUSIVE)}
     return "\n".join([f"Claims of the paper on {results} ({provenance(results)})"]
                      + [v.line() for v in verdicts]
-                     + [f"{sum(v.passed for v in verdicts)} of {len(verdicts)} claims pass"]) + "\n"
+                     + [f"{counts[PASS]} of {len(verdicts)} claims pass, {counts[FAIL]} fail, "
+                        f"{counts[INCONCLUSIVE]} inconclusive"]) + "\n"
 
 
 def claims_record(results: Path, verdicts: list[Verdict]) -> dict[str, Any]:

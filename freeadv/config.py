@@ -64,13 +64,27 @@ DEFAULTS: dict[str, Any] = {
     "compile": False,            # torch.compile the model
     "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
     "checkpoint_every": 1000,    # iterations between resumable checkpoints
-    "eval_n": 500,               # test images for the end-of-pass clean accuracy in the log (null = skip)
+    "eval_n": 500,               # images of the end-of-pass clean accuracy in the log (null = skip): the first eval_n
+                                 # test images, or of the validation images (at most all of them) when the checks
+                                 # attack those (below)
     # robust accuracy during training (freeadv.training.robust): PGD-K, the run's eps, the paper's step
-    "robust_eval_n": 512,        # images per check: the first N of the test split (null or 0 = no checks)
-    "robust_eval_every": None,   # iterations between checks; null = at the end of every pass
+    "robust_eval_n": 512,        # images per check (null or 0 = no checks)
+    "robust_eval_every": None,   # the checks' cadence: iterations between checks; null = at the end of every pass
     "robust_eval_steps": 10,     # K of the check's PGD
-    "robust_eval_source": "heldout",  # heldout | first_train_batch (Wong et al.: each pass's first batch, at its start)
+    "robust_eval_source": "validation",  # what the checks attack:
+                                 #   validation: the first robust_eval_n validation images (training images the run
+                                 #     does not train on); the pass-end clean accuracy (eval_n) reads them too
+                                 #   test: the first robust_eval_n test images ('heldout' is read as test); monitoring
+                                 #     only: early_stop and keep_best refuse it
+                                 #   first_train_batch: Wong et al.: each pass's first training batch, at its start
+    "validation_n": None,        # validation images (source validation); null = robust_eval_n. Drawn by data_seed
+                                 # from the training images n_train leaves unused; with n_train null they are held
+                                 # out of the whole split, so the run trains on (split - validation_n) images:
+                                 # 49,488 of CIFAR's 50,000 by default
     "early_stop": False,         # stop at catastrophic overfitting, keeping the last check's weights before it
+    "keep_best": False,          # also write model_best.pt: the weights of the check with the highest robust
+                                 # accuracy (the earlier on a tie; robust_eval_source validation); model.pt stays
+                                 # the final weights, the paper's protocol
 }
 
 # The paper's schedules, per dataset (section 5 and 7).
@@ -91,13 +105,14 @@ DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
 
 
 LR_SCHEDULES = ("step", "cyclic")
-ROBUST_EVAL_SOURCES = ("heldout", "first_train_batch")
+ROBUST_EVAL_SOURCES = ("validation", "test", "first_train_batch")
+SOURCE_ALIASES = {"heldout": "test"}   # the test-image check's older name, in the configs of earlier runs
 
 # The kind of each shared key (freeadv.keys.CHECKS); validate() checks these and the methods' keys.
 KINDS: dict[str, str] = {
     **dict.fromkeys(("batch_size", "log_every", "checkpoint_every", "robust_eval_steps"), "int>=1"),
     **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n",
-                     "robust_eval_every"), "int>=1|null"),
+                     "robust_eval_every", "validation_n"), "int>=1|null"),
     **dict.fromkeys(("seed", "data_seed"), "seed"),
     "num_workers": "int>=0",
     "data_root": "path",
@@ -106,7 +121,7 @@ KINDS: dict[str, str] = {
     "robust_eval_n": "int>=0|null",
     "lr": "number>0",
     "weight_decay": "number>=0",
-    **dict.fromkeys(("download", "augment", "compile", "weight_decay_all", "early_stop"), "bool"),
+    **dict.fromkeys(("download", "augment", "compile", "weight_decay_all", "early_stop", "keep_best"), "bool"),
     "eps": "pixels",
 }
 
@@ -208,6 +223,8 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     config.update(merged)
     if config["amp"] is False:   # YAML 1.1 reads a bare `amp: off` (and --set amp=off) as false
         config["amp"] = "off"
+    if isinstance(config["robust_eval_source"], str):
+        config["robust_eval_source"] = SOURCE_ALIASES.get(config["robust_eval_source"], config["robust_eval_source"])
     method = get_method(config["method"])
     if config["replay"] is None:
         config["replay"] = method.replay_default or 1
@@ -280,14 +297,48 @@ def _check_robust_and_schedule(config: dict[str, Any]) -> None:
     """The choice keys of the schedule and the robust checks, and the combinations that cannot work."""
     if config["lr_schedule"] not in LR_SCHEDULES:
         raise bad_value("lr_schedule", config["lr_schedule"], " or ".join(LR_SCHEDULES))
-    if config["robust_eval_source"] not in ROBUST_EVAL_SOURCES:
-        raise bad_value("robust_eval_source", config["robust_eval_source"], " or ".join(ROBUST_EVAL_SOURCES))
-    if config["robust_eval_every"] is not None and config["robust_eval_source"] == "first_train_batch":
+    source = config["robust_eval_source"]
+    if source not in ROBUST_EVAL_SOURCES:
+        raise bad_value("robust_eval_source", source, "validation, test or first_train_batch")
+    if config["robust_eval_every"] is not None and source == "first_train_batch":
         raise bad_value("robust_eval_every", config["robust_eval_every"],
                         "null when robust_eval_source is first_train_batch (that check runs at the start of each pass)")
-    if config["early_stop"] and not config["robust_eval_n"]:
-        raise bad_value("early_stop", config["early_stop"], f"false when robust_eval_n is "
-                        f"{config['robust_eval_n']!r} (early stopping watches the robust checks)")
+    _check_selection(config)
+    wanted, checked = config["validation_n"], config["robust_eval_n"]
+    if uses_validation(config) and wanted is not None and wanted < checked:
+        raise bad_value("validation_n", wanted, f"null or at least robust_eval_n={checked} (the checks attack that "
+                                                "many validation images)")
+
+
+def _check_selection(config: dict[str, Any]) -> None:
+    """early_stop and keep_best choose weights by the checks: they need checks, and never on test images
+    (a number chosen on the test split would be reported as a test result); keep_best also needs
+    the same images at every check, which first_train_batch's checks are not."""
+    source, checks = config["robust_eval_source"], config["robust_eval_n"]
+    for key, why in (("early_stop", "early stopping watches the robust checks"),
+                     ("keep_best", "keep_best picks among the robust checks")):
+        if config[key] and not checks:
+            raise bad_value(key, config[key], f"false when robust_eval_n is {checks!r} ({why})")
+        if config[key] and source == "test":
+            raise bad_value(key, config[key], "false when robust_eval_source is test (it would choose weights on "
+                                              "test images); use robust_eval_source validation")
+    if config["keep_best"] and source == "first_train_batch":
+        raise bad_value("keep_best", config["keep_best"], "false when robust_eval_source is first_train_batch (each "
+                        "check attacks another batch, so their accuracies do not compare); use validation")
+
+
+def uses_validation(config: dict[str, Any]) -> bool:
+    """Whether a run holds validation images out of its training images: its checks attack them."""
+    return bool(config["robust_eval_n"]) and config["robust_eval_source"] == "validation"
+
+
+def validation_size(config: dict[str, Any]) -> int:
+    """How many validation images a run holds out (0: none): ``validation_n``, by default as many as
+    its checks attack. Not more for a larger eval_n: at the full split every validation image is one
+    fewer training image, so the pass-end clean accuracy, a log-only number, makes do with them."""
+    if not uses_validation(config):
+        return 0
+    return config["validation_n"] or config["robust_eval_n"]
 
 
 def schedule(config: dict[str, Any], batches_per_pass: int) -> tuple[int, list[int]]:

@@ -79,6 +79,19 @@ def _target_jobs(entry: dict[str, Any]) -> set[Job]:
     return jobs
 
 
+def job_outputs(plan: dict[str, Any]) -> dict[Job, str]:
+    """The result file each attack and analysis job writes (relative to results/<scale>)."""
+    outputs: dict[Job, str] = {}
+    for entry in plan["targets"].values():
+        for row in entry["rows"]:
+            for e in list(row["metrics"].values()) + list(row.get("sanity", [])):
+                if row["model"] and e["attack"]:
+                    outputs[Job("attack", row["model"], (e["attack"],))] = e["file"]
+        for analysis in entry["analyses"]:
+            outputs[Job("analysis", analysis["model"], (analysis["id"],))] = analysis["file"]
+    return outputs
+
+
 def plan_jobs(plan: dict[str, Any], targets: list[str] | None = None) -> list[Job]:
     """Every job the named targets (default: those of ``all``, the available ones) need, once each,
     in table order: by kind (train, attack, analysis), then by name."""
@@ -221,7 +234,7 @@ def _total(rows: list[dict[str, Any]], label: str) -> str:
     return _md_row(cells)
 
 
-def to_markdown(rows: list[dict[str, Any]], scale: str) -> str:
+def to_markdown(rows: list[dict[str, Any]], scale: str, not_run: list[str] = ()) -> str:
     lines = [f"# Cost per job, scale {scale}", "",
              "Measured by Snakemake's `benchmark:` files (wall and CPU seconds, peak resident memory of the "
              "job's processes), beside the resources each job asked for (`scales." + scale + ".resources` "
@@ -235,6 +248,9 @@ def to_markdown(rows: list[dict[str, Any]], scale: str) -> str:
     lines += ["", "Totals: the sum of the jobs' wall seconds (as if they ran one after another) and CPU "
                   "seconds (a job that ended before Snakemake's first sample adds none); max RSS is the "
                   "largest job's."]
+    if not_run:
+        lines += ["", f"Planned but not run ({len(not_run)}, not in the totals): "
+                      + ", ".join(f"`{name}`" for name in not_run) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -249,10 +265,16 @@ def write_cost_table(plan: dict[str, Any], results: str | Path, out_dir: str | P
         resources, source = read_resources(record), f"resources record '{record}'"
     else:
         source = "--resources"
-    rows = cost_rows(results, plan_jobs(plan), resources, source)
+    jobs, not_run = plan_jobs(plan), []
+    if source != "--resources":   # rebuilt later: jobs planned after the run, with no output and no benchmark
+        outputs = job_outputs(plan)
+        not_run = [job for job in jobs if job in outputs and not (Path(results) / outputs[job]).exists()
+                   and not (Path(results) / job.benchmark).exists()]
+        jobs = [job for job in jobs if job not in not_run]
+    rows = cost_rows(results, jobs, resources, source)
     if source == "--resources":
         write_json(record, resources)
     csv_path, md_path = (Path(out_dir) / table_file(COST_TABLE, ext) for ext in COST_FORMATS)
     atomic_write_text(csv_path, to_csv(rows))
-    atomic_write_text(md_path, to_markdown(rows, plan["scale"]))
+    atomic_write_text(md_path, to_markdown(rows, plan["scale"], [job.name for job in not_run]))
     return [csv_path, md_path]

@@ -32,12 +32,15 @@ CPU_PROBE_BATCH = 32
 
 
 def split_size(config: dict[str, Any], split: str) -> int:
-    """Images in a split: n_train / n_test where set, else the dataset's size."""
+    """Images in a split: n_train / n_test where set, else the dataset's size (a whole training
+    split less the validation images the run holds out of it; synthetic draws those apart)."""
     requested = config["n_train" if split == "train" else "n_test"]
     if requested is not None:
         return requested
-    sizes = SYNTHETIC_DEFAULT_SIZES if config["dataset"] == "synthetic" else SPLIT_SIZES[config["dataset"]]
-    return sizes[0 if split == "train" else 1]
+    if config["dataset"] == "synthetic":
+        return SYNTHETIC_DEFAULT_SIZES[0 if split == "train" else 1]
+    train, test = SPLIT_SIZES[config["dataset"]]
+    return train - cfg.validation_size(config) if split == "train" else test
 
 
 def iterations(config: dict[str, Any]) -> int:

@@ -78,6 +78,19 @@ def test_adversarial_direction_raises_the_loss_more_than_a_random_one(surfaces):
         assert adv["losses"][5] == pytest.approx(rad["losses"][5], rel=1e-5, abs=1e-6)
 
 
+def test_ascent_check_puts_pgd20_at_or_above_the_surface_inside_the_ball(toy_run, surfaces):
+    """Each image records PGD-20's loss and the largest loss of the grid points inside the eps-ball;
+    on an unmasked model PGD's is at least as high, and both are above the clean loss."""
+    model, config = load_trained_model(toy_run, "cpu")
+    for image in surfaces["adv-rad"]["images"]:
+        assert image["pgd20_loss"] >= image["ball_max_loss"] - 1e-4
+        assert image["ball_max_loss"] >= image["clean_loss"] - 1e-6
+        assert image["pgd20_loss"] > image["clean_loss"]
+    axis = surfaces["adv-rad"]["axis"]
+    inside = [(i, j) for i, a in enumerate(axis) for j, b in enumerate(axis) if abs(a) + abs(b) <= config["eps"]]
+    assert 1 < len(inside) < len(axis) ** 2 and "eps-ball" in surfaces["adv-rad"]["ascent_check"]
+
+
 def test_unknown_plane_is_refused(toy_run):
     with pytest.raises(ValueError, match="plane"):
         loss_surface(toy_run, plane="adv-adv", device="cpu")

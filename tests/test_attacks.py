@@ -9,6 +9,7 @@ from torch import nn
 
 from freeadv.attacks import ATTACKS, AttackError, AttackSpec, cw_margin, evaluate, pgd, worst_case
 from freeadv.attacks.spec import for_model
+from freeadv.stats import unpack_flags
 
 
 def trained_toy_model():
@@ -68,6 +69,22 @@ def test_more_restarts_never_raise_robust_accuracy(toy):
     assert accs[0] >= accs[1] >= accs[2]
     assert accs[2] < accs[0]     # restarts find examples a single run missed
     assert 0 < accs[0] < 100     # the test is informative: the attack is neither hopeless nor trivial
+
+
+def test_per_image_flags_name_each_image_in_order_across_batches(toy):
+    """The eval's bitmaps: bit i is image i over all batches; they sum to the counts, the robust
+    ones are a subset of the clean ones, and they match an attack run on each image's own batch."""
+    model, x, y = toy
+    spec = AttackSpec("pgd", eps=48, step_size=12, steps=2)
+    result = evaluate(model, [(x[:70], y[:70]), (x[70:], y[70:])], spec, seed=0)
+    record = result["per_image"]
+    clean, robust = unpack_flags(record["clean"], len(y)), unpack_flags(record["robust"], len(y))
+    assert record["first"] == 0 and record["n"] == len(y) == result["n"]
+    assert clean.sum() == result["clean_correct"] and robust.sum() == result["robust_correct"]
+    assert not (robust & ~clean).any() and 0 < robust.sum() < clean.sum()
+    assert clean.tolist() == (model(x).argmax(1) == y).tolist()
+    first_batch = evaluate(model, [(x[:70], y[:70])], spec, seed=0)["per_image"]
+    assert unpack_flags(first_batch["robust"], 70).tolist() == robust[:70].tolist()
 
 
 def test_worst_case_keeps_adversarial_example_that_fooled(toy):

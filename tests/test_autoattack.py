@@ -10,6 +10,7 @@ from freeadv import config as cfg
 from freeadv.attacks import AttackSpec, autoattack, evaluate, run_attack
 from freeadv.attacks.kinds import AUTOATTACK_ITERATIONS
 from freeadv.cli import main
+from freeadv.stats import unpack_flags
 from freeadv.training import Trainer, data_for, load_trained_model
 
 RUN = {"dataset": "synthetic", "arch": "small_cnn", "width": 8, "n_train": 2048, "n_test": 96,
@@ -110,9 +111,9 @@ def test_killed_evaluation_resumes_from_its_state_file_to_the_same_result(test_s
     assert saved["current"]["chunks_done"] >= 1 and saved["done"] in ([], ["apgd-ce"])
     monkeypatch.setattr(autoattack, "build_autoattack", real)
     resumed = _autoattack(model, x, y, 2.0, state_path=state, **options)
-    assert resumed["robust_flags"] == uninterrupted["robust_flags"]
-    assert [r["robust_correct"] for r in resumed["sub_attacks"]] == \
-        [r["robust_correct"] for r in uninterrupted["sub_attacks"]]
+    assert resumed["flags"] == uninterrupted["flags"]
+    assert [(r["robust_correct"], r["robust"]) for r in resumed["sub_attacks"]] == \
+        [(r["robust_correct"], r["robust"]) for r in uninterrupted["sub_attacks"]]
 
 
 @pytest.mark.slow
@@ -145,4 +146,10 @@ def test_run_attack_matches_the_direct_evaluation(natural_run, test_set):
     model, x, y = test_set
     result = run_attack(natural_run, AttackSpec("autoattack", CHEAP, 2.0), n=48, batch_size=16, device="cpu")
     direct = _autoattack(model, x[:48], y[:48], 2.0, batch_size=16)
-    assert result["robust_correct"] == direct["robust_correct"] and "robust_flags" not in result
+    assert result["robust_correct"] == direct["robust_correct"] and "flags" not in result
+    # per image: the final flags, and each sub-attack's flags after it, bit i = test image i
+    assert unpack_flags(result["per_image"]["robust"], 48).tolist() == direct["flags"]["robust"]
+    assert unpack_flags(result["per_image"]["clean"], 48).tolist() == direct["flags"]["clean"]
+    after = [unpack_flags(r["robust"], 48) for r in result["sub_attacks"]]
+    assert all((later <= earlier).all() for earlier, later in zip(after, after[1:]))
+    assert after[-1].tolist() == direct["flags"]["robust"]

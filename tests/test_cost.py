@@ -172,6 +172,22 @@ def test_resources_are_recorded_and_read_back_to_the_same_table(results, tmp_pat
     assert again == first
 
 
+def test_rebuilt_table_lists_jobs_planned_after_the_run_as_not_run(results, tmp_path):
+    """A job the plan gained after the run (no output, no benchmark) is named as not run, outside
+    the totals; one whose output exists but whose benchmark is missing is still an error."""
+    first = write_cost_table(PLAN, results, results / "tables", ASKED)
+    plan = copy.deepcopy(PLAN)
+    plan["targets"]["figure3"]["analyses"].append({"model": "m-nat", "id": "surface",
+                                                  "file": "runs/m-nat/analysis/surface.json"})
+    again = write_cost_table(plan, results, tmp_path / "again")
+    assert again[0].read_bytes() == first[0].read_bytes()    # the CSV: the jobs that ran
+    assert "Planned but not run (1, not in the totals): `analysis/m-nat/surface`." in again[1].read_text()
+    (results / "runs/m-nat/analysis").mkdir(parents=True)
+    (results / "runs/m-nat/analysis/surface.json").write_text("{}")
+    with pytest.raises(CostError, match="analysis/m-nat/surface.tsv' does not exist"):
+        write_cost_table(plan, results, tmp_path / "again")
+
+
 def test_a_job_without_a_benchmark_or_resources_fails_naming_it(results):
     (results / benchmark_path("attack", "m-nat", "noise")).unlink()
     with pytest.raises(CostError, match=r"benchmark file '.*attack/m-nat/noise\.tsv' does not exist"):

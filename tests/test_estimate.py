@@ -1,4 +1,6 @@
 """`freeadv estimate`: every job of a target gets a time from costs measured on this device."""
+import math
+
 import pytest
 
 from freeadv import estimate
@@ -33,9 +35,13 @@ def test_table1_estimate_covers_every_job_and_charges_pgd_for_its_steps(smoke_pl
 
 def test_iterations_follow_the_paper_schedules():
     from freeadv import config as cfg
-    imagenet = cfg.resolve({"dataset": "imagenet", "method": "free", "replay": 4, "arch": "resnet50"})
-    # ceil(90 / 4) = 23 passes of ceil(1281167 / 256) = 5005 batches, each replayed 4 times
-    assert estimate.iterations(imagenet) == 23 * 5005 * 4
+    paper = {"dataset": "imagenet", "method": "free", "replay": 4, "arch": "resnet50", "robust_eval_source": "test"}
+    # the paper scale's checks (test images): ceil(90 / 4) = 23 passes of ceil(1281167 / 256) = 5005
+    # batches, each replayed 4 times
+    assert estimate.iterations(cfg.resolve(paper)) == 23 * 5005 * 4
+    # the default checks attack 512 validation images held out of the training folder
+    validation = cfg.resolve({**paper, "robust_eval_source": "validation"})
+    assert estimate.iterations(validation) == 23 * math.ceil((1281167 - 512) / 256) * 4
     assert estimate.iterations(cfg.resolve({"dataset": "cifar10"})) == 80_000
 
 

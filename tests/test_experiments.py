@@ -25,7 +25,7 @@ def test_the_experiment_plan_imports_no_torch():
 
 def test_committed_mini_plan_is_the_one_the_config_builds():
     """results/mini/plan.json (what the committed tables were built from) = the plan of today's code."""
-    plan = scales.build_plan(**scales.plan_inputs(load_yaml(REPO / "config/config.yaml"), "mini"))
+    plan = _mini_plan()
     committed = json.loads((REPO / "results/mini/plan.json").read_text())
     assert json.loads(json.dumps(plan)) == committed
 
@@ -53,6 +53,49 @@ def test_cell_params_are_what_the_training_config_sets():
                       "pgd_steps": 2, "seed": 0}
     assert scales.model_id(config, cell) == "synthetic-small_cnn-pgd2-step4-eps8-s0"
     assert cell.paper_name == "CIFAR-100 WRN-32-10 2-PGD eps 8"
+
+
+def _mini_plan():
+    return scales.build_plan(**scales.plan_inputs(load_yaml(REPO / "config/config.yaml"), "mini"))
+
+
+def test_titles_and_labels_at_mini_name_what_mini_trains():
+    """At mini every title names WRN-32 width 1, the 8,000-image subset and 1,600 iterations; the
+    design's architectures (WRN-32-10, WRN-34-10 for YOPO's row, PreAct ResNet-18 for Wong et
+    al.'s) appear in no title or row label, and no title names a row mini omits (TRADES)."""
+    plan = _mini_plan()
+    for name in scales.available_targets(plan):
+        entry = plan["targets"][name]
+        title = entry["title"]
+        assert "WRN-32 width 1" in title and "(8,000 training images, 1,600 iterations)" in title, name
+        texts = [title] + [r["label"] for r in entry["rows"] if r["model"]] + [a["label"] for a in entry["analyses"]]
+        for paper_arch in ("WRN-32-10", "WRN-34-10", "PreAct ResNet-18", "{", "}"):
+            assert not [t for t in texts if paper_arch in t], (name, paper_arch)
+    assert "TRADES" not in plan["targets"]["fast"]["title"]
+    assert plan["targets"]["fast"]["title"].endswith(": FGSM-RS, Free m=8 and 7-PGD")
+    assert plan["targets"]["yopo"]["rows"][0]["label"] == "WRN-32 width 1 Free m=10, batch 256"
+
+
+def test_the_paper_scale_keeps_the_papers_wording():
+    settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
+                "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
+    targets = scales.build_plan("paper", settings)["targets"]
+    assert targets["table1"]["title"] == "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness"
+    assert targets["yopo"]["rows"][0]["label"] == "WRN-34-10 Free m=10, batch 256"
+    assert "TRADES beta=6" in targets["fast"]["title"]
+    assert "PreAct ResNet-18" in next(r["label"] for r in targets["fast"]["rows"] if r["key"] == "fgsm_rs_wong")
+    assert [r["label"] for r in targets["table5"]["rows"]] == ["ResNet-50", "ResNet-101", "ResNet-152"]
+
+
+def test_title_fields_say_the_subset_and_budget_and_refuse_a_misspelt_field():
+    from freeadv.experiments import titles
+    assert titles.training_phrase([{"n_train": 8000, "iterations": 1600}] * 2) == \
+        " (8,000 training images, 1,600 iterations)"
+    assert titles.training_phrase([{"arch": "wrn32_10"}]) == ""
+    assert titles.training_phrase([{"iterations": 20}, {"iterations": 40}]) == " (20-40 iterations)"
+    assert titles.arch_title({"arch": "wrn32_k", "width": 1}) == "WRN-32 width 1"
+    with pytest.raises(ValueError, match="'cifar1'"):
+        titles.realise("Table: {cifar1}", titles.name_fields({}))
 
 
 def test_a_cell_refuses_a_setting_its_method_does_not_have():

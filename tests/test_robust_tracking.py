@@ -52,7 +52,7 @@ def test_checks_are_logged_with_plausible_values(tmp_path):
     for entry in checked:
         assert set(robust.CHECK_KEYS) <= set(entry)
         assert 0 <= entry["heldout_robust_acc"] <= entry["heldout_clean_acc"] <= 100
-        assert entry["robust_eval_n"] == 32 and entry["robust_eval_source"] == "heldout"
+        assert entry["robust_eval_n"] == 32 and entry["robust_eval_source"] == "validation"
         assert entry["robust_eval_steps"] == 3 and entry["check_seconds"] > 0
     assert [e["pass"] for e in checked] == [1, 2]
     on_disk = json.loads((tmp_path / "run" / "train.json").read_text())
@@ -60,6 +60,8 @@ def test_checks_are_logged_with_plausible_values(tmp_path):
     assert result["robust_checks"] == on_disk["robust_checks"] == read_robust_checks(tmp_path / "run")
     assert on_disk["catastrophic_overfitting"] is None and on_disk["stopped_early"] is False
     assert on_disk["kept_weights_iteration"] == 16
+    assert on_disk["n_validation"] == 32 and on_disk["clean_acc_eval_source"] == "validation"
+    assert on_disk["best"] is None and not (tmp_path / "run" / "model_best.pt").exists()   # keep_best is off
 
 
 def test_checks_only_count_what_a_pgd_attack_leaves():
@@ -101,7 +103,7 @@ def test_checks_do_not_change_the_trained_weights(tmp_path):
     assert len(on["robust_checks"]) == 5
     assert off["robust_checks"] == [] and off["catastrophic_overfitting"] is None
     assert not any(key in entry for entry in read_log(tmp_path / "off") for key in robust.CHECK_KEYS
-                   if key not in ("iteration", "pass"))
+                   if key not in ("iteration", "pass", "epochs_natural"))
 
 
 @pytest.mark.parametrize("overrides", [{"robust_eval_every": 4}, {"robust_eval_source": "first_train_batch"}])
@@ -187,7 +189,7 @@ def test_resumed_run_has_the_same_checks_and_weights(tmp_path, monkeypatch, over
 @pytest.mark.parametrize("key,value,extra", [
     ("robust_eval_n", -1, {}), ("robust_eval_n", "all", {}), ("robust_eval_n", 1.5, {}),
     ("robust_eval_every", 0, {}), ("robust_eval_steps", 0, {}), ("robust_eval_steps", None, {}),
-    ("robust_eval_source", "test", {}), ("early_stop", "yes", {}),
+    ("robust_eval_source", "holdout", {}), ("early_stop", "yes", {}),
     ("early_stop", True, {"robust_eval_n": None}), ("early_stop", True, {"robust_eval_n": 0}),
     ("robust_eval_every", 4, {"robust_eval_source": "first_train_batch"}),
 ])
@@ -201,6 +203,7 @@ def test_checks_can_be_switched_off():
         assert not robust.enabled(tiny(robust_eval_n=off))
     assert robust.enabled(tiny())
     assert cfg.DEFAULTS["robust_eval_n"] == 512 and cfg.DEFAULTS["early_stop"] is False
+    assert cfg.DEFAULTS["robust_eval_source"] == "validation" and cfg.DEFAULTS["keep_best"] is False
 
 
 # --- catastrophic overfitting ------------------------------------------------------------------
@@ -282,7 +285,7 @@ def test_early_stop_resumes_exactly_with_the_kept_weights_in_the_checkpoint(tmp_
 
 
 NEW_KEYS = ("robust_eval_n", "robust_eval_every", "robust_eval_steps", "robust_eval_source", "early_stop",
-            "lr_schedule", "weight_decay_all")
+            "lr_schedule", "weight_decay_all", "validation_n", "keep_best")
 
 
 def test_a_run_finished_before_these_keys_existed_is_still_finished(tmp_path, capsys):

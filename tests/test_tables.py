@@ -85,7 +85,7 @@ def test_paper_plan_trains_shared_models_once():
     assert free8 in plan["models"]
     users = [name for name, entry in plan["targets"].items()
              if any(r["model"] == free8 for r in entry["rows"]) or any(a["model"] == free8 for a in entry["analyses"])]
-    assert users == ["table1", "trials", "fast", "figure2", "figure3"]
+    assert users == ["table1", "trials", "fast", "figure2", "figure3", "figure3_surfaces"]
     rn50 = "imagenet-resnet50-free-m4-eps4-s0"
     assert {n for n, e in plan["targets"].items() if any(r["model"] == rn50 for r in e["rows"])} == {
         "table4", "table5", "figure4"}
@@ -171,7 +171,8 @@ def test_a_typo_in_omit_is_a_plan_error_naming_it(omit, culprit):
 def test_targets_missing_a_dataset_are_not_available():
     settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
     plan = scales.build_plan("mini", settings)
-    assert scales.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3"]
+    assert scales.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3",
+                                              "figure3_surfaces"]
     assert "cifar100" in scales.unavailable_message(plan, "table2")
     # Figure 1 is drawn per dataset: its CIFAR-10 panel only, saying what is left out
     figure1 = plan["targets"]["figure1"]

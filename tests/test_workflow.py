@@ -159,10 +159,12 @@ def test_smoke_outputs_stay_in_their_scale_and_nothing_reruns(smoke):
 def test_smoke_claims_are_checked_and_printed(smoke):
     workdir, _ = smoke
     text = (workdir / "results" / "smoke" / "claims.txt").read_text()
-    for claim in ("C1", "C2", "C3", "C4", "C5", "C6"):
-        assert sum(line.startswith(f"{claim} PASS") or line.startswith(f"{claim} FAIL")
+    for claim in ("C1", "C2", "C3", "C4a", "C4b", "C5", "C6"):
+        assert sum(line.startswith(tuple(f"{claim} {status} " for status in ("PASS", "FAIL", "INCONCLUSIVE")))
                    for line in text.splitlines()) == 1, (claim, text)
-    assert "synthetic" in text and "of 6 claims pass" in text
+    assert "synthetic" in text and "of 7 claims pass" in text
+    assert "has no per-image results" not in text   # every evaluation of the run records them
+    assert "[-" in text or "[+" in text or "[0" in text   # intervals are printed
 
 
 @pytest.mark.slow
@@ -306,6 +308,7 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     assert dry.returncode == 0, output(dry)[-3000:]
     text = output(dry)
     assert "figures/mini/figure2.png" in text and "results/mini/tables/table1.csv" in text
+    assert "figures/mini/figure3.png" in text and "figures/mini/figure3_surfaces.png" in text   # slices + 3-D
     assert "table2" not in text and "figure4" not in text
     assert "figures/mini/figure1.png" in text and "results/mini/claims.txt" in text   # Figure 1's CIFAR-10 panel
     assert "natural-m16" in text and "model=cifar100" not in text

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..io import read_json, write_json
+from ..stats import pack_flags
 from .kinds import AUTOATTACK_ITERATIONS, SQUARE_QUERIES_PER_ITERATION
 from .spec import AttackSpec
 from .steps import eval_mode
@@ -142,7 +143,8 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
             _run_sub_attack(adversary_for, name, x, y, state, save, tick)
             state["results"].append({"attack": name, "robust_correct": sum(state["robust"]),
                                      "robust_acc": 100.0 * sum(state["robust"]) / n,
-                                     "seconds": state["current"]["seconds"]})
+                                     "seconds": state["current"]["seconds"],
+                                     "robust": pack_flags(state["robust"])})
             state["done"].append(name)
             state["current"] = None
             save()
@@ -150,7 +152,8 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
     clean, robust = sum(state["clean"]), sum(state["robust"])
     return {"n": n, "clean_correct": clean, "robust_correct": robust, "clean_acc": 100.0 * clean / n,
             "robust_acc": 100.0 * robust / n, "sub_attacks": state["results"],
-            "autoattack_warnings": list(state["warnings"]), "robust_flags": state["robust"]}
+            "autoattack_warnings": list(state["warnings"]),
+            "flags": {"clean": list(state["clean"]), "robust": list(state["robust"])}}
 
 
 def _square_check(state: dict) -> None:

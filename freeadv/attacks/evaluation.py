@@ -3,18 +3,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import cpu
+from .. import cpu, stats
 from ..provenance import stamp
 from ..sanity import check_eval
 from ..training import data_for, load_trained_model, resolve_device
 from .spec import AttackSpec, for_model
 from .steps import eval_mode, predict
+
+FLAGS_ENCODING = "base64 of numpy.packbits (big-endian bits)"
 
 
 def worst_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
@@ -42,40 +44,56 @@ def worst_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackS
 
 
 def evaluate(model: nn.Module, batches, spec: AttackSpec, *, seed: int = 0,
-             progress: Callable[[int], None] | None = None) -> dict[str, float | int]:
-    """Clean and robust accuracy of ``model`` over ``batches`` of (x, y)."""
+             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Clean and robust accuracy of ``model`` over ``batches`` of (x, y), with the per-image
+    flags behind them (:func:`per_image`)."""
     generator = None
-    n = clean = robust = 0
+    clean_flags, robust_flags = [], []
     for x, y in batches:
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model), torch.autocast(x.device.type, enabled=False):
-            clean += int((predict(model, x) == y).sum())
+            clean_flags += (predict(model, x) == y).tolist()
         _, survived = worst_case(model, x, y, spec, generator)
-        robust += int(survived.sum())
-        n += len(y)
+        robust_flags += survived.tolist()
         if progress is not None:
             progress(len(y))
+    return counts(clean_flags, robust_flags)
+
+
+def counts(clean_flags: list[bool], robust_flags: list[bool]) -> dict[str, Any]:
+    """An eval's numbers from its per-image flags: counts, accuracies and the flags themselves."""
+    n, clean, robust = len(clean_flags), sum(clean_flags), sum(robust_flags)
     return {"n": n, "clean_correct": clean, "robust_correct": robust,
-            "clean_acc": 100.0 * clean / max(n, 1), "robust_acc": 100.0 * robust / max(n, 1)}
+            "clean_acc": 100.0 * clean / max(n, 1), "robust_acc": 100.0 * robust / max(n, 1),
+            "per_image": per_image(clean_flags, robust_flags)}
+
+
+def per_image(clean_flags: list[bool], robust_flags: list[bool]) -> dict[str, Any]:
+    """Which images the model classifies correctly, clean and under the attack: bit i is image i
+    of the test split's fixed order (an eval covers its first n). Every model is attacked on the
+    same images, so two evals give a paired comparison (freeadv.stats)."""
+    return {"first": 0, "n": len(clean_flags), "encoding": FLAGS_ENCODING,
+            "clean": stats.pack_flags(clean_flags), "robust": stats.pack_flags(robust_flags)}
 
 
 def evaluate_whole_set(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: int,
                        device: torch.device, state_path: Path | None,
                        progress: Callable[[int], None]) -> dict:
     """A ``whole_set`` kind (AutoAttack) on the test subset, gathered on the CPU (the kind moves
-    chunks to the device); the per-image flags stay in its state file, not in the eval JSON."""
+    chunks to the device); its final flags become the eval's per-image record, and each
+    sub-attack's result keeps the flags after it."""
     batches = list(data.test_batches(batch_size, device="cpu"))
     x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     metrics = spec.attack.evaluate_set(model, x, y, spec, seed=seed, batch_size=batch_size, device=device,
                                        state_path=state_path, progress=progress)
-    metrics.pop("robust_flags", None)
-    return metrics
+    flags = metrics.pop("flags")
+    return {**metrics, "per_image": per_image(flags["clean"], flags["robust"])}
 
 
 def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, batch_size: int = 500,
                seed: int = 0, device: str = "auto", progress: bool = False,
-               state_path: str | Path | None = None) -> dict:
+               state_path: str | Path | None = None, weights: str = "final") -> dict:
     """Evaluate a finished run under ``spec`` (eps / step default to the run's eps and the paper's
     step for its dataset); returns the eval JSON as a dict, with the sanity warnings. A
     ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
@@ -83,7 +101,7 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
         raise ValueError(f"--n has bad value {n}: expected an integer >= 1")
     dev = resolve_device(device)
     cpu.tune(dev, flush_denormal=False)
-    model, train_config = load_trained_model(run_dir, dev)
+    model, train_config = load_trained_model(run_dir, dev, weights=weights)
     spec = for_model(spec, train_config)
     for name, value in (("--eps", spec.eps), ("--step-size", spec.step_size)):
         if value is not None and not 0 < value <= 255:
@@ -99,7 +117,7 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
             metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed,
                                progress=bar.update)
     seconds = time.perf_counter() - start
-    result = {"kind": "eval", "run": str(run_dir), "train_config": train_config, "seed": seed,
+    result = {"kind": "eval", "run": str(run_dir), "weights": weights, "train_config": train_config, "seed": seed,
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
               "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
               **stamp(dev)}

@@ -16,7 +16,8 @@ from ..training.lock import LOCK
 def register(sub: argparse._SubParsersAction) -> None:
     kinds = "; ".join(f"{name}: {(type(kind).__doc__ or '').strip().splitlines()[0]}" for name, kind in ATTACKS.items())
     p = sub.add_parser("attack", help=f"evaluate a trained run under {' / '.join(ATTACKS)}",
-                       description="Clean and robust accuracy of RUN_DIR/model.pt on the test split. Sizes in "
+                       description="Clean and robust accuracy of RUN_DIR/model.pt (or, --weights best, "
+                                   "model_best.pt) on the test split. Sizes in "
                                    "pixel units /255 like the paper. Defaults: eps = the training eps, step 2 "
                                    "(CIFAR) or 1 (ImageNet).")
     p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run folder")
@@ -30,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n", type=int, help="first N test images (default: the run's n_test, else all)")
     p.add_argument("--batch-size", type=int, default=500, help="attack batch size (default 500)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
+    p.add_argument("--weights", default="final", choices=("final", "best"),
+                   help="final: RUN_DIR/model.pt, the paper's protocol (default); best: RUN_DIR/model_best.pt, the "
+                        "weights of the run's best robust check on its validation images (trained with keep_best)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", type=Path, required=True, metavar="EVAL.json", help="where to write the result JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +66,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     spec = AttackSpec(args.attack, args.steps, args.eps, args.step_size, args.restarts)
     state = state_file(args.out) if kind.whole_set else None
     result = run_attack(args.run, spec, n=args.n, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                        progress=not args.no_progress, state_path=state)
+                        progress=not args.no_progress, state_path=state, weights=args.weights)
     write_json(args.out, result)
     if state is not None:
         state.unlink(missing_ok=True)   # the eval JSON now holds everything it had

@@ -4,7 +4,8 @@ Modules by concern:
 
 * ``catalog``   -- facts (names, class counts, normalisation, split sizes) and ``DataError``; no torch
 * ``bundle``    -- ``DataBundle``/``TensorBundle``, the seeding and determinism contract, augmentation
-* ``subsets``   -- the seeded ``n_train`` subset and the ``n_test`` prefix
+* ``subsets``   -- the seeded ``n_train`` subset, the validation images held out of training, and
+  the ``n_test`` prefix
 * ``cifar``, ``jpeg``, ``synthetic``, ``imagenet`` -- one source each
 * ``loading``   -- ``load_data``, the entry point
 """
@@ -23,7 +24,7 @@ from .catalog import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN,
 # seconds for nothing. ``from freeadv.data import load_data`` works as before.
 _LAZY = {
     "DataBundle": "bundle", "TensorBundle": "bundle", "random_crop_flip": "bundle", "CIFAR_PAD": "bundle",
-    "train_subset_indices": "subsets",
+    "train_subset_indices": "subsets", "split_indices": "subsets",
     "cache_dir": "jpeg",
     "make_synthetic": "synthetic", "SYNTHETIC_SIGNAL": "synthetic", "SYNTHETIC_CLUTTER": "synthetic",
     "SYNTHETIC_PIXEL_NOISE": "synthetic", "SYNTHETIC_GRID": "synthetic",
@@ -40,7 +41,7 @@ if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .imagenet import IMAGENET_SIZE, ImageFolderBundle
     from .jpeg import cache_dir
     from .loading import load_data
-    from .subsets import train_subset_indices
+    from .subsets import split_indices, train_subset_indices
     from .synthetic import (SYNTHETIC_CLUTTER, SYNTHETIC_GRID, SYNTHETIC_PIXEL_NOISE, SYNTHETIC_SIGNAL,
                             make_synthetic)
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..precision import unit_float
-from .catalog import MEAN_STD, NUM_CLASSES
+from .catalog import MEAN_STD, NUM_CLASSES, DataError
 
 CIFAR_PAD = 2  # pixels of zero padding per side before the random 32x32 crop (the paper's code)
 
@@ -68,6 +68,13 @@ class DataBundle:
     std: tuple
     # Whether a pass drops its last, smaller batch (so every batch has batch_size images).
     drop_last: bool = False
+    # Validation images: training images the run does not train on, for the checks during training
+    # (freeadv.training.robust), so that choosing weights never reads the test split.
+    n_validation: int = 0
+    # Positions in the dataset's training split of the training and validation images, where the
+    # bundle took a subset of a fixed split (None for generated data).
+    train_indices: Tensor | None = None
+    validation_indices: Tensor | None = None
 
     def __init__(self, name: str, image_size: int, n_train: int, n_test: int) -> None:
         self.name = name
@@ -104,9 +111,14 @@ class DataBundle:
     def test_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
         raise NotImplementedError
 
+    def validation_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
+        """The validation images in their fixed order, unaugmented."""
+        raise DataError(f"{self.name}: no validation images were held out of the training images "
+                        f"(load_data's n_validation is 0)")
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(name={self.name!r}, n_train={self.n_train}, n_test={self.n_test}, "
-                f"num_classes={self.num_classes}, image_size={self.image_size})")
+                f"n_validation={self.n_validation}, num_classes={self.num_classes}, image_size={self.image_size})")
 
 
 class TensorBundle(DataBundle):
@@ -120,10 +132,13 @@ class TensorBundle(DataBundle):
     drop_last = True
 
     def __init__(self, name: str, train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor,
-                 augment: bool = True) -> None:
+                 augment: bool = True, validation: tuple[Tensor, Tensor] | None = None) -> None:
         super().__init__(name, image_size=train_x.shape[-1], n_train=len(train_x), n_test=len(test_x))
         self.train_x, self.train_y = train_x, train_y   # uint8 (N,3,H,W), int64 (N,)
         self.test_x, self.test_y = test_x, test_y
+        empty = (train_x[:0], train_y[:0])
+        self.validation_x, self.validation_y = empty if validation is None else validation
+        self.n_validation = len(self.validation_x)
         self.augment = augment
         self._train_on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
 
@@ -158,9 +173,19 @@ class TensorBundle(DataBundle):
 
     def test_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
         """The test split in its fixed order, unaugmented."""
-        for start in range(0, self.n_test, batch_size):
-            x = self.test_x[start:start + batch_size].to(device)
-            yield unit_float(x), self.test_y[start:start + batch_size].to(device)
+        return _in_order(self.test_x, self.test_y, batch_size, device)
+
+    def validation_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
+        """The validation images in their fixed order, unaugmented."""
+        if not self.n_validation:
+            return super().validation_batches(batch_size, device=device)
+        return _in_order(self.validation_x, self.validation_y, batch_size, device)
+
+
+def _in_order(images: Tensor, labels: Tensor, batch_size: int, device) -> Iterator[tuple[Tensor, Tensor]]:
+    """uint8 ``images`` and their labels in batches, in their order, as [0, 1] floats on ``device``."""
+    for start in range(0, len(images), batch_size):
+        yield unit_float(images[start:start + batch_size].to(device)), labels[start:start + batch_size].to(device)
 
 
 # --- Augmentation ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .bundle import DataBundle, mix_seed
 from .catalog import DataError
-from .subsets import check_subset_size, train_subset_indices
+from .subsets import check_subset_size, split_indices
 
 IMAGENET_SIZE = 224
 
@@ -40,11 +40,14 @@ class ImageFolderBundle(DataBundle):
     """ImageNet-style ``root/train`` and ``root/val`` folders read through a DataLoader."""
 
     def __init__(self, name: str, train_folder, test_folder, train_indices: Tensor, n_test: int,
-                 augment: bool, num_workers: int) -> None:
+                 augment: bool, num_workers: int, validation_indices: Tensor | None = None) -> None:
         from torchvision import transforms
 
         super().__init__(name, image_size=IMAGENET_SIZE, n_train=len(train_indices), n_test=n_test)
         self.train_indices = train_indices
+        empty = torch.empty(0, dtype=torch.int64)
+        self.validation_indices = empty if validation_indices is None else validation_indices
+        self.n_validation = len(self.validation_indices)
         self.num_workers = num_workers
         self.eval_transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(IMAGENET_SIZE),
                                                   transforms.ToTensor()])
@@ -91,10 +94,25 @@ class ImageFolderBundle(DataBundle):
         for x, y in self._loader(self.test_folder, batches, device):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
+    def validation_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
+        """The validation images (held out of the training folder) in their fixed order, center-cropped
+        as the test images are."""
+        if not self.n_validation:
+            return super().validation_batches(batch_size, device=device)
+        return self._validation_batches(batch_size, torch.device(device))
+
+    def _validation_batches(self, batch_size: int, device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+        keys = [(int(index), 0) for index in self.validation_indices]   # the eval transform draws nothing
+        batches = [keys[start:start + batch_size] for start in range(0, len(keys), batch_size)]
+        dataset = _SeededAugmentation(self.train_folder, self.eval_transform)
+        for x, y in self._loader(dataset, batches, device):
+            yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
 
 def load_imagenet(root: Path, n_train: int | None, n_test: int | None, data_seed: int, augment: bool,
-                  num_workers: int) -> ImageFolderBundle:
-    """``root/train`` and ``root/val`` as an ``ImageFolderBundle``, checked to share their classes."""
+                  num_workers: int, n_validation: int = 0) -> ImageFolderBundle:
+    """``root/train`` and ``root/val`` as an ``ImageFolderBundle``, checked to share their classes;
+    ``n_validation`` images of ``train`` held out as validation images (freeadv.data.subsets)."""
     from torchvision.datasets import ImageFolder
 
     folders = {}
@@ -112,6 +130,8 @@ def load_imagenet(root: Path, n_train: int | None, n_test: int | None, data_seed
                         f"both need the same <wnid> subfolders")
     check_subset_size("imagenet", "train", n_train, len(folders["train"]), minimum=1)
     check_subset_size("imagenet", "test", n_test, len(folders["val"]), minimum=0)
-    return ImageFolderBundle("imagenet", folders["train"], folders["val"],
-                             train_subset_indices(len(folders["train"]), n_train, data_seed),
-                             len(folders["val"]) if n_test is None else n_test, augment, num_workers)
+    train_indices, validation_indices = split_indices("imagenet", len(folders["train"]), n_train, n_validation,
+                                                      data_seed)
+    return ImageFolderBundle("imagenet", folders["train"], folders["val"], train_indices,
+                             len(folders["val"]) if n_test is None else n_test, augment, num_workers,
+                             validation_indices)

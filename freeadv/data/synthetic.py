@@ -47,6 +47,12 @@ def _synthetic_split(templates: Tensor, count: int, data_seed: int, split_id: in
     return images.clamp_(0, 1).mul_(255).round_().to(torch.uint8), labels
 
 
+def _check_count(name: str, count: int) -> None:
+    if count > SYNTHETIC_MAX_IMAGES:
+        raise DataError(f"synthetic: {name}={count:,} is more than {SYNTHETIC_MAX_IMAGES:,} images "
+                        f"({count * 3 * 32 * 32 / 2**30:.0f} GiB as uint8); synthetic data is for tests and smoke runs")
+
+
 def make_synthetic(n_train: int, n_test: int, data_seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Deterministic CIFAR-shaped data (3x32x32, 10 classes) with learnable but fragile class signal.
 
@@ -61,10 +67,16 @@ def make_synthetic(n_train: int, n_test: int, data_seed: int = 0) -> tuple[Tenso
     distribution, and each split of size n is the first n images of any larger one.
     """
     for name, count in (("n_train", n_train), ("n_test", n_test)):
-        if count > SYNTHETIC_MAX_IMAGES:
-            raise DataError(f"synthetic: {name}={count:,} is more than {SYNTHETIC_MAX_IMAGES:,} images "
-                            f"({count * 3 * 32 * 32 / 2**30:.0f} GiB as uint8); synthetic data is for tests and smoke runs")
+        _check_count(name, count)
     templates = _synthetic_templates(data_seed)
     train_x, train_y = _synthetic_split(templates, n_train, data_seed, split_id=1)
     test_x, test_y = _synthetic_split(templates, n_test, data_seed, split_id=2)
     return train_x, train_y, test_x, test_y
+
+
+def synthetic_validation(count: int, data_seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``count`` validation images: a third draw from the distribution of :func:`make_synthetic`
+    (its own seeded stream), so a run's validation images are none of its training or test images
+    and adding them leaves both splits as they were."""
+    _check_count("validation_n", count)
+    return _synthetic_split(_synthetic_templates(data_seed), count, data_seed, split_id=3)

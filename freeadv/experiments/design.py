@@ -5,7 +5,9 @@ paper's names, a registered training method (freeadv.methods) and the settings o
 paper varies. A :class:`Metric` is one column: a number of an attack's result (an
 :class:`~freeadv.attacks.AttackSpec` in pixel units) or of the training summary. Nothing here
 knows how a scale realises a cell (see :mod:`.scales`), and no method is special-cased: titles and
-model-id fragments come from the method registry.
+model-id fragments come from the method registry. Target titles and row labels are templates whose
+fields (``{cifar10}``, ``{wrn32_10}``, ``{training}``, ``{methods}``) each scale fills with what it
+trains (:mod:`.titles`): the paper's names appear only where they are true.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "I
                   "cifar10-jpeg": "CIFAR-10 (JPEG q75)", "synthetic": "synthetic"}
 ARCH_TITLES = {"wrn32_10": "WRN-32-10", "wrn34_10": "WRN-34-10", "resnet50": "ResNet-50",
                "resnet101": "ResNet-101", "resnet152": "ResNet-152", "small_cnn": "small CNN",
-               "preact_resnet18": "PreAct ResNet-18"}
+               "preact_resnet18": "PreAct ResNet-18", "wrn32_k": "WRN-32"}   # wrn32_k: WRN-32 at any width
 
 
 @dataclass(frozen=True)
@@ -276,7 +278,7 @@ def _cifar_tables() -> list[Target]:
     """Tables 1 and 2: CIFAR-10 and CIFAR-100, WRN-32-10, eps 8."""
     pgd20, pgd100, cw100, pgd20_r10 = _cifar("pgd", 20), _cifar("pgd", 100), _cifar("cw", 100), _cifar("pgd", 20, 10)
     return [
-        Target("table1", "table", "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness",
+        Target("table1", "table", "Table 1: {cifar10}, {wrn32_10}, eps 8{training}: accuracy and robustness",
                rows=(Row("natural", "Natural", natural(C10, WRN)),
                      *(Row(f"free_m{m}", f"Free m={m}", free(C10, WRN, m, 8),
                            robustbench="Shafahi2019Adversarial" if m == 8 else None) for m in (2, 4, 8, 10)),
@@ -284,7 +286,7 @@ def _cifar_tables() -> list[Target]:
                metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _robust("pgd100", "PGD-100", pgd100),
                         _robust("cw100", "CW-100", cw100), _robust("pgd20_r10", "10 restart PGD-20", pgd20_r10),
                         _autoattack(8.0, natural=True), TRAIN_MIN)),
-        Target("table2", "table", "Table 2: CIFAR-100, WRN-32-10, eps 8: accuracy and robustness",
+        Target("table2", "table", "Table 2: {cifar100}, {wrn32_10}, eps 8{training}: accuracy and robustness",
                rows=(Row("natural", "Natural", natural(C100, WRN)),
                      *(Row(f"free_m{m}", f"Free m={m}", free(C100, WRN, m, 8)) for m in (2, 4, 6, 8, 10)),
                      Row("pgd2", "2-PGD trained (step 2)", kpgd(C100, WRN, 2, 2, 8)),
@@ -301,16 +303,17 @@ def _cifar_tables() -> list[Target]:
 def _imagenet_tables() -> list[Target]:
     """Tables 3-5: ImageNet ResNets."""
     return [
-        Target("table3", "table", "Table 3: ImageNet, ResNet-50, eps 2: accuracy and robustness",
+        Target("table3", "table", "Table 3: {imagenet}, {resnet50}, eps 2{training}: accuracy and robustness",
                rows=(Row("natural", "Natural", natural(INET, "resnet50")),
                      *(Row(f"free_m{m}", f"Free m={m}", free(INET, "resnet50", m, 2)) for m in (2, 4, 6, 8))),
                metrics=_imagenet_metrics(2)),
-        Target("table4", "table", "Table 4: ImageNet, ResNet-50, eps 4: Free m=4 vs 2-PGD",
-               rows=(Row("free_m4", "RN50 - Free m=4", free(INET, "resnet50", 4, 4)),
-                     Row("pgd2", "RN50 - 2-PGD trained", kpgd(INET, "resnet50", 2, 2, 4))),
+        Target("table4", "table", "Table 4: {imagenet}, {resnet50}, eps 4{training}: Free m=4 vs 2-PGD",
+               rows=(Row("free_m4", "{resnet50} - Free m=4", free(INET, "resnet50", 4, 4)),
+                     Row("pgd2", "{resnet50} - 2-PGD trained", kpgd(INET, "resnet50", 2, 2, 4))),
                metrics=_imagenet_metrics(4, train_minutes=True)),
-        Target("table5", "table", "Table 5: ImageNet, Free m=4, eps 4: ResNets of growing capacity",
-               rows=tuple(Row(a, ARCH_TITLES[a], free(INET, a, 4, 4)) for a in ("resnet50", "resnet101", "resnet152")),
+        Target("table5", "table", "Table 5: {imagenet}, Free m=4, eps 4{training}: growing capacity, "
+                                  "{resnet50} / {resnet101} / {resnet152}",
+               rows=tuple(Row(a, "{" + a + "}", free(INET, a, 4, 4)) for a in ("resnet50", "resnet101", "resnet152")),
                metrics=_imagenet_metrics(4)),
     ]
 
@@ -319,21 +322,24 @@ def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
     """YOPO, the trials over seeds, and FGSM-RS and TRADES beside Free: comparisons on CIFAR-10."""
     pgd20, pgd20_r20 = _cifar("pgd", 20), _cifar("pgd", 20, 20)
     return [
-        Target("yopo", "table", "Comparison with YOPO: CIFAR-10, WRN-34-10, Free m=10, batch 256",
-               rows=(Row("free_m10_bs256", "WRN-34-10 Free m=10, batch 256", free(C10, "wrn34_10", 10, 8, batch_size=256)),
-                     Row("yopo_5_3", "YOPO 5-3 (reported by Zhang et al. 2019; not trained here)", None)),
+        Target("yopo", "table", "Comparison with YOPO: {cifar10}, {wrn34_10}{training}, Free m=10, batch 256",
+               rows=(Row("free_m10_bs256", "{wrn34_10} Free m=10, batch 256",
+                         free(C10, "wrn34_10", 10, 8, batch_size=256)),
+                     Row("yopo_5_3", "YOPO 5-3 (reported by Zhang et al. 2019 for WRN-34-10 on CIFAR-10; "
+                                     "not trained here)", None)),
                metrics=(_nat(pgd20), _robust("pgd20", "PGD-20", pgd20), _autoattack(8.0))),
-        Target("trials", "table", "Trials of Free m=8 on CIFAR-10 over training seeds (the paper: five, 0-4)",
+        Target("trials", "table", "Trials of Free m=8 on {cifar10}, {wrn32_10}{training}, over training seeds "
+                                  "(the paper: five, 0-4)",
                rows=tuple(Row(f"seed{seed}", f"Free m=8, seed {seed}", free(C10, WRN, 8, 8, seed=seed))
                           for seed in sweeps["trial_seeds"]),
                metrics=(_nat(pgd20_r20), _robust("pgd20_r20", "20 restart PGD-20", pgd20_r20),
                         _autoattack(8.0, rows=("seed0",))),
                summary="mean_std",
                notes=("mean and sample standard deviation (ddof=1) over the seeds",)),
-        Target("fast", "table", "Free m=8 beside FGSM-RS, TRADES and 7-PGD on CIFAR-10, WRN-32-10, eps 8",
-               rows=(Row("fgsm_rs", "FGSM-RS under the paper's schedule (not in the paper)",
+        Target("fast", "table", "Comparison on {cifar10}, {wrn32_10}, eps 8{training}: {methods}",
+               rows=(Row("fgsm_rs", "FGSM-RS under the schedule of Free and 7-PGD (not in the paper)",
                          cell(C10, WRN, "fgsm_rs", eps=8.0)),
-                     Row("fgsm_rs_wong", "FGSM-RS, Wong et al.'s recipe: PreAct ResNet-18, 15 epochs, cyclic lr, "
+                     Row("fgsm_rs_wong", "FGSM-RS, Wong et al.'s recipe: {preact_resnet18}, 15 epochs, cyclic lr, "
                                          "early stopping (not in the paper)",
                          cell(C10, "preact_resnet18", "fgsm_rs", eps=8.0, fgsm_alpha=10.0, recipe="wong2020"),
                          robustbench="Wong2020Fast"),
@@ -353,26 +359,44 @@ def _comparison_tables(sweeps: dict[str, list]) -> list[Target]:
     ]
 
 
+# Supplementary figures: figure -> the name of its supplement, a target of its own (own output files)
+# drawn from analyses of the same models.
+SUPPLEMENTS = {"figure3": "figure3_surfaces"}
+
+
+def _loss_surfaces(planes: tuple[str, ...]) -> tuple[Analysis, ...]:
+    """Figure 3's loss-surface jobs on each plane: the slices read the adversarial plane, the
+    supplement's 3-D surfaces both planes."""
+    models = ((natural(C10, WRN), "Natural"), (free(C10, WRN, 8, 8), "Free m=8"),   # natural: the control
+              (kpgd(C10, WRN, 7, 2, 8), "7-PGD trained"))                          # (robust training flattens it)
+    return tuple(Analysis("loss-surface", c, label, (("plane", plane), ("images", 2), ("grid", 21), ("span", 16)))
+                 for plane in planes for c, label in models)
+
+
 def _figures(sweeps: dict[str, list]) -> list[Target]:
-    """Figures 1-4: replay sweep, adversarial examples, loss surfaces, ImageNet eps sweep."""
+    """Figures 1-4 (replay sweep, adversarial examples, loss slices, ImageNet eps sweep) and Figure 3's
+    supplement (the 3-D loss surfaces)."""
     free8, pgd7 = free(C10, WRN, 8, 8), kpgd(C10, WRN, 7, 2, 8)
     return [
-        Target("figure1", "figure", "Figure 1: natural training with minibatch replay: validation accuracy vs m",
+        Target("figure1", "figure", "Figure 1: natural training of {wrn32_10} with minibatch replay{training}: "
+                                    "validation accuracy vs m",
                rows=tuple(Row(f"{d}_m{m}", f"m={m}", natural(d, WRN, m), group=d, x=m)
                           for d in (C10, C100) for m in sweeps["figure1_replays"])
                + tuple(Row(f"{d}_pgd7", "7-PGD trained", kpgd(d, WRN, 7, 2, 8), group=d) for d in (C10, C100)),
                metrics=(Metric("nat", "Natural images", "clean_acc", CLEAN),), partial=True),
         Target("figure2", "figure", "Figure 2: BIM adversarial examples (eps 30, step 2, 50 iterations) "
-                                    "of the last 9 CIFAR-10 test images",
+                                    "against {wrn32_10} models{training}",
                analyses=tuple(Analysis("adv-examples", c, label, (("eps", 30), ("step_size", 2), ("steps", 50),
                                                                   ("last", 9)))
                               for c, label in ((pgd7, "7-PGD trained"), (free8, "Free m=8")))),
-        Target("figure3", "figure", "Figure 3: cross-entropy loss surfaces of the first 2 CIFAR-10 test images",
-               analyses=tuple(Analysis("loss-surface", c, label, (("plane", plane), ("images", 2), ("grid", 21),
-                                                                  ("span", 16)))
-                              for plane in ("adv-rad", "rad-rad")
-                              for c, label in ((free8, "Free m=8"), (pgd7, "7-PGD trained")))),
-        Target("figure4", "figure", "Figure 4: ImageNet ResNet-50: clean and PGD-100 accuracy vs training eps",
+        Target("figure3", "figure", "Figure 3: cross-entropy loss along the adversarial and a Rademacher direction "
+                                    "through {cifar10} test images, {wrn32_10} models{training}",
+               analyses=_loss_surfaces(("adv-rad",))),
+        Target(SUPPLEMENTS["figure3"], "figure", "Figure 3, supplement: cross-entropy loss surfaces of {cifar10} test "
+                                                 "images, {wrn32_10} models{training}",
+               analyses=_loss_surfaces(("adv-rad", "rad-rad"))),
+        Target("figure4", "figure", "Figure 4: {imagenet} {resnet50}{training}: clean and PGD-100 accuracy vs "
+                                    "training eps",
                rows=tuple(Row(f"natural_eps{num(e)}", "Natural", natural(INET, "resnet50"), eval_eps=float(e),
                               group="natural", x=e) for e in sweeps["figure4_eps"])
                + tuple(Row(f"free_m{m}_eps{num(e)}", f"Free m={m}", free(INET, "resnet50", m, e), eval_eps=float(e),

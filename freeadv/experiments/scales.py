@@ -23,6 +23,7 @@ from ..io import read_json
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
 from .layout import analysis_path, cost_bench_path, eval_path, train_path
+from .titles import english_list, name_fields, realise, training_phrase
 
 
 class PlanError(ValueError):
@@ -194,9 +195,10 @@ def _result(model: str, attack: AttackSpec) -> dict[str, Any]:
     return {"file": eval_path(model, attack.id), "attack": attack.id}
 
 
-def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
-    """One row: its model and, per metric, the result file and attack that give its number."""
-    planned: dict[str, Any] = {"key": row.key, "label": row.label, "group": row.group, "x": row.x,
+def _plan_row(target: Target, row: Row, models: _Models, fields: dict[str, str]) -> dict[str, Any]:
+    """One row: its label as this scale trains it, its model and, per metric, the result file and
+    attack that give its number."""
+    planned: dict[str, Any] = {"key": row.key, "label": realise(row.label, fields), "group": row.group, "x": row.x,
                                "paper_ref": list(row.paper_ref or (target.name, row.key)),
                                "robustbench": row.robustbench, "model": None, "metrics": {}}
     if row.cell is None:
@@ -218,9 +220,9 @@ def _plan_row(target: Target, row: Row, models: _Models) -> dict[str, Any]:
     return planned
 
 
-def _plan_analysis(analysis: Analysis, models: _Models) -> dict[str, Any]:
+def _plan_analysis(analysis: Analysis, models: _Models, fields: dict[str, str]) -> dict[str, Any]:
     name = models.realise(analysis.cell)
-    return {"kind": analysis.kind, "label": analysis.label, "model": name, "id": analysis.id,
+    return {"kind": analysis.kind, "label": realise(analysis.label, fields), "model": name, "id": analysis.id,
             "options": dict(analysis.options), "args": analysis.cli_args(),
             "file": analysis_path(name, analysis.id)}
 
@@ -235,8 +237,12 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
     if missing and available:
         notes.append(f"Only {', '.join(sorted(target.datasets & datasets))} at scale '{scale}': "
                      f"it does not provide {', '.join(missing)}.")
+    omitted = _omitted(models.settings, target.name, "rows")
+    rows = [row for row in target.rows
+            if (row.cell is None or row.cell.dataset not in missing) and row.key not in omitted]
+    fields = _title_fields(target, rows if available else list(target.rows), models, available)
     entry: dict[str, Any] = {
-        "kind": target.kind, "title": target.title, "available": available,
+        "kind": target.kind, "title": realise(target.title, fields), "available": available,
         "datasets": sorted(target.datasets), "missing_datasets": missing, "summary": target.summary,
         "notes": notes,
         "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit,
@@ -245,11 +251,22 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
         "rows": [], "analyses": [],
     }
     if available:
-        omitted = _omitted(models.settings, target.name, "rows")
-        entry["rows"] = [_plan_row(target, row, models) for row in target.rows
-                         if (row.cell is None or row.cell.dataset not in missing) and row.key not in omitted]
-        entry["analyses"] = [_plan_analysis(analysis, models) for analysis in target.analyses]
+        entry["rows"] = [_plan_row(target, row, models, fields) for row in rows]
+        entry["analyses"] = [_plan_analysis(analysis, models, fields) for analysis in target.analyses]
     return entry
+
+
+def _title_fields(target: Target, rows: list[Row], models: _Models, available: bool) -> dict[str, str]:
+    """The fields of the target's title and labels at this scale (freeadv.experiments.titles): what
+    it trains for each paper dataset and architecture, the subset and budget of the target's models
+    (other papers' recipes left out: their labels name their own schedule), and the methods of the
+    rows it keeps. A target the scale cannot build keeps the design's wording."""
+    if not available:
+        return {**name_fields({}), "training": "", "methods": english_list(row.cell.title for row in rows if row.cell)}
+    cells = [row.cell for row in rows if row.cell] + [a.cell for a in target.analyses]
+    configs = [training_config(c, models.settings, models.data) for c in cells if c.recipe is None]
+    return {**name_fields(models.settings), "training": training_phrase(configs),
+            "methods": english_list(row.cell.title for row in rows if row.cell)}
 
 
 def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:

@@ -10,20 +10,25 @@ and at robust checks.
 log.jsonl, one JSON object a line (rewritten whole after every new entry):
 
 * every pass end: ``pass`` (1-based), ``iteration``, ``epochs_natural``, ``lr`` (of the last
-  update), ``loss`` (the last loss read), ``clean_acc_eval_n`` (percent on the first eval_n test
-  images, or null), ``train_seconds``;
+  update), ``loss`` (the last loss read), ``clean_acc_eval_n`` (percent on the first eval_n
+  validation images when the checks attack them, else test images; or null), ``train_seconds``;
 * every robust check (freeadv.training.robust.CHECK_KEYS): ``iteration``, ``pass``,
-  ``heldout_clean_acc``, ``heldout_robust_acc`` (percent; robust <= clean), ``robust_eval_n``
-  (images checked), ``robust_eval_source``, ``robust_eval_steps``, ``check_seconds``. A check at a
-  pass end is merged into that pass's entry. One mid-pass (``robust_eval_every``) or at a pass start
-  (``first_train_batch``: before training on the batch, so its iteration is the pass's first) is an
-  entry of its own: the check keys plus ``epochs_natural``, ``lr`` and ``train_seconds``, with
-  ``pass`` the pass it falls in. Entries without a check have none of the check keys.
+  ``epochs_natural``, ``heldout_clean_acc``, ``heldout_robust_acc`` (percent; robust <= clean,
+  whatever the source), ``robust_eval_n`` (images checked), ``robust_eval_source`` (validation,
+  test or first_train_batch; older logs say heldout for test), ``robust_eval_steps``,
+  ``check_seconds``. A check at a pass end is merged into that pass's entry. One mid-pass
+  (``robust_eval_every``) or at a pass start (``first_train_batch``: before training on the batch,
+  so its iteration is the pass's first) is an entry of its own: the check keys plus ``lr`` and
+  ``train_seconds``, with ``pass`` the pass it falls in. Entries without a check have none of the
+  check keys but ``iteration``, ``pass`` and ``epochs_natural``.
 
 A pass end's checkpoint is written after its evaluation, so a run resumed from it has that pass's
 entry. With ``early_stop``, the weights of every robust check are kept (on the CPU, and in the
 checkpoints); the first fall of more than robust.CO_DROP_POINTS stops training and model.pt gets
-the kept weights (Wong et al. 2020).
+the kept weights (Wong et al. 2020). With ``keep_best``, the weights of the check with the highest
+robust accuracy so far are kept the same way, and become model_best.pt beside the final model.pt.
+Test images are read while training only for ``robust_eval_source: test``, or for the pass-end
+clean accuracy of a run whose checks attack no validation images.
 """
 from __future__ import annotations
 
@@ -93,7 +98,7 @@ class Trainer:
             bar.close()   # also on an error: its line ends before the error message starts
         result = folder.summary(self.config, setup, state)
         weights = state.kept_model if state.stopped else setup.model.state_dict()
-        folder.finish(self.run_dir, setup, result, weights)
+        folder.finish(self.run_dir, setup, result, weights, best=state.best_model)
         return result
 
     # --- before the loop -----------------------------------------------------------------------
@@ -130,6 +135,7 @@ class Trainer:
         state.train_seconds, state.resumes = saved["train_seconds"], saved["resumes"] + 1
         state.train_cpu_seconds = saved.get("train_cpu_seconds", 0.0)   # older checkpoints lack it
         state.kept_model, state.kept_iteration = saved.get("kept_model"), saved.get("kept_iteration")
+        state.best_model, state.best = saved.get("best_model"), saved.get("best")
         if "running_loss" in saved:   # older checkpoints restart the sum (their loss_history differs, not the weights)
             mine = distributed.shard_rows(saved["running_loss"].to(setup.device), setup.context)
             state.running_loss, state.since_log = mine.reshape(()).clone(), saved["since_log"]
@@ -233,7 +239,8 @@ class Trainer:
                 "train_seconds": state.train_seconds, "train_cpu_seconds": state.train_cpu_seconds,
                 "resumes": state.resumes, "rng_cpu": torch.get_rng_state(),
                 "schedule": {"total": setup.total, "milestones": setup.milestones},
-                "kept_model": state.kept_model, "kept_iteration": state.kept_iteration, "config": self.config,
+                "kept_model": state.kept_model, "kept_iteration": state.kept_iteration,
+                "best_model": state.best_model, "best": state.best, "config": self.config,
                 # each rank's loss summed since the last read, and how many iterations it holds
                 "running_loss": distributed.gather_rows(state.running_loss.detach().reshape(1), setup.context).cpu(),
                 "since_log": state.since_log}
@@ -244,7 +251,8 @@ class Trainer:
         config, main = self.config, setup.context.is_main
         with _off_the_clock(state):
             passes = state.iteration / setup.iters_per_pass
-            accuracy = (clean_accuracy(setup.model, setup.data, config["eval_n"], setup.device)
+            split = "validation" if cfg.uses_validation(config) else "test"
+            accuracy = (clean_accuracy(setup.model, setup.data, config["eval_n"], setup.device, split=split)
                         if config["eval_n"] and main else None)
             entry = {"pass": math.ceil(passes - 1e-9), "iteration": state.iteration,
                      "epochs_natural": passes * setup.method.replay, "lr": self._last_lr(setup, state),
@@ -273,10 +281,15 @@ class Trainer:
 
     def _robust_check(self, setup: Setup, state: LoopState, entry: dict[str, Any],
                       batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-        """The check (main rank only, like the clean accuracy) into ``entry``; with early_stop,
-        every rank then keeps these weights or stops."""
+        """The check (main rank only, like the clean accuracy) into ``entry``; with keep_best, the
+        main rank keeps these weights if they are the best so far; with early_stop, every rank then
+        keeps these weights or stops."""
         if setup.context.is_main:
-            entry.update(robust.check(self.config, setup, state.iteration, entry["pass"], batch))
+            record = robust.check(self.config, setup, state.iteration, entry["pass"], batch)
+            entry.update(record)
+            if self.config["keep_best"] and robust.better(record, state.best):
+                state.best = robust.best_record(record)
+                state.best_model = robust.cpu_copy(setup.model.state_dict())
         if self.config["early_stop"]:
             self._keep_or_stop(setup, state)
 

@@ -4,6 +4,8 @@
     config.yaml        the resolved config (written first; a checkpoint must match it)
     checkpoint.pt      the newest resumable state (and checkpoint.prev.pt, the one before)
     log.jsonl          one line per pass and per robust check (format: freeadv.training.engine)
+    model_best.pt      keep_best: the weights of the best robust check (train.json's ``best``), written
+                       just before model.pt
     model.pt           the final weights (early_stop: those kept)  } written last, then the
     train.json         the summary (timing, log, robust checks)    } checkpoints go: both present
                                                                    } means finished
@@ -36,12 +38,14 @@ from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
 
 MODEL = "model.pt"
+MODEL_BEST = "model_best.pt"
+WEIGHTS = {"final": MODEL, "best": MODEL_BEST}   # what load_trained_model's ``weights`` names
 TRAIN_JSON = "train.json"
 CONFIG = "config.yaml"
 LOG = "log.jsonl"
 # What training writes into a run folder (later commands add evals/ and analysis/ folders).
 FINISHED = {MODEL: ".finished-model.pt", TRAIN_JSON: ".finished-train.json"}   # output -> its hard link
-RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL, TRAIN_JSON, *FINISHED.values())
+RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL_BEST, MODEL, TRAIN_JSON, *FINISHED.values())
 RUN_MARKERS = (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_JSON, lock.LOCK, *FINISHED.values())   # any one: a run folder
 
 
@@ -138,14 +142,23 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
         "robust_checks": checks, "catastrophic_overfitting": robust.collapse(checks),
         "iterations_trained": state.iteration, "stopped_early": state.stopped,
         "kept_weights_iteration": state.kept_iteration if state.stopped else state.iteration,
+        "n_validation": setup.data.n_validation,
+        "clean_acc_eval_source": "validation" if cfg.uses_validation(config) else "test",
+        "best": state.best,   # keep_best: the check model_best.pt holds (robust.best_record), else null
     }
 
 
-def finish(run_dir: Path, setup: Setup, result: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
-    """After every rank is done, rank 0 writes ``weights`` as model.pt then train.json, then drops
-    the checkpoints (killed in between, the next start resumes from the last checkpoint)."""
+def finish(run_dir: Path, setup: Setup, result: dict[str, Any], weights: dict[str, torch.Tensor],
+           best: dict[str, torch.Tensor] | None = None) -> None:
+    """After every rank is done, rank 0 writes ``best`` as model_best.pt (keep_best), ``weights`` as
+    model.pt, then train.json, then drops the checkpoints (killed in between, the next start resumes
+    from the last checkpoint and writes them again)."""
     distributed.barrier(setup.context)
     if setup.context.is_main:
+        if best is not None:
+            save_tensors(run_dir / MODEL_BEST, best)
+        elif result["config"]["keep_best"]:
+            print(f"[freeadv] {run_dir}: keep_best, but no robust check ran; no {MODEL_BEST} written")
         save_tensors(run_dir / MODEL, weights)
         write_json(run_dir / TRAIN_JSON, result)
         for output, link in FINISHED.items():
@@ -184,27 +197,42 @@ def _restore_finished(run_dir: Path, config: dict[str, Any]) -> None:
             print(f"[freeadv] {run_dir}: restored {output} of the finished run")
 
 
-def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """The final model of a finished run (weights_only load) and its resolved config."""
+def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
+                       weights: str = "final") -> tuple[nn.Module, dict[str, Any]]:
+    """A finished run's model (weights_only load) and its resolved config: its final weights
+    (model.pt, the paper's protocol) or, ``weights="best"``, those of its best robust check
+    (model_best.pt, written by keep_best)."""
     run_dir = Path(run_dir)
-    weights = run_dir / MODEL
-    if not weights.exists():
-        raise FileNotFoundError(f"run folder '{run_dir}' has no {MODEL}; train it first (freeadv train --out {run_dir})")
+    path = _weights_file(run_dir, weights)
     config = cfg.resolve(yaml.safe_load((run_dir / CONFIG).read_text()))
     model = model_for(config)
-    state = load_tensors(weights)
+    state = load_tensors(path)
     if not isinstance(state, dict):
-        raise CheckpointError(f"'{weights}' is not a state dict of weights")
+        raise CheckpointError(f"'{path}' is not a state dict of weights")
     diverged = [name for name, value in state.items()
                 if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
     if diverged:   # its accuracy would read as chance level, as if it were a result
-        raise CheckpointError(f"'{weights}' has non-finite weights (NaN or inf in '{diverged[0]}'"
+        raise CheckpointError(f"'{path}' has non-finite weights (NaN or inf in '{diverged[0]}'"
                               f"{f' and {len(diverged) - 1} more' if len(diverged) > 1 else ''}): the run diverged")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:   # missing/unexpected keys or shapes: hundreds of keys from torch
         lines = str(err).splitlines()
         detail = (lines[1] if len(lines) > 1 else lines[0]).strip()
-        raise CheckpointError(f"'{weights}' does not fit the {config['arch']} of its config.yaml: "
+        raise CheckpointError(f"'{path}' does not fit the {config['arch']} of its config.yaml: "
                               f"{detail[:160]}{'...' if len(detail) > 160 else ''}") from None
     return model.to(device).eval(), config
+
+
+def _weights_file(run_dir: Path, weights: str) -> Path:
+    """The file of the weights ``weights`` names, checked to exist (a one-line error otherwise)."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights has bad value {weights!r}: expected {' or '.join(WEIGHTS)}")
+    path = run_dir / WEIGHTS[weights]
+    if path.exists():
+        return path
+    if weights == "best" and (run_dir / MODEL).exists():
+        raise FileNotFoundError(f"run folder '{run_dir}' has no {MODEL_BEST}: only a run trained with keep_best: "
+                                "true (that ran at least one robust check) keeps its best weights")
+    raise FileNotFoundError(f"run folder '{run_dir}' has no {path.name}; train it first "
+                            f"(freeadv train --out {run_dir})")

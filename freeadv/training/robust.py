@@ -1,17 +1,22 @@
 """Robust accuracy tracked during training, and catastrophic overfitting caught (Wong et al. 2020).
 
 A *check* is PGD-K (``robust_eval_steps``, the run's eps, the paper's step for the dataset, one
-random start) on a fixed set of images: the first ``robust_eval_n`` images of the test split
-(``heldout``), or, as in Wong et al.'s fast_adversarial code, the first training batch of each
-pass at its start (``first_train_batch``). It runs in eval mode (BN running statistics untouched),
-in fp32, with its own generator seeded from (seed, iteration): it never draws from the training
-RNG, so a run trains the same weights with checks on or off, and a resumed run repeats them
-exactly.
+random start) on the images ``robust_eval_source`` names: the first ``robust_eval_n`` validation
+images (``validation``, the default: training images the run does not train on, so whatever the
+checks choose is chosen without the test split), the first ``robust_eval_n`` test images
+(``test``, by explicit request; a monitoring curve only, since early_stop and keep_best refuse it),
+or, as in Wong et al.'s fast_adversarial code, the first training batch of each pass at its start
+(``first_train_batch``). It runs in eval mode (BN running statistics untouched), in fp32, with its
+own generator seeded from (seed, iteration): it never draws from the training RNG, so a run trains
+the same weights with checks on or off, and a resumed run repeats them exactly.
 
-Each check is a record in log.jsonl (:data:`CHECK_KEYS`; the format is freeadv.training.engine's);
-:func:`checks` reads them back from a log and :func:`collapse` finds the first fall of more than
-:data:`CO_DROP_POINTS` (Wong et al.'s criterion for catastrophic overfitting). A run folder's
-records: freeadv.training.read_robust_checks (log.jsonl) or train.json's ``robust_checks``.
+Each check is a record in log.jsonl (:data:`CHECK_KEYS`; the format is freeadv.training.engine's).
+The accuracy keys keep their first names, ``heldout_clean_acc`` and ``heldout_robust_acc``, whatever
+the source (``robust_eval_source`` says which), so every log reads the same way. :func:`checks`
+reads them back from a log, :func:`collapse` finds the first fall of more than
+:data:`CO_DROP_POINTS` (Wong et al.'s criterion for catastrophic overfitting) and :func:`better`
+says whether a check beats the best so far (keep_best). A run folder's records:
+freeadv.training.read_robust_checks (log.jsonl) or train.json's ``robust_checks``.
 """
 from __future__ import annotations
 
@@ -29,7 +34,7 @@ from .runtime import place_batch
 from .state import Setup
 
 CO_DROP_POINTS = 20.0   # a check this many points of robust accuracy below the previous one: catastrophic overfitting
-CHECK_KEYS = ("iteration", "pass", "heldout_clean_acc", "heldout_robust_acc", "robust_eval_n",
+CHECK_KEYS = ("iteration", "pass", "epochs_natural", "heldout_clean_acc", "heldout_robust_acc", "robust_eval_n",
               "robust_eval_source", "robust_eval_steps", "check_seconds")
 _STREAM = 0x524F42   # keeps the checks' random starts apart from every other seeded stream
 
@@ -45,9 +50,9 @@ def at_pass_start(config: dict[str, Any]) -> bool:
 
 
 def due_after(config: dict[str, Any], iteration: int, pass_end: bool) -> bool:
-    """A held-out check after update ``iteration``: every ``robust_eval_every`` iterations, or at
-    every pass end when that is null."""
-    if not enabled(config) or config["robust_eval_source"] != "heldout":
+    """A check of fixed images (validation or test) after update ``iteration``: every
+    ``robust_eval_every`` iterations, or at every pass end when that is null."""
+    if not enabled(config) or config["robust_eval_source"] == "first_train_batch":
         return False
     every = config["robust_eval_every"]
     return pass_end if every is None else iteration % every == 0
@@ -57,19 +62,22 @@ def due_after(config: dict[str, Any], iteration: int, pass_end: bool) -> bool:
 def check(config: dict[str, Any], setup: Setup, iteration: int, pass_number: int,
           batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, Any]:
     """One check of the bare model after ``iteration`` updates: on ``batch`` (first_train_batch)
-    or the held-out images. Returns its record (CHECK_KEYS)."""
+    or the validation or test images. Returns its record (CHECK_KEYS)."""
     start = time.perf_counter()
     n = config["robust_eval_n"]
     if batch is None:
         per_rank = max(config["batch_size"] // setup.context.world_size, 1)
-        batches = setup.data.test_batches(min(per_rank, n), device=setup.device)
+        images = setup.data.test_batches if config["robust_eval_source"] == "test" else setup.data.validation_batches
+        batches = images(min(per_rank, n), device=setup.device)
     else:
         batches = [batch]
     generator = torch.Generator(device=setup.device).manual_seed(mix_seed(config["seed"], _STREAM, iteration))
     clean, robust, seen = measure(setup.model, _first(batches, n, setup.channels_last), eps=to_unit(config["eps"]),
                                   step_size=to_unit(default_step(config["dataset"])),
                                   steps=config["robust_eval_steps"], generator=generator)
-    return {"iteration": iteration, "pass": pass_number, "heldout_clean_acc": clean, "heldout_robust_acc": robust,
+    return {"iteration": iteration, "pass": pass_number,
+            "epochs_natural": iteration / setup.iters_per_pass * setup.method.replay,
+            "heldout_clean_acc": clean, "heldout_robust_acc": robust,
             "robust_eval_n": seen, "robust_eval_source": config["robust_eval_source"],
             "robust_eval_steps": config["robust_eval_steps"], "check_seconds": time.perf_counter() - start}
 
@@ -103,8 +111,9 @@ def measure(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor
 
 # --- reading them back ----------------------------------------------------------------------------
 def checks(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The check records of a log (log.jsonl's entries), in order, with CHECK_KEYS only."""
-    return [{key: entry[key] for key in CHECK_KEYS} for entry in log if "heldout_robust_acc" in entry]
+    """The check records of a log (log.jsonl's entries), in order, with CHECK_KEYS only (those an
+    older log has)."""
+    return [{key: entry[key] for key in CHECK_KEYS if key in entry} for entry in log if "heldout_robust_acc" in entry]
 
 
 def collapse(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -115,6 +124,18 @@ def collapse(records: list[dict[str, Any]]) -> dict[str, Any] | None:
             return {"iteration": after["iteration"], "previous_iteration": before["iteration"],
                     "robust_before": before["heldout_robust_acc"], "robust_after": after["heldout_robust_acc"]}
     return None
+
+
+def better(record: dict[str, Any], best: dict[str, Any] | None) -> bool:
+    """Whether a check's robust accuracy beats the best so far: strictly, so a tie keeps the earlier
+    check (the fewer updates, and what an uninterrupted and a resumed run agree on)."""
+    return best is None or record["heldout_robust_acc"] > best["robust_acc"]
+
+
+def best_record(record: dict[str, Any]) -> dict[str, Any]:
+    """train.json's ``best``: which check model_best.pt holds the weights of, and its accuracies."""
+    return {"iteration": record["iteration"], "pass": record["pass"], "epochs_natural": record["epochs_natural"],
+            "robust_acc": record["heldout_robust_acc"], "clean_acc": record["heldout_clean_acc"]}
 
 
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -72,9 +72,10 @@ def model_for(config: dict[str, Any], data: DataBundle | None = None) -> nn.Modu
 
 
 def data_for(config: dict[str, Any]) -> DataBundle:
+    """The run's data, with the validation images its checks attack held out of its training images."""
     return load_data(config["dataset"], config["data_root"], n_train=config["n_train"], n_test=config["n_test"],
                      data_seed=config["data_seed"], augment=config["augment"], download=config["download"],
-                     num_workers=config["num_workers"])
+                     num_workers=config["num_workers"], n_validation=cfg.validation_size(config))
 
 
 def make_optimizer(model: nn.Module, config: dict[str, Any]) -> torch.optim.Optimizer:
@@ -97,11 +98,14 @@ def step_generator(device: torch.device, seed: int, iteration: int, rank: int = 
 
 
 @torch.no_grad()
-def clean_accuracy(model: nn.Module, data: DataBundle, n: int, device: torch.device, batch_size: int = 500) -> float:
+def clean_accuracy(model: nn.Module, data: DataBundle, n: int, device: torch.device, batch_size: int = 500,
+                   split: str = "test") -> float:
+    """Percent correct on the first ``n`` images of the ``split`` (test or validation) images."""
     was_training = model.training
     model.eval()
     correct = seen = 0
-    for x, y in data.test_batches(batch_size, device=device):
+    batches = data.validation_batches if split == "validation" else data.test_batches
+    for x, y in batches(batch_size, device=device):
         x, y = x[: n - seen], y[: n - seen]
         correct += int((model(x).argmax(1) == y).sum())
         seen += len(y)

@@ -37,7 +37,7 @@ class Setup:
 @dataclass
 class LoopState:
     """What changes while training. iteration, log, history, train_seconds, resumes, the kept
-    weights and the loss summed since the last read (so that a checkpoint between two loss reads
+    and the best weights and the loss summed since the last read (so that a checkpoint between two loss reads
     resumes to the same loss_history) go into every checkpoint; the timers and ``stopped`` belong
     to this session (a run is never checkpointed after it stops: a restart replays up to the same
     stop)."""
@@ -49,6 +49,8 @@ class LoopState:
     resumes: int = 0
     kept_model: dict[str, torch.Tensor] | None = None   # early_stop: CPU weights at the last robust check
     kept_iteration: int | None = None                   # ... and the iteration they are of
+    best_model: dict[str, torch.Tensor] | None = None   # keep_best: CPU weights of the best check so far
+    best: dict[str, Any] | None = None                  # ... and that check (robust.best_record)
     stopped: bool = False                               # early_stop caught catastrophic overfitting
     running_loss: torch.Tensor | None = None   # summed on the device between loss reads
     since_log: int = 0                         # iterations summed into running_loss

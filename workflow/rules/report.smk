@@ -53,7 +53,8 @@ rule table:
 
 
 rule curves:
-    """A table's training curves (held-out clean and PGD accuracy against iteration, one line per model)."""
+    """A table's training curves (clean and PGD accuracy at each check, one line per model, one row of
+    panels per kind of check)."""
     input:
         plan=LAYOUT.plan,
         results=lambda wildcards: table_train_results(wildcards.table),
