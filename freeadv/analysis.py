@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import cpu
+from .checkpoints import weights_digest
 from .attacks import AttackSpec
 from .attacks.spec import for_model, num
 from .attacks.steps import input_gradient, predict
@@ -75,7 +76,8 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
     adversarial = adversarial_examples(model, x, y, eps=eps, step_size=step_size, steps=steps)
     seconds = time.perf_counter() - start
     return {
-        "kind": "adv-examples", "run": str(run_dir), "train_config": config, "dataset": config["dataset"],
+        "kind": "adv-examples", "run": str(run_dir), "weights_digest": weights_digest(model.state_dict()),
+        "train_config": config, "dataset": config["dataset"],
         "attack": {"kind": "bim", "eps": eps, "step_size": step_size, "steps": steps, "random_start": False,
                    "loss": "cross-entropy", "units": "pixels /255"},
         "test_split_size": len(labels), "indices": list(range(first, len(labels))),
@@ -192,7 +194,8 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
             else "torch.Generator(seed*1000003 + 2*index)")
     point = "clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)" if clip else "x + axis[i]/255 * d1 + axis[j]/255 * d2"
     return {
-        "kind": "loss-surface", "run": str(run_dir), "train_config": config, "dataset": config["dataset"],
+        "kind": "loss-surface", "run": str(run_dir), "weights_digest": weights_digest(model.state_dict()),
+        "train_config": config, "dataset": config["dataset"],
         "plane": plane, "seed": seed, "grid": grid, "span": span, "clip": clip, "directions_drawn": directions,
         "axis": axis.tolist(), "axis_units": "pixels /255 along each direction (L-inf step per pixel)",
         "directions": {

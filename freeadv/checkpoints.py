@@ -7,6 +7,7 @@ one, never to a restart from zero.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import warnings
@@ -50,6 +51,23 @@ def load_tensors(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     except Exception as err:  # pickle refusals, truncation, zip errors all land here
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"cannot load '{path}' safely (weights_only=True): {first}") from None
+
+
+def weights_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of a state dict's tensors: names sorted, each one's name, dtype, shape and the raw
+    bytes of ``.cpu().contiguous()``. It depends on the numbers only, not on the file container
+    (torch.save's zip layout, pickle protocol, storage sharing), so a result can name the weights it
+    describes and a reader can check that two files describe the same ones."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        if not torch.is_tensor(value):
+            raise ValueError(f"weights_digest: '{name}' is a {type(value).__name__}, not a tensor")
+        tensor = value.detach().cpu().contiguous()
+        header = f"{name}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0{tensor.nbytes}\n"
+        digest.update(header.encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:

@@ -4,9 +4,10 @@ Each claim is one sentence of the paper turned into a test with its threshold an
 fixed here before any run that tests it; a FAIL is a finding to explain, never a reason to move a
 threshold. Every model is attacked on the same test images and each evaluation stores which
 images it left correct, so differences between models are decided with paired intervals
-(freeadv.stats), over seeds where a row has several. A claim whose inputs are not there (a
-missing model, an evaluation without per-image results, too few seeds) is INCONCLUSIVE with the
-reason: never PASS.
+(freeadv.stats), over seeds where a row has several. A claim PASSes when its interval lies on the
+claim's side of the threshold, FAILs when it lies wholly on the other side, and is INCONCLUSIVE
+when it straddles the threshold (too few images or seeds to decide) or when its inputs are not
+there (a missing model, an evaluation without per-image results): never PASS.
 
 - C1 (a sanity check): the natural model's PGD-20 accuracy has a 95% Wilson upper bound under 1%.
 - C2: Free m=8 is non-inferior to 7-PGD: the 90% interval of (Free - 7-PGD) has a lower bound of
@@ -86,6 +87,19 @@ def combine(claim: str, statement: str, parts: list[tuple[str, str]], note: str 
     return Verdict(claim, statement, status, text, [{"status": s, "text": t} for s, t in parts])
 
 
+def verdict_of(passes: bool, fails: bool) -> str:
+    """PASS when the interval lies on the claim's side of its threshold, FAIL when it lies on the
+    other side, INCONCLUSIVE when it straddles the threshold: too few images or seeds to decide."""
+    return PASS if passes else FAIL if fails else INCONCLUSIVE
+
+
+STRADDLES = " (the interval straddles the threshold: more images or seeds would decide)"
+
+
+def judged(status: str, text: str) -> tuple[str, str]:
+    return status, text + (STRADDLES if status == INCONCLUSIVE else "")
+
+
 def decided(part: Callable[[], tuple[str, str]]) -> tuple[str, str]:
     """Run one sub-test; what it cannot decide becomes INCONCLUSIVE with the reason."""
     try:
@@ -111,9 +125,8 @@ def c1_natural_not_robust(ev: Evidence) -> Verdict:
         file = ev.metric_file("natural", "pgd20")
         result = ev.read(file)
         low, high = stats.wilson(int(result["robust_correct"]), int(result["n"]), 0.95)
-        status = PASS if high < C1_BOUND else FAIL
-        return status, (f"natural PGD-20 {100 * result['robust_correct'] / result['n']:.2f}% of {result['n']} "
-                        f"images, Wilson 95% [{low:.2f}, {high:.2f}]")
+        return judged(verdict_of(high < C1_BOUND, low >= C1_BOUND), f"natural PGD-20 {100 * result['robust_correct'] / result['n']:.2f}% of {result['n']} "
+                                  f"images, Wilson 95% [{low:.2f}, {high:.2f}]")
     return combine("C1", f"(sanity check) the naturally trained model's PGD-20 accuracy has a 95% Wilson upper "
                          f"bound under {C1_BOUND:g}%", [decided(part)])
 
@@ -145,7 +158,7 @@ def c2_free_matches_pgd(ev: Evidence) -> Verdict:
         def part():
             metric, which, name = metric_name()
             iv = difference(ev, "free_m8", "pgd7", metric, which)
-            return (PASS if iv.low >= C2_MARGIN else FAIL), f"{name}: Free m=8 - 7-PGD {iv.text()}"
+            return judged(verdict_of(iv.low >= C2_MARGIN, iv.high < C2_MARGIN), f"{name}: Free m=8 - 7-PGD {iv.text()}")
         return part
     parts = [decided(on(lambda: ("pgd20", "robust", "PGD-20"))), decided(on(lambda: _second_attack(ev)))]
     return combine("C2", f"Free m=8 is non-inferior to 7-PGD: the {CONFIDENCE:.0%} interval of their difference has "
@@ -210,9 +223,9 @@ def c4a_clean_falls_with_m(ev: Evidence) -> Verdict:
         steps = [difference(ev, later, earlier, "nat", "clean") for earlier, later in
                  (("free_m2", "free_m4"), ("free_m4", "free_m8"))]
         whole = difference(ev, "free_m8", "free_m2", "nat", "clean", confidence=0.95)
-        ok = all(iv.high < 0 for iv in steps) or whole.high < 0
+        falls = all(iv.high < 0 for iv in steps) or whole.high < 0
         shown = [f"m=2->4 {steps[0].text()}", f"m=4->8 {steps[1].text()}", f"m=2->8 {whole.text()}"]
-        return (PASS if ok else FAIL), "clean accuracy change " + ", ".join(shown)
+        return judged(verdict_of(falls, whole.low >= 0), "clean accuracy change " + ", ".join(shown))
 
     def m10():
         iv = difference(ev, "free_m10", "free_m8", "nat", "clean")
@@ -227,7 +240,7 @@ def c4a_clean_falls_with_m(ev: Evidence) -> Verdict:
 def c4b_robustness_rises_with_m(ev: Evidence) -> Verdict:
     def part():
         iv = difference(ev, "free_m8", "free_m2", "pgd20")
-        return (PASS if iv.low >= C4B_RISE else FAIL), f"PGD-20 m=8 - m=2 {iv.text()}"
+        return judged(verdict_of(iv.low >= C4B_RISE, iv.high < C4B_RISE), f"PGD-20 m=8 - m=2 {iv.text()}")
     return combine("C4b", f"PGD-20 accuracy rises from m=2 to m=8 by at least {C4B_RISE:g} points (the "
                           f"{CONFIDENCE:.0%} interval's lower bound)", [decided(part)])
 
@@ -239,8 +252,8 @@ C5_ATTACKS = (("pgd100", "PGD-100"), ("pgd20_r10", "10-restart PGD-20"), ("cw100
 def _attack_gap(ev: Evidence, row: str, metric: str, name: str) -> tuple[str, str]:
     (stronger,), (pgd20,) = common_images(ev.flags(row, metric, seeds=False), ev.flags(row, "pgd20", seeds=False))
     iv = stats.paired_difference(stronger, pgd20, CONFIDENCE)
-    ok = -C5_BAND <= iv.low and iv.high <= C5_BAND
-    return (PASS if ok else FAIL), f"{_short(row)} {name} - PGD-20 {iv.text()}"
+    inside, outside = -C5_BAND <= iv.low and iv.high <= C5_BAND, iv.low > C5_BAND or iv.high < -C5_BAND
+    return judged(verdict_of(inside, outside), f"{_short(row)} {name} - PGD-20 {iv.text()}")
 
 
 def c5_attacks_converged(ev: Evidence) -> Verdict:

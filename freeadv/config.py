@@ -10,6 +10,8 @@ them: ``eps: 8`` means 8/255 in the [0, 1] pixel space the models see.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from pathlib import Path
@@ -394,6 +396,13 @@ def _per_pass(config: dict[str, Any]) -> bool:
     value is the old rate while the global step is <= the boundary: update 40,000 (0-based) still
     runs at 0.1, so 40,001 updates get the first rate."""
     return config["iterations"] is None
+
+
+def config_digest(config: dict[str, Any]) -> str:
+    """SHA-256 of a resolved config as canonical JSON (sorted keys, no spaces): two runs with the
+    same digest trained with the same settings, whatever their folder or model id says."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def save_yaml(config: dict[str, Any], path: str | Path) -> None:

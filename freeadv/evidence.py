@@ -9,18 +9,22 @@ Seeds: a row trains one model (seed 0 in the design); every other model of the p
 training config differs from it only in ``seed`` is the same recipe at another seed, and its
 evaluation of the same attack (the same file name in its own run folder) counts as a further
 seed of the row where it exists.
+
+Each result under ``runs/<model>/`` is checked against that run's train.json
+(:func:`freeadv.tables.check_weights`): a claim never reads numbers of other weights.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .stats import unpack_flags
-from .tables import build_table, read_result
+from .experiments.layout import train_path
+from .tables import build_table, check_weights, read_result
 
 
 class Undecided(Exception):
@@ -34,6 +38,7 @@ class Evidence:
     plan: dict[str, Any]
     root: Path
     table: Any = None
+    trains: dict[str, dict[str, Any]] = field(default_factory=dict)   # train.json by model, read once
 
     def table1(self):
         if self.table is None:
@@ -62,9 +67,18 @@ class Evidence:
         return planned["file"]
 
     def read(self, file: str) -> dict[str, Any]:
+        """A result file; one under ``runs/<model>/evals`` or ``analysis`` must describe the weights
+        its run's train.json records (a ValueError otherwise: the results are wrong, not missing)."""
         if not (self.root / file).exists():
             raise Undecided(f"'{file}' has not been computed")
-        return read_result(self.root, file)
+        result = read_result(self.root, file)
+        parts = Path(file).parts
+        if len(parts) > 3 and parts[0] == "runs" and parts[2] in ("evals", "analysis"):
+            train = train_path(parts[1])
+            if parts[1] not in self.trains and (self.root / train).exists():
+                self.trains[parts[1]] = read_result(self.root, train)
+            check_weights(result, self.trains.get(parts[1]), self.root / file)
+        return result
 
     def seed_files(self, key: str, metric: str, target: str = "table1") -> list[str]:
         """The row's evaluation file, then the same evaluation of each seed sibling that has it."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from . import config as cfg
 from .attacks.spec import num
-from .checkpoints import load_tensors, save_tensors
+from .checkpoints import load_tensors, save_tensors, weights_digest
 from .experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
 from .io import read_json, write_json
 from .training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
@@ -117,6 +117,16 @@ def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, A
     return ev
 
 
+def _check_weights(evals: list[tuple[Path, dict[str, Any]]], digest: str) -> None:
+    """Refuse an eval computed on other weights than those exported (the run's model.pt, whose
+    ``digest`` is given): its numbers would be published for a model they do not describe. An eval
+    without a digest (written before evals recorded one) cannot be checked and passes."""
+    for path, ev in evals:
+        if ev.get("weights_digest") not in (None, digest):
+            raise ValueError(f"eval file '{path}' was computed on weights {str(ev['weights_digest'])[:12]}, not on "
+                             f"the run's {MODEL} ({digest[:12]}); evaluate the exported weights instead")
+
+
 def _label(path: Path, run_dir: Path) -> str:
     """An eval file as the footnote names it: relative to the run folder when inside it."""
     try:
@@ -171,8 +181,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     config = _run_config(run_dir)
     _check_out(out_dir, run_dir)
-    loaded = [(_label(Path(p), run_dir), _read_eval(Path(p), run_dir, config)) for p in evals]
+    paths = [Path(p) for p in evals]
+    loaded = [(_label(p, run_dir), _read_eval(p, run_dir, config)) for p in paths]
     model, _ = load_trained_model(run_dir, "cpu")   # weights_only load into the registry model
+    digest = weights_digest(model.state_dict())
+    _check_weights([(p, ev) for p, (_, ev) in zip(paths, loaded)], digest)
     summary = _train_summary(run_dir)
     eps = float(config["eps"])
 
@@ -218,6 +231,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
         # ours
         "model_id": model_id,
         "commit": commit,
+        "weights_digest": digest,
         "evaluation_n": {field: (used[field][1]["n"] if used[field] else None) for field in used},
         "evals": [{"file": label, "kind": ev["attack"].get("kind"), "steps": ev["attack"].get("steps"),
                    "restarts": ev["attack"].get("restarts", 1), "eps": ev["attack"].get("eps"),

@@ -53,6 +53,19 @@ def read_result(results_dir: str | Path, relative: str) -> dict[str, Any]:
     return result
 
 
+def check_weights(result: dict[str, Any], train: dict[str, Any] | None, file: str | Path) -> None:
+    """Refuse a result computed on other weights than its run's: the result's ``weights_digest``
+    against the train.json digest of the weights it names (``weights``: final or best). A side
+    without a digest (results written before digests were recorded) cannot be checked and passes."""
+    if not train:
+        return
+    key = "best_weights_digest" if result.get("weights") == "best" else "weights_digest"
+    ours, runs = result.get("weights_digest"), train.get(key)
+    if ours and runs and ours != runs:
+        raise BadResult(f"result file '{file}' was computed on weights {str(ours)[:12]}, not on those its run's "
+                        f"train.json records ({key} {str(runs)[:12]}); compute it again on the run's weights")
+
+
 def metric_value(result: dict[str, Any], field: str) -> float:
     value = result.get(field)
     return float("nan") if value is None else float(value)
@@ -104,6 +117,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
                 missing.append(f"{row['key']}: {metric['label']} ({planned['file']})")
             elif planned is not None:
                 result = read_result(results_dir, planned["file"])
+                check_weights(result, train, Path(results_dir) / planned["file"])
                 ours = metric_value(result, metric["field"])
                 if planned["attack"] is not None:
                     n_eval = result.get("n", n_eval)
@@ -127,6 +141,8 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
             record.pop("train_minutes")
         record.update(_robustbench_columns(row))
         sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
+        for planned in row.get("sanity", []):
+            check_weights(sanity[planned["attack"]], train, Path(results_dir) / planned["file"])
         record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity, train))
         records.append(record)
     frame = pd.DataFrame.from_records(records)

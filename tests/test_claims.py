@@ -110,7 +110,7 @@ def test_results_showing_every_effect_pass_every_claim(tmp_path):
 
 
 @pytest.mark.parametrize("effects, failing", [
-    ({"natural": {"pgd20": 1.0}}, "C1"),                                   # Wilson upper bound 1.5% > 1%
+    ({"natural": {"pgd20": 2.0}}, "C1"),                                   # Wilson 95% [1.5, 2.7]: above 1%
     ({"free_m8": {"pgd20": 34.9, "pgd100": 34.5, "pgd20_r10": 34.8, "cw100": 34.0}}, "C2"),   # 3.6 under 7-PGD
     ({"free_m8": {"apgd": 31.5}}, "C2"),                                   # ... or on APGD-T only
     ({"free_m8": {"nat": 70.5}}, "C4a"),                                   # m=4 -> 8 rises, and m=2 -> 8
@@ -149,27 +149,30 @@ def test_c6_without_the_natural_control_is_inconclusive_not_pass(tmp_path):
     assert [p["status"] for p in verdict.parts] == ["PASS", "INCONCLUSIVE", "PASS"]
 
 
-def test_c2_fails_on_its_interval_even_where_the_point_estimate_is_inside_the_margin(tmp_path):
+def test_c2_does_not_pass_an_interval_that_reaches_past_the_margin(tmp_path):
     """Two models right on independent images (36% and 38% of 2,000): a -2.0 point difference whose
-    90% interval reaches below -3, as ~930 images are discordant. A point-estimate rule would pass it."""
+    90% interval reaches below -3, as ~930 images are discordant. A point-estimate rule would pass
+    it; the interval straddles the margin, so the claim cannot be decided from these images."""
     rng = np.random.default_rng(1)
     free, pgd = np.zeros(N, bool), np.zeros(N, bool)
     free[rng.permutation(N)[:720]], pgd[rng.permutation(N)[:760]] = True, True
     ev = write_results(tmp_path, flags={("free_m8", "pgd20"): free, ("pgd7", "pgd20"): pgd})
     verdict = claims.c2_free_matches_pgd(ev)
     estimate = 100 * (free.mean() - pgd.mean())
-    assert estimate == pytest.approx(-2.0) and verdict.status == "FAIL", verdict.evidence
+    assert estimate == pytest.approx(-2.0) and verdict.status == "INCONCLUSIVE", verdict.evidence
+    assert "straddles the threshold" in verdict.evidence
     assert "PGD-20: Free m=8 - 7-PGD" in verdict.evidence and "regime: 102.4 natural epochs" in verdict.evidence
 
 
 def test_c2_uses_every_seed_of_a_row(tmp_path):
     """Seeds 1 and 2 of Free m=8 beside seed 0's 38.0%: close seeds keep non-inferiority; widely
-    spread ones (34% and 42%, a seed SD of 4 points borrowed by 7-PGD's single seed) cannot show it."""
+    spread ones (34% and 42%, a seed SD of 4 points borrowed by 7-PGD's single seed) leave the
+    interval too wide to decide."""
     close = claims.c2_free_matches_pgd(write_results(tmp_path / "close", seeds={"free_m8": [nested(37.8), nested(38.2)]}))
     assert close.status == "PASS" and "seeds 3 vs 1" in close.evidence
     assert "seed variance of b pooled from a" in close.evidence
     spread = claims.c2_free_matches_pgd(write_results(tmp_path / "spread", seeds={"free_m8": [nested(34.0), nested(42.0)]}))
-    assert spread.status == "FAIL" and "seeds 3 vs 1" in spread.evidence
+    assert spread.status == "INCONCLUSIVE" and "seeds 3 vs 1" in spread.evidence
 
 
 @pytest.mark.parametrize("drop, claim, reason", [
@@ -228,3 +231,9 @@ def test_c3_verdict_comes_from_the_interleaved_steps_not_the_drifting_wall_times
 def test_missing_results_say_where_to_build_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="no plan at"):
         claims.check_claims(tmp_path)
+
+
+def test_c1_with_an_interval_across_its_bound_is_inconclusive(tmp_path):
+    """16 of 2,000 images (0.8%): the Wilson interval [0.49, 1.30] holds values on both sides of 1%."""
+    verdict = claims.c1_natural_not_robust(write_results(tmp_path, {"natural": {"pgd20": 0.8}}))
+    assert verdict.status == "INCONCLUSIVE" and "straddles the threshold" in verdict.evidence

@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from ..checkpoints import weights_digest
 from ..io import read_json, write_json
 from ..stats import pack_flags
 from .kinds import AUTOATTACK_ITERATIONS, SQUARE_QUERIES_PER_ITERATION
@@ -72,14 +73,18 @@ def captured_warnings(messages: list[str]) -> Iterator[None]:
         logger.removeHandler(handler)
 
 
-def _fresh_state(spec: AttackSpec, attacks: tuple[str, ...], n: int, batch_size: int, seed: int) -> dict:
+def _fresh_state(spec: AttackSpec, attacks: tuple[str, ...], n: int, batch_size: int, seed: int,
+                 digest: str) -> dict:
     return {"version": STATE_VERSION, "attack": spec.id, "sub_attacks": list(attacks), "n": n,
-            "batch_size": batch_size, "seed": seed, "clean": None, "robust": None, "done": [],
+            "batch_size": batch_size, "seed": seed, "weights_digest": digest,
+            "clean": None, "robust": None, "done": [],
             "current": None, "results": [], "warnings": [], "seconds": 0.0}
 
 
 def _load_state(path: Path | None, fresh: dict) -> dict:
-    """The saved state when it belongs to this very evaluation; else the fresh one."""
+    """The saved state when it belongs to this very evaluation of these very weights; else the
+    fresh one. A state of other weights (a model retrained into the same folder) or one that
+    records no weights digest is refused: resuming it would report the other model's flags."""
     if path is None or not path.exists():
         return fresh
     saved = read_json(path)
@@ -87,6 +92,11 @@ def _load_state(path: Path | None, fresh: dict) -> dict:
     if not same:
         raise ValueError(f"AutoAttack state file '{path}' belongs to another evaluation "
                          f"({saved.get('attack')}, n={saved.get('n')}); delete it or choose another --out")
+    if saved.get("weights_digest") != fresh["weights_digest"]:
+        which = ("records no weights digest, so it may belong to other weights" if not saved.get("weights_digest")
+                 else f"belongs to other weights (digest {str(saved['weights_digest'])[:12]}, "
+                      f"not {fresh['weights_digest'][:12]})")
+        raise ValueError(f"AutoAttack state file '{path}' {which}; delete it or choose another --out")
     return saved
 
 
@@ -125,10 +135,12 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
                         device: torch.device | str = "cpu", state_path: Path | None = None,
                         progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Clean and AutoAttack accuracy of ``model`` on (x, y) (CPU tensors, [0, 1] images), the
-    robust accuracy after each sub-attack and AutoAttack's warnings. Resumes from ``state_path``."""
+    robust accuracy after each sub-attack and AutoAttack's warnings. Resumes from ``state_path``
+    when it holds this evaluation of these weights (their digest is part of the state)."""
     device = torch.device(device)
     n = len(y)
-    state = _load_state(state_path, _fresh_state(spec, attacks, n, batch_size, seed))
+    fresh = _fresh_state(spec, attacks, n, batch_size, seed, weights_digest(model.state_dict()))
+    state = _load_state(state_path, fresh)
     save = (lambda: write_json(state_path, state)) if state_path is not None else (lambda: None)
     tick = progress or (lambda count: None)
     adversary_for = lambda name: build_autoattack(model, spec, (name,), seed=seed, device=device)  # noqa: E731

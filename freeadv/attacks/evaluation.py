@@ -10,6 +10,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import cpu, stats
+from ..checkpoints import weights_digest
 from ..provenance import stamp
 from ..sanity import check_eval
 from ..training import data_for, load_trained_model, resolve_device
@@ -95,7 +96,8 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
                seed: int = 0, device: str = "auto", progress: bool = False,
                state_path: str | Path | None = None, weights: str = "final") -> dict:
     """Evaluate a finished run under ``spec`` (eps / step default to the run's eps and the paper's
-    step for its dataset); returns the eval JSON as a dict, with the sanity warnings. A
+    step for its dataset); returns the eval JSON as a dict, with the sanity warnings and the digest
+    of the weights evaluated (readers check it against the run's train.json). A
     ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
     if n is not None and n < 1:
         raise ValueError(f"--n has bad value {n}: expected an integer >= 1")
@@ -117,7 +119,8 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
             metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed,
                                progress=bar.update)
     seconds = time.perf_counter() - start
-    result = {"kind": "eval", "run": str(run_dir), "weights": weights, "train_config": train_config, "seed": seed,
+    result = {"kind": "eval", "run": str(run_dir), "weights": weights,
+              "weights_digest": weights_digest(model.state_dict()), "train_config": train_config, "seed": seed,
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
               "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
               **stamp(dev)}

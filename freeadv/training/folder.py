@@ -7,8 +7,8 @@
     model_best.pt      keep_best: the weights of the best robust check (train.json's ``best``), written
                        just before model.pt
     model.pt           the final weights (early_stop: those kept)  } written last, then the
-    train.json         the summary (timing, log, robust checks)    } checkpoints go: both present
-                                                                   } means finished
+    train.json         the summary (timing, log, robust checks,    } checkpoints go: both present
+                       digests of weights and config)              } means finished
     .finished-model.pt, .finished-train.json
                        hard links to those two (no extra disk): a scheduler that deletes a job's
                        outputs after the job finished (Snakemake does, for a job killed in its
@@ -30,7 +30,7 @@ from torch import nn
 from .. import config as cfg
 from .. import distributed
 from ..checkpoints import (CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_tensors, remove_checkpoints,
-                           save_tensors)
+                           save_tensors, weights_digest)
 from ..io import atomic_write_text, read_json, write_json
 from ..provenance import stamp
 from . import lock, robust
@@ -124,7 +124,7 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
     checks = robust.checks(log)
     clean = [entry["clean_acc_eval_n"] for entry in log if "clean_acc_eval_n" in entry]
     return {
-        "kind": "train", "config": config, "seed": config["seed"],
+        "kind": "train", "config": config, "config_digest": cfg.config_digest(config), "seed": config["seed"],
         **stamp(setup.device, bf16=uses_bf16(config, setup.device)),
         "distributed": setup.context.describe(),
         "iterations": total, "passes": total / setup.iters_per_pass, "replay": setup.method.replay,
@@ -152,9 +152,13 @@ def finish(run_dir: Path, setup: Setup, result: dict[str, Any], weights: dict[st
            best: dict[str, torch.Tensor] | None = None) -> None:
     """After every rank is done, rank 0 writes ``best`` as model_best.pt (keep_best), ``weights`` as
     model.pt, then train.json, then drops the checkpoints (killed in between, the next start resumes
-    from the last checkpoint and writes them again)."""
+    from the last checkpoint and writes them again). train.json records the digest of each file's
+    weights (freeadv.checkpoints.weights_digest), so every later result can be checked against them."""
     distributed.barrier(setup.context)
     if setup.context.is_main:
+        result["weights_digest"] = weights_digest(weights)
+        if best is not None:
+            result["best_weights_digest"] = weights_digest(best)
         if best is not None:
             save_tensors(run_dir / MODEL_BEST, best)
         elif result["config"]["keep_best"]:
