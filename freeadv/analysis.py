@@ -127,17 +127,20 @@ def loss_grid(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: t
 
 
 def ascent_check(model: nn.Module, x: torch.Tensor, y: int, d1: torch.Tensor, d2: torch.Tensor,
-                 axis: torch.Tensor, pgd20: AttackSpec, seed: int, batch_size: int) -> dict[str, float]:
+                 axis: torch.Tensor, pgd20: AttackSpec, seed: int, batch_size: int,
+                 clipped: torch.Tensor | None = None) -> dict[str, float]:
     """PGD-20's loss at the image beside the largest loss of the plane's grid points inside the
     eps-ball (|a| + |b| <= eps bounds the L-inf distance, as d1 and d2 are +-1; clipped to [0, 1],
     the set PGD searches). A surface point above PGD's loss is an ascent PGD missed: a sign of
-    gradient masking, which claim C6 checks for."""
+    gradient masking, which claim C6 checks for. ``clipped``: the plane's clipped grid where the
+    surface already is one (``clip=True``), so it is not computed twice."""
     target = torch.tensor([y], device=x.device)
     generator = torch.Generator(device=x.device).manual_seed(seed)
     x_adv = pgd20.attack.perturb(model, x[None], target, pgd20, generator)
     with torch.no_grad():
         pgd_loss = float(F.cross_entropy(model(x_adv).float(), target))
-    clipped = loss_grid(model, x, y, d1, d2, to_unit(axis), to_unit(axis), batch_size, clip=True)
+    if clipped is None:
+        clipped = loss_grid(model, x, y, d1, d2, to_unit(axis), to_unit(axis), batch_size, clip=True)
     inside = (axis[:, None].abs() + axis[None, :].abs()) <= pgd20.eps + 1e-9
     return {"pgd20_loss": pgd_loss, "ball_max_loss": float(clipped[inside].max())}
 
@@ -189,7 +192,8 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
         with torch.no_grad():
             clean_loss = float(F.cross_entropy(model(x[None]).float(), torch.tensor([y], device=dev)))
         results.append({"index": index, "label": y, "clean_loss": clean_loss, "losses": losses.tolist(),
-                        **ascent_check(model, x, y, d1, rad2, axis, pgd20, seed * 1_000_003 + index, batch_size)})
+                        **ascent_check(model, x, y, d1, rad2, axis, pgd20, seed * 1_000_003 + index, batch_size,
+                                       clipped=losses if clip else None)})
     draw = ("torch.Generator(seed*1000003), shared by all images" if directions == "shared"
             else "torch.Generator(seed*1000003 + 2*index)")
     point = "clip(x + axis[i]/255 * d1 + axis[j]/255 * d2, 0, 1)" if clip else "x + axis[i]/255 * d1 + axis[j]/255 * d2"

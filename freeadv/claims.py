@@ -30,13 +30,9 @@ there (a missing model, an evaluation without per-image results): never PASS.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
-
-import numpy as np
-import pandas as pd
 
 from . import stats
 from .evidence import Evidence, Undecided, common_images
@@ -44,7 +40,7 @@ from .experiments.layout import PLAN_FILE, train_path
 from .experiments.robustbench import ENTRIES, THIS_PAPER
 from .experiments.scales import load_plan
 from .io import atomic_write_text, write_json
-from .tables import build_table, read_result
+from .tables import read_result
 
 CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read (the workflow waits for them)
 FREE_ROWS = ("free_m2", "free_m4", "free_m8", "free_m10")
@@ -109,7 +105,7 @@ def decided(part: Callable[[], tuple[str, str]]) -> tuple[str, str]:
 
 
 def _short(row: str) -> str:
-    return row.replace("free_m", "Free m=").replace("pgd7", "7-PGD").replace("natural", "natural")
+    return row.replace("free_m", "Free m=").replace("pgd7", "7-PGD")
 
 
 def difference(ev: Evidence, a: str, b: str, metric: str, which: str = "robust",

@@ -18,7 +18,6 @@ from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
 
 PERCENT = 100.0
 
@@ -94,7 +93,7 @@ def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float
     correct = _count(correct, "correct", minimum=0)
     if correct > n:
         raise ValueError(f"correct must be at most n={n}, got {correct}")
-    z = float(sps.norm.ppf(0.5 + _confidence(confidence) / 2))
+    z = float(_scipy_stats().norm.ppf(0.5 + _confidence(confidence) / 2))
     p, z2 = correct / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
@@ -195,6 +194,13 @@ def seeded_difference(a_runs: Sequence, b_runs: Sequence, confidence: float = 0.
     return _t_interval(float(acc_a.mean() - acc_b.mean()), terms, confidence, method)
 
 
+def _scipy_stats():
+    """scipy.stats, imported on first use: it costs ~0.6 s, which every evaluation job (that only
+    packs bitmaps) and every parse of the workflow (which imports the claims) would otherwise pay."""
+    from scipy import stats
+    return stats
+
+
 # -- helpers -----------------------------------------------------------------------------------
 
 def _t_interval(estimate: float, terms: list[tuple[float, int]], confidence: float,
@@ -206,15 +212,15 @@ def _t_interval(estimate: float, terms: list[tuple[float, int]], confidence: flo
     if total <= 0:
         return Interval(estimate, estimate, estimate, confidence, method)
     df = total ** 2 / sum(v * v / df for v, df in terms if v > 0)
-    half = float(sps.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(total)
+    half = float(_scipy_stats().t.ppf(0.5 + confidence / 2, df)) * math.sqrt(total)
     return Interval(estimate, estimate - half, estimate + half, confidence, method)
 
 
 def _clopper_pearson(successes: int, failures: int, confidence: float) -> tuple[float, float]:
     """Exact binomial interval for a proportion, from beta quantiles (closed ends at 0 and 1)."""
     tail = (1 - confidence) / 2
-    low = float(sps.beta.ppf(tail, successes, failures + 1)) if successes else 0.0
-    high = float(sps.beta.ppf(1 - tail, successes + 1, failures)) if failures else 1.0
+    low = float(_scipy_stats().beta.ppf(tail, successes, failures + 1)) if successes else 0.0
+    high = float(_scipy_stats().beta.ppf(1 - tail, successes + 1, failures)) if failures else 1.0
     return low, high
 
 
