@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .experiments.layout import COST_FORMATS, COST_TABLE, benchmark_path, job_name, resources_path, table_file
-from .experiments.scales import available_targets
+from .experiments.scales import available_targets, row_evaluations
 from .io import atomic_write_text, write_json
 
 # The rules whose jobs are measured, in the order the table lists them (also the keys of a scale's
@@ -64,6 +64,13 @@ class Job:
 
 # --- the jobs of a plan --------------------------------------------------------------------------
 
+def attack_job(model: str, planned: dict[str, Any]) -> Job:
+    """The attack job of one planned evaluation; on the best weights its wildcards start with
+    ``best`` (job attack/<model>/best/<attack>, as the workflow's attack_best rule names it)."""
+    weights = planned.get("weights", "final")
+    return Job("attack", model, (planned["attack"],) if weights == "final" else (weights, planned["attack"]))
+
+
 def _target_jobs(entry: dict[str, Any]) -> set[Job]:
     """The train, attack and analysis jobs one target's result files come from."""
     jobs: set[Job] = set()
@@ -71,8 +78,7 @@ def _target_jobs(entry: dict[str, Any]) -> set[Job]:
         if not row["model"]:
             continue
         jobs.add(Job("train", row["model"]))
-        evaluations = list(row["metrics"].values()) + list(row.get("sanity", []))
-        jobs.update(Job("attack", row["model"], (e["attack"],)) for e in evaluations if e["attack"])
+        jobs.update(attack_job(row["model"], e) for e in row_evaluations(row))
     for analysis in entry["analyses"]:
         jobs.add(Job("train", analysis["model"]))
         jobs.add(Job("analysis", analysis["model"], (analysis["id"],)))
@@ -84,9 +90,8 @@ def job_outputs(plan: dict[str, Any]) -> dict[Job, str]:
     outputs: dict[Job, str] = {}
     for entry in plan["targets"].values():
         for row in entry["rows"]:
-            for e in list(row["metrics"].values()) + list(row.get("sanity", [])):
-                if row["model"] and e["attack"]:
-                    outputs[Job("attack", row["model"], (e["attack"],))] = e["file"]
+            for e in row_evaluations(row) if row["model"] else []:
+                outputs[attack_job(row["model"], e)] = e["file"]
         for analysis in entry["analyses"]:
             outputs[Job("analysis", analysis["model"], (analysis["id"],))] = analysis["file"]
     return outputs

@@ -23,7 +23,7 @@ from .attacks.steps import input_gradient
 from .bench import time_interleaved
 from .data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
 from .experiments.design import FIGURES, TABLES
-from .experiments.scales import available_targets, build_plan, plan_inputs, unavailable_message
+from .experiments.scales import available_targets, build_plan, plan_inputs, row_evaluations, unavailable_message
 from .methods import METHODS, get_method
 from .provenance import device_info
 from .training import make_optimizer, model_for, place_batch, place_model, resolve_device, setup_runtime
@@ -78,16 +78,15 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
     shared model and attack counted once) with their expected seconds."""
     names = available_targets(plan) if target == "all" else [target]
     models: set[str] = set()
-    attacks: dict[str, set[str]] = {}
+    attacks: dict[str, set[tuple[str, str]]] = {}   # model -> {(attack id, weights)}
     for name in names:
         entry = plan["targets"][name]
         if not entry["available"]:
             raise ValueError(unavailable_message(plan, name))
         models |= {row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]}
         for row in entry["rows"]:
-            for planned in list(row["metrics"].values()) + row.get("sanity", []):
-                if planned.get("attack"):
-                    attacks.setdefault(row["model"], set()).add(planned["attack"])
+            for planned in row_evaluations(row) if row["model"] else []:
+                attacks.setdefault(row["model"], set()).add((planned["attack"], planned.get("weights", "final")))
     models = sorted(models)
     costs: dict[tuple, dict[str, float]] = {}
     jobs = []
@@ -103,12 +102,13 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
         jobs.append({"job": "train", "model": model, "method": config["method"], "iterations": n_iter,
                      "seconds": n_iter * per_iteration})
         n_test = split_size(config, "test")
-        for attack_id in sorted(attacks.get(model, ())):
+        for attack_id, weights in sorted(attacks.get(model, ())):
             attack = AttackSpec.parse(attack_id)
             steps = attack.attack.cost(attack)
             batches = min(attack.n or n_test, n_test) / config["batch_size"]   # a sized attack: its first n images
             seconds = batches * (steps + 1) * cost["attack_step_s"]   # +1: the clean pass, a generous forward
-            jobs.append({"job": "attack", "model": model, "method": attack_id, "iterations": steps,
+            label = attack_id if weights == "final" else f"{attack_id} ({weights} weights)"
+            jobs.append({"job": "attack", "model": model, "method": label, "iterations": steps,
                          "seconds": seconds})
     total = sum(j["seconds"] for j in jobs)
     return {"target": target, "scale": plan["scale"], "jobs": jobs, "total_seconds": total,

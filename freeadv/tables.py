@@ -24,6 +24,7 @@ from .experiments.paper_values import paper_value
 from .experiments.robustbench import ENTRIES
 from .experiments.scales import unavailable_message
 from .sanity import check_model, check_training
+from .stats import wilson
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
                 "commit", "noise_acc", "large_eps_pgd_acc", "large_eps_attack", "sanity_warnings"]
@@ -75,13 +76,17 @@ def _arch_name(config: dict[str, Any]) -> str:
     return config["arch"] + (f" (width {config['width']})" if config.get("width") else "")
 
 
-def standard_error(percent: float, n: int | None) -> float:
-    """Binomial standard error, in points, of an accuracy measured on n images: sqrt(p(1-p)/n).
-    1,000 images at 40%: 1.55 points; 10,000: 0.49."""
-    if not n or math.isnan(percent):
-        return float("nan")
-    p = percent / 100
-    return 100 * math.sqrt(p * (1 - p) / n)
+def accuracy_interval(result: dict[str, Any], field: str) -> tuple[float, float]:
+    """The 95% Wilson interval, in points, of an accuracy field of an eval on its n images.
+
+    Wilson rather than the binomial SE: robust accuracies of natural models sit at 0 and clean ones
+    near 100, where sqrt(p(1-p)/n) reads "0.00 +- 0.00"; 0/1,000 is [0, 0.38] instead. The count
+    comes from the eval's ``*_correct`` field (older evals: the accuracy times n, rounded)."""
+    n, value = result.get("n"), result.get(field)
+    if not n or value is None:
+        return float("nan"), float("nan")
+    correct = result.get(field.replace("_acc", "_correct"))
+    return wilson(int(correct) if correct is not None else round(float(value) * n / 100), int(n))
 
 
 def _diff(ours: float, paper: float | None) -> float:
@@ -123,7 +128,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
                     n_eval = result.get("n", n_eval)
                     evals[planned["attack"]] = result
                     record[f"{metric['key']}_n"] = result.get("n", float("nan"))
-                    record[f"{metric['key']}_se"] = standard_error(ours, result.get("n"))
+                    record[f"{metric['key']}_lo"], record[f"{metric['key']}_hi"] = accuracy_interval(result, metric["field"])
             paper = paper_value(paper_table, paper_row, metric["key"])
             record[f"{metric['key']}_ours"] = ours
             record[f"{metric['key']}_paper"] = _nan_if_none(paper)
@@ -139,6 +144,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
         })
         if "train_min" in metric_keys:
             record.pop("train_minutes")
+        record.update(_best_columns(row, metrics, train, results_dir))
         record.update(_robustbench_columns(row))
         sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
         for planned in row.get("sanity", []):
@@ -150,6 +156,22 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
         frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
     frame.attrs["missing"] = missing
     return frame
+
+
+def _best_columns(row: dict[str, Any], metrics: list[dict[str, Any]], train: dict[str, Any] | None,
+                  results_dir: str | Path) -> dict[str, Any]:
+    """The metrics measured on model_best.pt (runs with keep_best), beside the final ones: the
+    accuracy, its Wilson interval and the check whose weights they are (train.json's ``best``)."""
+    columns: dict[str, Any] = {}
+    fields = {m["key"]: m["field"] for m in metrics}
+    for key, planned in row.get("best", {}).items():
+        result = read_result(results_dir, planned["file"])
+        check_weights(result, train, Path(results_dir) / planned["file"])
+        columns[f"{key}_best"] = metric_value(result, fields[key])
+        columns[f"{key}_best_lo"], columns[f"{key}_best_hi"] = accuracy_interval(result, fields[key])
+    if columns and train and train.get("best"):
+        columns["best_iteration"] = train["best"]["iteration"]
+    return columns
 
 
 def _robustbench_columns(row: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +255,28 @@ def provenance_lines(plan: dict[str, Any], target: str, frame: pd.DataFrame) -> 
     return lines
 
 
+def _interval(r: pd.Series, prefix: str) -> str:
+    low, high = r.get(f"{prefix}_lo", float("nan")), r.get(f"{prefix}_hi", float("nan"))
+    return "" if not isinstance(low, float) or math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
+
+
+def _best_metrics(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in metrics if f"{m['key']}_best" in frame and frame[f"{m['key']}_best"].notna().any()]
+
+
+def _best_cell(r: pd.Series, key: str) -> str:
+    value = r.get(f"{key}_best", float("nan"))
+    if isinstance(value, float) and math.isnan(value):
+        return "-"
+    iteration = r.get("best_iteration", float("nan"))
+    at = "" if isinstance(iteration, float) and math.isnan(iteration) else f" (it. {int(iteration):,})"
+    return f"{_fmt(value)}{_interval(r, f'{key}_best')}{at}"
+
+
 def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     header = ["Training"] + [m["label"] + (" (%)" if m["unit"] == "percent" else "") for m in metrics]
+    best = _best_metrics(frame, metrics)
+    header += [f"{m['label']}, best weights (%)" for m in best]
     has_minutes_metric = any(m["key"] == "train_min" for m in metrics)
     if not has_minutes_metric:
         header.append("Train time (min)")
@@ -247,12 +289,11 @@ def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str
         cells = [str(r["label"])]
         for m in metrics:
             ours, paper, diff = r[f"{m['key']}_ours"], r[f"{m['key']}_paper"], r[f"{m['key']}_diff"]
-            se = r.get(f"{m['key']}_se", float("nan"))
-            spread = "" if not isinstance(se, float) or math.isnan(se) else f" ± {se:.2f}"
-            text = f"{_fmt(ours, m['unit'])}{spread} / {_fmt(paper, m['unit'])}"
+            text = f"{_fmt(ours, m['unit'])}{_interval(r, m['key'])} / {_fmt(paper, m['unit'])}"
             if not (isinstance(diff, float) and math.isnan(diff)):
                 text += f" ({_signed(diff, m['unit'])})"
             cells.append(text)
+        cells += [_best_cell(r, m["key"]) for m in best]
         if not has_minutes_metric:
             cells.append(_fmt(r.get("train_minutes"), "minutes"))
         if references:
@@ -276,12 +317,23 @@ def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     entry = plan["targets"][target]
     header, body = _cells(frame, entry["metrics"])
     lines = [f"# {entry['title']}", "", *provenance_lines(plan, target, frame), "",
-             "Each metric cell: ours ± its standard error / paper (ours - paper). The standard error is "
-             "the binomial one of an accuracy on n test images, sqrt(p(1-p)/n); n per column: "
-             + _n_per_column(frame, entry["metrics"]) + ".", *_missing_lines(frame), "",
+             CELL_KEY + " n per column: " + _n_per_column(frame, entry["metrics"]) + ".",
+             *_best_lines(frame, entry["metrics"]), *_missing_lines(frame), "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
     return "\n".join(lines + sanity_lines(frame)) + "\n"
+
+
+CELL_KEY = ("Each metric cell: ours [its 95% Wilson interval] / paper (ours - paper); the interval is that of "
+            "an accuracy on n test images, and it stays inside [0, 100] at 0 and 100.")
+
+
+def _best_lines(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> list[str]:
+    if not _best_metrics(frame, metrics):
+        return []
+    return ["Best weights: model_best.pt, the weights of the training check with the highest robust accuracy "
+            "on validation images (keep_best, as Rice et al. 2020 report beside the final weights), at the "
+            "iteration given; the other columns are the final weights, the paper's protocol."]
 
 
 def _n_per_column(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> str:
@@ -337,7 +389,7 @@ def to_latex(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     entry = plan["targets"][target]
     header, body = _cells(frame, entry["metrics"])
     caption = " ".join([entry["title"] + ".", *provenance_lines(plan, target, frame),
-                        "Each metric cell: ours / paper (ours - paper)."])
+                        CELL_KEY, *_best_lines(frame, entry["metrics"])])
     lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize",
              rf"\caption{{{tex_escape(caption)}}}", rf"\label{{tab:{target}}}",
              r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",

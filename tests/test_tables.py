@@ -261,7 +261,8 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
     again = pd.read_csv(paths[0])
     assert again.set_index("row").loc["pgd7", "cw100_paper"] == 46.52
     markdown = paths[1].read_text()
-    assert "41.00 ± 4.92 / 45.86 (-4.86)" in markdown   # n=100: sqrt(.41 x .59 / 100) = 4.92 points
+    # n=100, 41 correct: Wilson 95% (p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n) = [31.9, 50.8]
+    assert "41.00 [31.9, 50.8] / 45.86 (-4.86)" in markdown
     assert "n per column:" in markdown
     assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
     tex = paths[2].read_text()
@@ -368,3 +369,59 @@ def test_catastrophic_overfitting_of_a_row_is_flagged_under_the_table(tmp_path):
         in frame.loc["fgsm_rs_wong", "sanity_warnings"]
     assert "weights of iteration 30 are kept" in frame.loc["fgsm_rs_wong", "sanity_warnings"]
     assert "catastrophic" not in frame.loc["fgsm_rs", "sanity_warnings"]
+
+
+def test_an_accuracy_of_zero_gets_a_wilson_interval_not_a_zero_standard_error(tmp_path):
+    plan = scales.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "table1", lambda row, metric: {"nat": 80.0, "train_min": 2.5}.get(metric, 0.0))
+    frame = build_table(plan, "table1", tmp_path).set_index("row")
+    assert frame.loc["natural", "pgd20_lo"] == pytest.approx(0.0, abs=1e-9)
+    assert frame.loc["natural", "pgd20_hi"] == pytest.approx(3.70, abs=0.01)   # 0/100: z^2/(n + z^2) = 3.70%
+    markdown = write_table(plan, "table1", tmp_path, tmp_path / "tables")[1].read_text()
+    assert "0.00 [0.0, 3.7] / 0.00" in markdown and "± 0.00" not in markdown
+
+
+def _best_scale():
+    return {**SMALL_SCALE, "train": {**SMALL_SCALE["train"], "keep_best": True, "robust_eval_n": 32}}
+
+
+def test_a_run_that_keeps_its_best_weights_gets_clean_and_pgd20_evaluations_of_them():
+    plan = scales.build_plan("small", _best_scale())
+    row = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
+    assert sorted(row["best"]) == ["nat", "pgd20"]
+    for key, planned in row["best"].items():
+        final = row["metrics"][key]
+        assert planned["attack"] == final["attack"] and planned["weights"] == "best"
+        assert planned["file"] == final["file"].replace("/evals/", "/evals/best/")
+    files = scales.target_files(plan, "table1")
+    assert row["best"]["pgd20"]["file"] in files
+    from freeadv.cost import plan_jobs
+    names = {job.name for job in plan_jobs(plan, ["table1"])}
+    assert f"attack/{row['model']}/best/{row['best']['pgd20']['attack']}" in names
+    # without keep_best (the paper's protocol) no row plans them
+    plain = scales.build_plan("small", SMALL_SCALE)
+    assert not any("best" in r for r in plain["targets"]["table1"]["rows"])
+
+
+def test_the_table_shows_best_weights_beside_final_and_refuses_an_eval_of_other_weights(tmp_path):
+    plan = scales.build_plan("small", _best_scale())
+    fake_results(tmp_path, plan, "table1", lambda row, metric: 30.0 if metric != "train_min" else 2.5)
+    for row in plan["targets"]["table1"]["rows"]:
+        train = tmp_path / train_path(row["model"])
+        summary = {**json.loads(train.read_text()), "best": {"iteration": 12, "pass": 3.0}, "best_weights_digest": "b" * 64}
+        train.write_text(json.dumps(summary))
+        for key, planned in row.get("best", {}).items():
+            _write(tmp_path / planned["file"], {"n": 100, "weights": "best", "weights_digest": "b" * 64,
+                                                "attack": _attack_record(planned["attack"]),
+                                                "clean_acc": 33.0, "robust_acc": 35.0, "robust_correct": 35})
+    frame = build_table(plan, "table1", tmp_path).set_index("row")
+    assert frame.loc["free_m8", "pgd20_best"] == 35.0 and frame.loc["free_m8", "pgd20_ours"] == 30.0
+    assert frame.loc["free_m8", "best_iteration"] == 12
+    markdown = write_table(plan, "table1", tmp_path, tmp_path / "tables")[1].read_text()
+    assert "PGD-20, best weights (%)" in markdown and "35.00 [26.4, 44.7] (it. 12)" in markdown
+    assert "Best weights: model_best.pt" in markdown
+    planned = plan["targets"]["table1"]["rows"][1]["best"]["pgd20"]
+    stale = json.loads((tmp_path / planned["file"]).read_text())
+    (tmp_path / planned["file"]).write_text(json.dumps({**stale, "weights_digest": "c" * 64}))
+    with pytest.raises(ValueError, match="computed on weights cccccccccccc"):
+        build_table(plan, "table1", tmp_path)

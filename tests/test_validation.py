@@ -25,6 +25,7 @@ TINY = {"dataset": "synthetic", "arch": "small_cnn", "width": 8, "n_train": 256,
 # near chance and often tie): the best is 8; 12 ties with it and must lose (the earlier check wins).
 SCRIPT = {4: 20.0, 8: 35.0, 12: 35.0, 16: 30.0}
 BEST = 8
+CLEAN: dict[int, float] = {}   # the checks' clean accuracies, scripted too: 50% unless a test says otherwise
 
 
 def tiny(**overrides):
@@ -56,7 +57,7 @@ def scripted_training(patcher, seen: dict):
     def check(config, setup, iteration, *args, **kwargs):
         record = original(config, setup, iteration, *args, **kwargs)
         seen[iteration] = robust.cpu_copy(setup.model.state_dict())
-        return {**record, "heldout_robust_acc": SCRIPT[iteration]}
+        return {**record, "heldout_robust_acc": SCRIPT[iteration], "heldout_clean_acc": CLEAN.get(iteration, 50.0)}
 
     patcher.setattr(robust, "check", check)
 
@@ -260,3 +261,15 @@ def test_heldout_is_read_as_test_so_earlier_runs_still_load():
     assert not same_config(saved, tiny(keep_best=False))   # the default source, validation: another run
     assert cfg.validation_size(tiny()) == 32 and cfg.validation_size(old) == 0
     assert cfg.validation_size(tiny(validation_n=40)) == 40
+
+
+def test_a_tie_in_robust_accuracy_goes_to_the_better_clean_check_and_a_full_tie_to_the_earlier():
+    """A natural model's robust checks are all 0%: its best weights are those of its best clean check,
+    not of its first check."""
+    best = robust.best_record({"iteration": 4, "pass": 1, "epochs_natural": 1.0,
+                               "heldout_robust_acc": 0.0, "heldout_clean_acc": 40.0})
+    check = {"heldout_robust_acc": 0.0, "heldout_clean_acc": 55.0}
+    assert robust.better(check, best)
+    assert not robust.better({**check, "heldout_clean_acc": 40.0}, best)    # a full tie keeps the earlier
+    assert not robust.better({"heldout_robust_acc": 0.0, "heldout_clean_acc": 39.0}, best)
+    assert robust.better({"heldout_robust_acc": 0.1, "heldout_clean_acc": 10.0}, best)   # robustness first

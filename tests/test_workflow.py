@@ -318,6 +318,19 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
     assert run.returncode != 0 and "needs the cifar100 dataset(s), which scale 'mini' does not provide" in output(run)
 
 
+def test_runs_that_keep_their_best_weights_get_attack_jobs_on_model_best(tmp_path):
+    keep = tmp_path / "keep_best.yaml"
+    keep.write_text("scales:\n  mini:\n    train:\n      keep_best: true\n")
+    dry = snakemake("table1", "-n", "--config", "scale=mini", "--configfile", str(keep), workdir=tmp_path)
+    assert dry.returncode == 0, output(dry)[-3000:]
+    counts, text = job_counts(output(dry)), output(dry)
+    assert counts["train"] == 6 and counts["attack_best"] == 6 * 2   # clean and PGD-20 on each model_best.pt
+    model = "results/mini/runs/cifar10-jpeg-wrn32_k-w1-free-m8-eps8-s0"
+    assert f"{model}/evals/best/pgd20-eps8-step2-n1000.json" in text
+    assert f"--weights best --out {model}/evals/best/pgd20-eps8-step2-n1000.json" in text
+    assert f"--weights final --out {model}/evals/pgd20-eps8-step2-n1000.json" in text
+
+
 def test_imagenet_without_a_folder_fails_before_any_job(tmp_path):
     run = snakemake("table3", "-n", workdir=tmp_path)
     assert run.returncode != 0

@@ -5,6 +5,7 @@ e.g. ``eval_path("{model}", "{attack}")``)::
     results/<scale>/plan.json                            freeadv plan
     results/<scale>/runs/<model>/train.json, model.pt    freeadv train
     results/<scale>/runs/<model>/evals/<attack>.json     freeadv attack
+    results/<scale>/runs/<model>/evals/best/<attack>.json   freeadv attack --weights best (keep_best runs)
     results/<scale>/runs/<model>/analysis/<id>.json      freeadv adv-examples / loss-surface
     results/<scale>/tables/<name>.{csv,md,tex}           freeadv table
     results/<scale>/tables/cost.{csv,md}                 freeadv cost-table (what each job cost)
@@ -56,8 +57,10 @@ def model_path(model: str) -> str:
     return f"{run_dir(model)}/model.pt"
 
 
-def eval_path(model: str, attack_id: str) -> str:
-    return f"{run_dir(model)}/evals/{attack_id}.json"
+def eval_path(model: str, attack_id: str, weights: str = "final") -> str:
+    """An attack's result on the run's final weights, or (``weights="best"``) on model_best.pt."""
+    folder = "evals" if weights == "final" else f"evals/{weights}"
+    return f"{run_dir(model)}/{folder}/{attack_id}.json"
 
 
 def analysis_path(model: str, analysis_id: str) -> str:

@@ -127,9 +127,12 @@ def collapse(records: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def better(record: dict[str, Any], best: dict[str, Any] | None) -> bool:
-    """Whether a check's robust accuracy beats the best so far: strictly, so a tie keeps the earlier
-    check (the fewer updates, and what an uninterrupted and a resumed run agree on)."""
-    return best is None or record["heldout_robust_acc"] > best["robust_acc"]
+    """Whether a check beats the best so far: by robust accuracy, then by clean accuracy (a natural
+    model's robust checks are all 0%, so its best weights are those of its best clean check);
+    strictly, so a full tie keeps the earlier check (the fewer updates, and what an uninterrupted
+    and a resumed run agree on)."""
+    return best is None or (record["heldout_robust_acc"], record["heldout_clean_acc"]) > (
+        best["robust_acc"], best["clean_acc"])
 
 
 def best_record(record: dict[str, Any]) -> dict[str, Any]:

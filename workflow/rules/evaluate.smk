@@ -1,8 +1,14 @@
 # Evaluation of a trained model: one job per (model, attack), and the figure-data analyses.
 
 
+wildcard_constraints:
+    model="[^/]+",
+    attack="[^/]+",
+
+
 rule attack:
-    """Clean and robust accuracy of one model under one attack (`freeadv attack`)."""
+    """Clean and robust accuracy of one model under one attack (`freeadv attack`); attack_best runs the
+    same on the model_best.pt of a run that keeps its best weights (keep_best)."""
     input:
         model=result(layout.model_path("{model}")),
         summary=result(layout.train_path("{model}")),
@@ -11,6 +17,7 @@ rule attack:
         result(layout.eval_path("{model}", "{attack}")),
     params:
         attack=attack_arguments,
+        weights="final",
         batch_size=SETTINGS.get("attack_batch_size", 500),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
@@ -26,7 +33,21 @@ rule attack:
         "../envs/freeadv.yaml"
     shell:
         "OMP_NUM_THREADS={threads} freeadv attack --run {params.run_dir} {params.attack} --batch-size {params.batch_size}"
-        " --out {output} --no-progress > {log} 2>&1"
+        " --weights {params.weights} --out {output} --no-progress > {log} 2>&1"
+
+
+use rule attack as attack_best with:
+    output:
+        result(layout.eval_path("{model}", "{attack}", "best")),
+    params:
+        attack=attack_arguments,
+        weights="best",
+        batch_size=SETTINGS.get("attack_batch_size", 500),
+        run_dir=lambda wildcards, input: os.path.dirname(input.model),
+    log:
+        LAYOUT.log("attack", "{model}", "best", "{attack}.log"),
+    benchmark:
+        job_benchmark("attack", "{model}", "best", "{attack}")
 
 
 rule analysis:
