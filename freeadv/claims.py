@@ -171,8 +171,10 @@ def _interleaved_ratios(ev: Evidence) -> dict[str, float] | None:
     planned = ev.plan.get("cost_bench")
     if not planned or not (ev.root / planned["file"]).exists():
         return None
-    rows = read_result(ev.root, planned["file"])["rows"]
+    rows = read_result(ev.root, planned["file"], "bench")["rows"]   # every time > 0 (freeadv.schemas)
     median = {(r.get("method"), r.get("replay")): r["median_s"] for r in rows if r.get("kind") == "train"}
+    if ("natural", 1) not in median or ("pgd", 1) not in median:
+        raise ValueError(f"{planned['file']} times {sorted(map(str, median))}, not natural and 7-PGD steps")
     natural = median[("natural", 1)]
     ratios = {row: median[("free", int(row[6:]))] / natural for row in FREE_ROWS if ("free", int(row[6:])) in median}
     ratios["pgd7"] = median[("pgd", 1)] / natural
@@ -302,7 +304,7 @@ def _surfaces(ev: Evidence) -> dict[str, dict[str, Any]]:
         config = ev.plan.get("models", {}).get(analysis.get("model"), {}).get("config", {})
         role = config.get("method", analysis["label"].lower())
         if role in ("natural", "free", "pgd") and role not in found and (ev.root / analysis["file"]).exists():
-            found[role] = {"label": analysis["label"], **ev.read(analysis["file"])}
+            found[role] = {"label": analysis["label"], **ev.read(analysis["file"], "loss-surface")}
     return found
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 from . import __version__
 from .keys import ConfigError
@@ -47,15 +50,51 @@ def one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or `kill`'s stop), raised where Python raises KeyboardInterrupt for
+    SIGINT, so that both unwind the same way: files are written whole or not at all."""
+    signum = signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises Terminated while a command runs (in the main thread; else left as it is)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:   # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted(command: str, stop: KeyboardInterrupt) -> int:
+    """One line for a stopped command (the note the command attached, e.g. where training stopped
+    and that it resumes); the shell's exit code for the signal: 128 + its number."""
+    note = getattr(stop, "note", None) or "interrupted"
+    print(f"freeadv {command}: {note}", file=sys.stderr)
+    return 128 + int(getattr(stop, "signum", signal.SIGINT))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User errors (bad values, bad files, the environment: ConfigError,
     ValueError and its subclasses DataError, CheckpointError, OutputError..., OSError, YAML errors)
-    end in one line and exit code 2; anything else is a bug and raises."""
+    end in one line and exit code 2; SIGINT (Ctrl-C) and SIGTERM in one line and exit code 130 or
+    143; anything else is a bug and raises."""
     import yaml
 
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with _sigterm_raises():
+            return args.func(args)
+    except KeyboardInterrupt as stop:
+        return interrupted(args.command, stop)
     except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
         print(f"freeadv {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from .experiments.layout import COST_FORMATS, COST_TABLE, benchmark_path, job_name, resources_path, table_file
 from .experiments.scales import available_targets, row_evaluations
 from .io import atomic_write_text, write_json
+from .schemas import benchmark_value, read_text
 
 # The rules whose jobs are measured, in the order the table lists them (also the keys of a scale's
 # `resources` in the workflow config).
@@ -108,15 +108,8 @@ def plan_jobs(plan: dict[str, Any], targets: list[str] | None = None) -> list[Jo
 # --- reading -------------------------------------------------------------------------------------
 
 def _number(path: Path, column: str, text: str) -> float | None:
-    if text == MISSING:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise CostError(f"benchmark file '{path}': column '{column}' holds {text!r}, not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise CostError(f"benchmark file '{path}': column '{column}' holds {text!r}, not a non-negative number")
-    return value
+    """A benchmark value: a number >= 0 and bounded (so every sum of them stays finite), None for NA."""
+    return benchmark_value(path, column, text, missing=MISSING, error=CostError)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -131,7 +124,7 @@ def read_benchmark(path: str | Path) -> dict[str, float | None]:
     if not path.is_file():
         raise CostError(f"benchmark file '{path}' does not exist (the job ran without a benchmark, "
                         "e.g. before benchmarks were recorded: rerun it with snakemake --forcerun)")
-    reader = csv.DictReader(io.StringIO(path.read_text()), delimiter="\t")
+    reader = csv.DictReader(io.StringIO(read_text(path, label="benchmark file", error=CostError)), delimiter="\t")
     missing = [c for c in (WALL, RSS, CPU) if c not in (reader.fieldnames or [])]
     if missing:
         raise CostError(f"benchmark file '{path}' is not a Snakemake benchmark TSV "
@@ -156,7 +149,7 @@ def read_resources(path: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
         raise CostError(f"resources record '{path}' does not exist: the workflow's cost rule writes it "
                         "(snakemake all), or pass --resources")
     try:
-        return json.loads(path.read_text())
+        return json.loads(read_text(path, label="resources record", error=CostError))
     except json.JSONDecodeError as err:
         raise CostError(f"resources record '{path}' is not valid JSON: {err}") from None
 

@@ -66,12 +66,14 @@ class Evidence:
             raise Undecided(f"{target} row '{key}' has no '{metric}' evaluation at this scale")
         return planned["file"]
 
-    def read(self, file: str) -> dict[str, Any]:
-        """A result file; one under ``runs/<model>/evals`` or ``analysis`` must describe the weights
-        its run's train.json records (a ValueError otherwise: the results are wrong, not missing)."""
+    def read(self, file: str, kind: str | None = None) -> dict[str, Any]:
+        """A result file, validated against the schema of ``kind`` (:mod:`freeadv.schemas`; None: the
+        one its path or its own ``kind`` names); one under ``runs/<model>/evals`` or ``analysis``
+        must describe the weights its run's train.json records (a ValueError otherwise: the results
+        are wrong, not missing)."""
         if not (self.root / file).exists():
             raise Undecided(f"'{file}' has not been computed")
-        result = read_result(self.root, file)
+        result = read_result(self.root, file, kind)
         parts = Path(file).parts
         if len(parts) > 3 and parts[0] == "runs" and parts[2] in ("evals", "analysis"):
             train = train_path(parts[1])

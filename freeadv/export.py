@@ -20,7 +20,6 @@ kind ``autoattack`` at the training eps; a number no eval gives is null.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -29,6 +28,7 @@ import yaml
 from torch import nn
 
 from . import config as cfg
+from . import schemas
 from .attacks.spec import num
 from .checkpoints import load_tensors, save_tensors, weights_digest
 from .experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
@@ -71,11 +71,10 @@ def _run_config(run_dir: Path) -> dict[str, Any]:
 
 
 def _train_summary(run_dir: Path) -> dict[str, Any]:
-    try:
-        summary = read_json(run_dir / TRAIN_JSON)
-    except (OSError, ValueError):
+    """The run's train.json, validated (freeadv.schemas); {} for a run folder without one."""
+    if not (run_dir / TRAIN_JSON).is_file():
         return {}
-    return summary if isinstance(summary, dict) else {}
+    return schemas.read_checked(run_dir / TRAIN_JSON, "train", label="train file")
 
 
 def model_id_of(run_dir: Path, config: dict[str, Any]) -> str | None:
@@ -96,13 +95,14 @@ def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, A
     if not path.is_file():
         raise FileNotFoundError(f"eval file '{path}' does not exist")
     try:
-        ev = read_json(path)
-    except (OSError, UnicodeDecodeError, ValueError) as err:   # ValueError: freeadv.io.JsonFileError
+        ev = schemas.load(path, label="eval file")
+    except (OSError, ValueError) as err:   # ValueError: freeadv.schemas.BadFile (not UTF-8, not JSON)
         raise ValueError(f"eval file '{path}' is not readable JSON: {str(err).splitlines()[0]}") from None
     if (not isinstance(ev, dict) or not isinstance(ev.get("attack"), dict)
             or not all(key in ev for key in ("clean_acc", "robust_acc", "n"))):
         raise ValueError(f"eval file '{path}' is not an eval JSON of freeadv attack "
                          "(needs clean_acc, robust_acc, n and attack)")
+    schemas.check(ev, "eval", path, label="eval file")   # accuracies in [0, 100], n >= 1, finite numbers
     if "train_config" in ev:
         same = ev["train_config"] == config
     else:   # no config recorded: only the run path can tell

@@ -76,7 +76,7 @@ def _image(pixels: list) -> np.ndarray:
 def figure2(plan: dict[str, Any], results: Path) -> plt.Figure:
     """Each column one test image, named by its index in the test split's fixed order."""
     entry = plan["targets"]["figure2"]
-    data = [(a["label"], read_result(results, a["file"])) for a in entry["analyses"]]
+    data = [(a["label"], read_result(results, a["file"], "adv-examples")) for a in entry["analyses"]]
     first = data[0][1]
     if any(d["indices"] != first["indices"] for _, d in data):
         raise ValueError("figure2: the adv-examples files hold different test images; rebuild them")

@@ -32,6 +32,10 @@ skipped, and recorded as skipped; training takes ``--budget-seconds``.
 ``--quick`` checks this command itself in about half a minute (tests/test_gpucheck.py runs it on a
 CPU): tiny stand-ins (small_cnn, batch 16, few repetitions, no torch.compile), synthetic data and
 a few seconds of training, the same code paths; its files get a ``-quick`` suffix.
+
+``--experiment NAME`` runs a prepared one-call experiment instead of this check (``full``, the
+default, is this check): see freeadv.gpu_experiments (``bridge``: Table 1's WRN-32-10, Free m=8
+against 7-PGD at the paper's pass ratio, with PGD-20 and APGD).
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ from typing import Any, Callable
 import torch
 
 from . import config as cfg
+from . import gpu_experiments
 from .attacks import AttackSpec
 from .attacks.evaluation import run_attack
 from .bench import run_bench
@@ -455,9 +460,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help=f"the folder holding {JPEG_ARCHIVE}, or the archive (required unless --quick)")
     p.add_argument("--quick", action="store_true", help="tiny stand-ins and synthetic data: checks this command "
                                                         "in about half a minute (on a CPU too)")
-    p.add_argument("--out-dir", default="results/gpu", help="where the .json and .md go (default results/gpu)")
-    p.add_argument("--budget-seconds", type=float, default=180.0,
-                   help="training time of part 3 (default 180; --quick caps it at 4)")
+    p.add_argument("--out-dir", help="where the .json and .md go (default results/gpu; "
+                                     "results/gpu/<experiment> for an experiment)")
+    p.add_argument("--budget-seconds", type=float,
+                   help="full: training time of part 3 (default 180; --quick caps it at 4); an experiment: "
+                        f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f})")
+    p.add_argument("--experiment", default="full",
+                   help=f"full (this check, the default) or a prepared experiment: "
+                        f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.gpu_experiments)")
     p.set_defaults(func=cmd_gpucheck)
 
 
@@ -470,7 +480,10 @@ def _check_data(path: str) -> str:
 
 
 def cmd_gpucheck(args: argparse.Namespace) -> int:
-    if not args.budget_seconds > 0:
+    choices = ("full", *gpu_experiments.EXPERIMENTS)
+    if args.experiment not in choices:
+        raise ValueError(f"--experiment has bad value '{args.experiment}': expected one of {', '.join(choices)}")
+    if args.budget_seconds is not None and not args.budget_seconds > 0:
         raise ValueError(f"--budget-seconds has bad value {args.budget_seconds:g}: expected a number > 0")
     if args.data is None and not args.quick:
         raise ValueError(f"--data is required unless --quick: the folder holding {JPEG_ARCHIVE}, or the archive")
@@ -481,8 +494,13 @@ def cmd_gpucheck(args: argparse.Namespace) -> int:
         raise ValueError(f"--device has bad value '{args.device}': CUDA is not available here "
                          "(--device cpu --quick checks this command on a CPU)") from None
     if device.type != "cuda" and not (device.type == "cpu" and args.quick):
-        raise ValueError(f"--device has bad value '{args.device}': the full check needs a CUDA device "
+        what = "the full check" if args.experiment == "full" else f"experiment {args.experiment}"
+        raise ValueError(f"--device has bad value '{args.device}': {what} needs a CUDA device "
                          "(on a CPU use --device cpu --quick)")
+    if args.experiment != "full":
+        return gpu_experiments.run_experiment(args, device, data)
+    args.budget_seconds = 180.0 if args.budget_seconds is None else args.budget_seconds
+    args.out_dir = "results/gpu" if args.out_dir is None else args.out_dir
     settings = settings_for(args.quick, data)
     threads = torch.get_num_threads()
     if settings.quick and device.type == "cpu":

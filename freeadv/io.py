@@ -13,13 +13,23 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (a temporary file
+    from ``tempfile`` is 0o600 whatever the umask)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], Any]) -> None:
-    """Call ``write(handle)`` on a temporary file next to ``path``, fsync it, rename it into place."""
+    """Call ``write(handle)`` on a temporary file next to ``path``, fsync it, rename it into place.
+    The file gets the mode ``open()`` would give it (the umask applies)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), new_file_mode())
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -78,3 +88,15 @@ def check_output_file(out: str | Path, *, inputs: tuple[str | Path, ...] = (), f
     except OSError as err:
         raise OutputError(f"{flag} '{out}' cannot be written: {err.strerror or err} ('{parent}')") from None
     return out
+
+
+def check_distinct_outputs(outputs: dict[str, str | Path | None]) -> None:
+    """Two output options of one command that name the same file: one would replace the other."""
+    seen: dict[Path, str] = {}
+    for flag, out in outputs.items():
+        if out is None:
+            continue
+        resolved = Path(out).resolve()
+        if resolved in seen:
+            raise OutputError(f"{flag} '{out}' is also {seen[resolved]}; give each output its own file")
+        seen[resolved] = flag

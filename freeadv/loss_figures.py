@@ -31,7 +31,7 @@ def _surfaces(plan: dict[str, Any], results: Path, name: str, plane: str | None 
     if not present:
         raise ValueError(f"{name}: no loss surface{f' on the {plane} plane' if plane else ''} has been computed "
                          f"in '{results}'")
-    return [(a, read_result(results, a["file"])) for a in present]
+    return [(a, read_result(results, a["file"], "loss-surface")) for a in present]
 
 
 def not_computed(plan: dict[str, Any], results: Path, name: str) -> str:

@@ -25,19 +25,27 @@ TITLE_PT, CAPTION_PT = 10, 8
 CHARS_PER_INCH = {TITLE_PT: 13.0, CAPTION_PT: 16.0}   # DejaVu Sans, average text: where lines wrap
 
 
+FORMATS = (".png", ".pdf")
+
+
+def figure_paths(out: str | Path) -> list[Path]:
+    """The files of figure ``out``: <stem>.png and <stem>.pdf when ``out`` ends in one of them,
+    else ``out`` with both appended (x.v2 -> x.v2.png), never a file named otherwise."""
+    out = Path(out)
+    stem = out.with_suffix("") if out.suffix in FORMATS else out
+    return [stem.with_name(stem.name + ext) for ext in FORMATS]
+
+
 def save(fig: plt.Figure, out: str | Path) -> list[Path]:
     """Save ``fig`` as <stem>.png (150 dpi) and <stem>.pdf, byte-identical when redrawn from the
     same results (no creation date in the PDF), so regenerated figures show no spurious diff.
     Each file is written next to its path and renamed into place: a killed job leaves no
     half-written figure."""
-    out = Path(out)
-    paths = []
-    for ext, kwargs in ((".png", {"dpi": 150}), (".pdf", {"metadata": {"CreationDate": None}})):
+    paths = figure_paths(out)
+    for path, kwargs in zip(paths, ({"dpi": 150}, {"metadata": {"CreationDate": None}})):
         buffer = io.BytesIO()
-        fig.savefig(buffer, format=ext[1:], bbox_inches="tight", **kwargs)
-        path = out.with_suffix(ext)
+        fig.savefig(buffer, format=path.suffix[1:], bbox_inches="tight", **kwargs)
         atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
-        paths.append(path)
     plt.close(fig)
     return paths
 

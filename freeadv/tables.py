@@ -17,13 +17,14 @@ from typing import Any
 
 import pandas as pd
 
-from .io import atomic_write_text, read_json
+from .io import atomic_write_text
 from .experiments.design import DATASET_TITLES
 from .experiments.layout import TABLE_FORMATS, table_file, train_path
 from .experiments.paper_values import paper_value
 from .experiments.robustbench import ENTRIES
 from .experiments.scales import unavailable_message
 from .sanity import check_model, check_training
+from .schemas import BadFile, read_checked
 from .stats import wilson
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
@@ -34,24 +35,29 @@ class MissingResult(FileNotFoundError):
     """A result file a table or figure needs does not exist (yet)."""
 
 
-class BadResult(ValueError):
+class BadResult(BadFile):
     """A result file that parses but cannot be a freeadv result (one line: the file, the key, the value)."""
 
 
-def read_result(results_dir: str | Path, relative: str) -> dict[str, Any]:
-    """A result JSON, checked: an object, and every accuracy (``*_acc``) a percentage in [0, 100]
-    or null, so a damaged or hand-edited file cannot put an impossible number into a table."""
+def result_kind(relative: str | Path) -> str | None:
+    """The kind of result a path of the layout holds: train.json, an eval under ``evals/``; None
+    elsewhere (the file's own ``kind`` then names its schema)."""
+    parts = Path(relative).parts
+    if parts and parts[-1] == "train.json":
+        return "train"
+    return "eval" if "evals" in parts[:-1] else None
+
+
+def read_result(results_dir: str | Path, relative: str, kind: str | None = None,
+                require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A result JSON, validated against its schema (:mod:`freeadv.schemas`; ``kind`` or the one its
+    path implies): every accuracy (``*_acc``) a percentage in [0, 100] or null, times positive, no
+    NaN, the keys the readers use (and ``require``) present, so a damaged or hand-edited file
+    cannot put an impossible number into a table, a figure or a claim."""
     path = Path(results_dir) / relative
     if not path.exists():
         raise MissingResult(f"result file '{path}' is missing; build it with snakemake (it is an input of this target)")
-    result = read_json(path)
-    if not isinstance(result, dict):
-        raise BadResult(f"result file '{path}' holds a JSON {type(result).__name__}, not a result object")
-    for key, value in result.items():
-        if key.endswith("_acc") and value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 100):
-            raise BadResult(f"result file '{path}' has {key} = {value!r}: an accuracy is a percentage in [0, 100]")
-    return result
+    return read_checked(path, kind or result_kind(relative), error=BadResult, require=require)
 
 
 def check_weights(result: dict[str, Any], train: dict[str, Any] | None, file: str | Path) -> None:
@@ -112,7 +118,8 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
     for row in entry["rows"]:
         paper_table, paper_row = row["paper_ref"]
         record: dict[str, Any] = {"row": row["key"], "label": row["label"]}
-        train = read_result(results_dir, train_path(row["model"])) if row["model"] else None
+        train = (read_result(results_dir, train_path(row["model"]), require=("train_minutes",))
+                 if row["model"] else None)
         n_eval = None
         evals: dict[str, dict[str, Any]] = {}
         for metric in metrics:

@@ -1,7 +1,6 @@
 """The engine end to end on synthetic data: replay keeps the iteration count, loss falls, free
 training buys robustness, an interrupted run resumes to the same weights, results are stamped."""
 import json
-import os
 
 import pytest
 import torch
@@ -90,26 +89,6 @@ def test_finished_run_is_not_retrained(tmp_path, capsys):
     again = train(tmp_path, "run", method="natural", replay=1, iterations=8)
     assert again["train_seconds"] == first["train_seconds"]
     assert "not retraining" in capsys.readouterr().out
-
-
-def test_outputs_deleted_after_the_run_finished_come_back_without_training(tmp_path, capsys):
-    """Snakemake deletes the outputs of a job killed in its epilogue, after training finished and its
-    checkpoints were gone: the next start restores them from their hard links instead of training
-    again from zero (and a run of another config in that folder trains as usual)."""
-    first = train(tmp_path, "run", method="natural", replay=1, iterations=8)
-    run = tmp_path / "run"
-    reference = weights(run)
-    assert os.stat(run / "model.pt").st_ino == os.stat(run / ".finished-model.pt").st_ino   # no extra disk
-    (run / "model.pt").unlink()
-    (run / "train.json").unlink()
-    again = train(tmp_path, "run", method="natural", replay=1, iterations=8)
-    out = capsys.readouterr().out
-    assert "restored model.pt" in out and "not retraining" in out
-    assert again == first
-    assert all(torch.equal(reference[k], v) for k, v in weights(run).items())
-    (run / "train.json").unlink()
-    other = train(tmp_path, "run", method="natural", replay=1, iterations=12)   # another config: trains
-    assert other["iterations"] == 12 and "restored" not in capsys.readouterr().out
 
 
 @pytest.mark.slow

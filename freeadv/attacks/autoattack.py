@@ -14,6 +14,9 @@ killed evaluation loses at most one chunk:
   points and chunks of the running sub-attack; a rerun continues at the next chunk. Each chunk is
   one ``run_standard_evaluation`` call with the library's seed, so an interrupted and resumed run
   gives the same flags as an uninterrupted one (tested).
+- The state file also holds the wall time spent so far, so a resumed evaluation's time counts
+  every process it took (its eval's ``wall_seconds``; ``wall_seconds_earlier_processes`` is the
+  part before the last resume).
 
 Sizes are in [0, 1] units here; the spec's eps is pixel units.
 """
@@ -32,7 +35,7 @@ from ..checkpoints import weights_digest
 from ..io import read_json, write_json
 from ..stats import pack_flags
 from .kinds import AUTOATTACK_ITERATIONS, SQUARE_QUERIES_PER_ITERATION
-from .spec import AttackSpec
+from .spec import EARLIER_SECONDS, AttackSpec
 from .steps import eval_mode
 
 STATE_VERSION = 1   # of the resumable state file
@@ -141,7 +144,7 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
     n = len(y)
     fresh = _fresh_state(spec, attacks, n, batch_size, seed, weights_digest(model.state_dict()))
     state = _load_state(state_path, fresh)
-    save = (lambda: write_json(state_path, state)) if state_path is not None else (lambda: None)
+    save = _StateSaver(state_path, state)
     tick = progress or (lambda count: None)
     adversary_for = lambda name: build_autoattack(model, spec, (name,), seed=seed, device=device)  # noqa: E731
     with eval_mode(model), captured_warnings(state["warnings"]):
@@ -163,9 +166,24 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
         _square_check(state)
     clean, robust = sum(state["clean"]), sum(state["robust"])
     return {"n": n, "clean_correct": clean, "robust_correct": robust, "clean_acc": 100.0 * clean / n,
+            EARLIER_SECONDS: save.earlier,
             "robust_acc": 100.0 * robust / n, "sub_attacks": state["results"],
             "autoattack_warnings": list(state["warnings"]),
             "flags": {"clean": list(state["clean"]), "robust": list(state["robust"])}}
+
+
+class _StateSaver:
+    """Writes the state file (when there is one) with ``seconds``: the wall time of the whole
+    evaluation so far, that of the processes before this one (``earlier``) plus this one's."""
+
+    def __init__(self, path: Path | None, state: dict) -> None:
+        self.path, self.state = path, state
+        self.earlier, self.start = float(state.get("seconds") or 0.0), time.perf_counter()
+
+    def __call__(self) -> None:
+        if self.path is not None:
+            self.state["seconds"] = self.earlier + time.perf_counter() - self.start
+            write_json(self.path, self.state)
 
 
 def _square_check(state: dict) -> None:

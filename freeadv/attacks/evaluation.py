@@ -14,7 +14,7 @@ from ..checkpoints import weights_digest
 from ..provenance import stamp
 from ..sanity import check_eval
 from ..training import data_for, load_trained_model, resolve_device
-from .spec import AttackSpec, for_model
+from .spec import EARLIER_SECONDS, AttackSpec, for_model
 from .steps import eval_mode, predict
 
 FLAGS_ENCODING = "base64 of numpy.packbits (big-endian bits)"
@@ -118,7 +118,8 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
         else:
             metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed,
                                progress=bar.update)
-    seconds = time.perf_counter() - start
+    # a resumed whole-set evaluation took the time of every process it ran in, not only this one's
+    seconds = time.perf_counter() - start + (metrics.get(EARLIER_SECONDS) or 0.0)
     result = {"kind": "eval", "run": str(run_dir), "weights": weights,
               "weights_digest": weights_digest(model.state_dict()), "train_config": train_config, "seed": seed,
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,

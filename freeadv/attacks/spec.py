@@ -26,6 +26,7 @@ def num(value: float) -> str:
     return f"{value:g}"
 
 
+EARLIER_SECONDS = "wall_seconds_earlier_processes"   # a resumed whole-set eval's time before its last resume
 N_SUFFIX = r"(?:-n(?P<n>\d+))?"   # the optional '-n<images>' that ends every sized kind's id
 
 
@@ -67,7 +68,7 @@ class AttackKind:
     def id(self, spec: "AttackSpec") -> str:
         if spec.eps is None or spec.step_size is None:
             raise AttackError(f"attack {spec.kind}-{spec.steps} has no eps/step size yet; bind it to a row first")
-        restarts = f"-r{spec.restarts}" if spec.restarts > 1 else ""
+        restarts = f"-r{spec.restarts}" if spec.restarts > 1 and self.uses_restarts else ""
         return f"{self.name}{spec.steps}-eps{num(spec.eps)}-step{num(spec.step_size)}{restarts}{n_suffix(spec)}"
 
     def parse(self, attack_id: str) -> "AttackSpec | None":
@@ -125,6 +126,9 @@ class AttackSpec:
         if self.steps < 0 or self.restarts < 1:
             raise AttackError(f"attack needs steps >= 0 and restarts >= 1, got steps={self.steps} "
                               f"restarts={self.restarts}")
+        if self.restarts > 1 and not self.attack.uses_restarts:
+            raise AttackError(f"attack {self.kind} has bad restarts {self.restarts}: {self.kind} runs once "
+                              f"(it has no restarts); use restarts 1")
         if self.n is not None and (self.n < 1 or not self.attack.sized):
             raise AttackError(f"attack {self.kind} has bad n {self.n}: the clean pass runs on the whole test "
                               f"subset; an attack's n must be >= 1")

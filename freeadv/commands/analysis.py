@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..io import write_json
+from ..io import check_output_file, write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,9 +53,19 @@ def _register_loss_surface(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_loss_surface)
 
 
+def check_out(args: argparse.Namespace) -> None:
+    """Before the model is loaded: --out is writable and none of the run folder's own files (the
+    weights, train.json, the checkpoints...) nor the folder itself."""
+    from ..training.folder import RUN_FILES   # local: torch
+    from ..training.lock import LOCK
+
+    check_output_file(args.out, inputs=tuple(args.run / name for name in (*RUN_FILES, LOCK)) + (args.run,))
+
+
 def cmd_adv_examples(args: argparse.Namespace) -> int:
     from ..analysis import adv_examples   # local: torch (~2 s), which only the analysis commands need
 
+    check_out(args)
     result = adv_examples(args.run, eps=args.eps, step_size=args.step_size, steps=args.steps, last=args.last,
                           device=args.device)
     write_json(args.out, result)
@@ -68,6 +78,7 @@ def cmd_adv_examples(args: argparse.Namespace) -> int:
 def cmd_loss_surface(args: argparse.Namespace) -> int:
     from ..analysis import loss_surface   # local: torch (~2 s), which only the analysis commands need
 
+    check_out(args)
     result = loss_surface(args.run, images=args.images, plane=args.plane, grid=args.grid, span=args.span,
                           seed=args.seed, batch_size=args.batch_size, device=args.device, clip=args.clip,
                           directions=args.directions)

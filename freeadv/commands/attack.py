@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack", default="pgd", choices=list(ATTACKS), help=kinds)
     p.add_argument("--steps", type=int, help="attack iterations K (default 20; autoattack and apgd: 100, "
                                              "their standard setting)")
-    p.add_argument("--restarts", type=int, default=1, help="random restarts R; an example counts as robust "
-                                                             "only if it survives all of them (default 1)")
+    restarting = ", ".join(name for name, kind in ATTACKS.items() if kind.uses_restarts)
+    p.add_argument("--restarts", type=int, default=1, help=f"random restarts R ({restarting} only); an example "
+                                                             "counts as robust only if it survives all of them "
+                                                             "(default 1)")
     p.add_argument("--eps", type=float, help="L-inf bound in pixel units (default: the run's training eps)")
     p.add_argument("--step-size", type=float, help="attack step in pixel units (default 2, ImageNet 1)")
     p.add_argument("--n", type=int, help="first N test images (default: the run's n_test, else all)")
@@ -54,6 +56,9 @@ def cmd_attack(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps has bad value {args.steps}: expected an integer >= 0")
     if args.restarts < 1:
         raise ValueError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
+    if args.restarts > 1 and not kind.uses_restarts:
+        raise ValueError(f"--restarts has bad value {args.restarts}: {args.attack} runs once (it has no "
+                         f"restarts); leave --restarts out")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
     if args.n is not None and args.n < 1:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..experiments.layout import (
     curves_name,
 )
 from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
-from ..io import atomic_write_text, write_json
+from ..io import OutputError, atomic_write_text, check_distinct_outputs, check_output_file, write_json
 from ..tables import write_table
 
 
@@ -159,9 +160,22 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_figure_out(out: Path) -> None:
+    """A figure's --out ends in .png or .pdf (both are written) or has no suffix; another suffix
+    (x.v2) is refused, as neither file written would be the one named."""
+    from ..plotting import FORMATS, figure_paths
+
+    if out.suffix and out.suffix not in FORMATS:
+        raise OutputError(f"--out '{out}' ends in '{out.suffix}': a figure is written as .png and .pdf; "
+                          f"name it {out.name}.png")
+    for path in figure_paths(out):
+        check_output_file(path)
+
+
 def cmd_figure(args: argparse.Namespace) -> int:
     from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
+    check_figure_out(args.out)
     paths = write_figure(_load_plan(args), args.name, args.results, args.out)
     print(f"[freeadv] {args.name} -> {', '.join(str(p) for p in paths)}")
     return 0
@@ -175,8 +189,27 @@ def cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def claims_inputs(results: Path) -> tuple[Path, ...]:
+    """What the claims read: the scale's plan and every result file it names."""
+    plan_path = results / PLAN_FILE
+    if not plan_path.is_file():
+        return (plan_path,)
+    plan = load_plan(plan_path)
+    return (plan_path, *(results / f for name in plan["targets"] for f in target_files(plan, name)))
+
+
+def check_claims_outputs(args: argparse.Namespace, results: Path) -> None:
+    """--out and --json: writable, distinct, and none of the files the claims are checked on."""
+    check_distinct_outputs({"--out": args.out, "--json": args.json})
+    inputs = claims_inputs(results)
+    for flag, out in (("--out", args.out), ("--json", args.json)):
+        if out:
+            check_output_file(out, inputs=inputs, flag=flag)
+
+
 def cmd_claims(args: argparse.Namespace) -> int:
     results = Path(ScaleLayout(args.scale, args.results).results)
+    check_claims_outputs(args, results)
     verdicts = claims.check_claims(results)
     text = claims.claims_text(results, verdicts)
     print(text, end="")
@@ -193,55 +226,127 @@ def _metric_files(plan: dict[str, Any], table: str) -> set[str]:
     return {m["file"] for row in rows for m in row["metrics"].values() if m["attack"] is not None}
 
 
-def _regenerate_cost(plan: dict[str, Any], layout: ScaleLayout) -> tuple[list[Path], str | None]:
-    """The cost table again from the committed benchmark files and resources record; the reason
-    it cannot be rebuilt otherwise (a run before benchmarks were recorded, a target not built)."""
+def one_line(err: BaseException) -> str:
+    """An error as the one line the CLI prints for it (an OSError: its reason and file)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        return f"{err.strerror}: '{err.filename}'"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _regenerate_cost(plan: dict[str, Any], layout: ScaleLayout) -> tuple[list[Path], str | None, bool]:
+    """The cost table again from the committed benchmark files and resources record; the reason it
+    cannot be rebuilt otherwise, and whether that is a failure (a run that predates per-job
+    benchmarks never had a cost table: not one)."""
     if not (Path(layout.results) / BENCHMARKS_DIR).is_dir():
-        return [], f"no {BENCHMARKS_DIR}/ folder: the run predates per-job benchmarks"
+        return [], f"no {BENCHMARKS_DIR}/ folder: the run predates per-job benchmarks", False
     try:
-        return write_cost_table(plan, layout.results, layout.tables), None
+        return write_cost_table(plan, layout.results, layout.tables), None, False
     except CostError as err:
-        return [], str(err)
+        return [], one_line(err), True
 
 
-def cmd_regenerate(args: argparse.Namespace) -> int:
+def _missing_inputs(plan: dict[str, Any], name: str, layout: ScaleLayout, scale: str) -> tuple[str | None, bool]:
+    """Why target ``name`` cannot be built (None: it can), and whether its table is built with gaps."""
+    needed = target_files(plan, name)
+    missing = [f for f in needed if not Path(layout.result(f)).exists()]
+    # A table whose models were all trained is rebuilt even when a column came later than the
+    # run (its cells stay '-' and the table says so).
+    later_columns = bool(name in TABLES and missing and set(missing) <= _metric_files(plan, name))
+    # a figure of analyses draws those computed and names the others in its caption
+    some_analyses = (name not in TABLES and missing and len(missing) < len(needed)
+                     and set(missing) <= {a["file"] for a in plan["targets"][name].get("analyses", [])})
+    if missing and len(missing) == len(needed):   # the run did not build this target (e.g. `yopo` at mini)
+        return f"the run did not build it: none of its {len(needed)} result files exist", False
+    if missing and not (later_columns or some_analyses):
+        more = f" and {len(missing) - 1} more of its {len(needed)} inputs" if len(missing) > 1 else ""
+        return (f"'{layout.result(missing[0])}' is missing{more}; build it with: "
+                f"snakemake {name} --config scale={scale}"), False
+    return None, later_columns
+
+
+def _outputs(name: str, layout: ScaleLayout) -> list[Path]:
+    """Every file regenerate writes for target ``name`` (a table: its formats and training curves)."""
+    from ..plotting import figure_paths
+
+    if name == "claims":
+        return [Path(layout.claims_text), Path(layout.claims_json)]
+    if name == COST_TABLE:
+        return [Path(p) for p in layout.cost_files()]
+    if name in TABLES:
+        return [Path(p) for p in layout.table_files(name)] + figure_paths(layout.figure(curves_name(name)))
+    return figure_paths(layout.figure(name))
+
+
+def remove_stale(names: list[str], layout: ScaleLayout) -> list[Path]:
+    """Delete the earlier outputs of targets not rebuilt. Deleted rather than renamed (``.stale``):
+    a renamed file still sits in the tables and figures folders where globs, reports and ``git add``
+    pick it up as a result, while the committed version stays in git history either way."""
+    removed = [path for name in names for path in _outputs(name, layout) if path.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
+def _build(plan: dict[str, Any], name: str, layout: ScaleLayout, later_columns: bool) -> list[Path]:
     from ..curves import write_curves
     from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
-    layout = ScaleLayout(args.scale, args.results, args.figures)
     results = Path(layout.results)
+    if name == "claims":
+        return claims.write_claims(results, layout.claims_text, layout.claims_json)
+    if name in TABLES:
+        return (write_table(plan, name, results, layout.tables, allow_missing=later_columns)
+                + write_curves(plan, name, results, layout.figure(curves_name(name))))
+    return write_figure(plan, name, results, layout.figure(name))
+
+
+NOT_RUN = "the run did not build it"   # a target none of whose inputs exist: skipped, not a failure
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    """Every available target of the scale, then the claims (they need table1) and the cost table.
+    A target that cannot be built (an input missing or refused) is named on one line, its earlier
+    outputs are removed (:func:`remove_stale`) and the command fails: exit 1, or the first refused
+    file's one-line error (exit 2). A target the run never built (none of its inputs exist) is
+    skipped, saying so, and its outputs are removed too; that alone does not fail."""
+    layout = ScaleLayout(args.scale, args.results, args.figures)
     if not Path(layout.plan).exists():
         raise FileNotFoundError(f"no plan at '{layout.plan}': scale '{args.scale}' has no results here")
     plan = load_plan(layout.plan)
-    written, skipped = [], {}
+    written, not_built, errors = [], {}, []
     available = available_targets(plan)
-    for name in available:
-        needed = target_files(plan, name)
-        missing = [f for f in needed if not Path(layout.result(f)).exists()]
-        # A table whose models were all trained is rebuilt even when a column came later than the
-        # run (its cells stay '-' and the table says so); anything else missing: the run did not
-        # build that target (e.g. `yopo` at mini).
-        later_columns = name in TABLES and missing and set(missing) <= _metric_files(plan, name)
-        # a figure of analyses draws those computed and names the others in its caption
-        some_analyses = (name not in TABLES and missing and len(missing) < len(needed)
-                         and set(missing) <= {a["file"] for a in plan["targets"][name].get("analyses", [])})
-        if missing and not (later_columns or some_analyses):
-            skipped[name] = (f"{len(missing)} of {len(needed)} result files missing; "
-                             f"build it with: snakemake {name} --config scale={args.scale}")
-        elif name in TABLES:
-            written += write_table(plan, name, results, layout.tables, allow_missing=bool(later_columns))
-            written += write_curves(plan, name, results, layout.figure(curves_name(name)))
-        else:
-            written += write_figure(plan, name, results, layout.figure(name))
-    if "table1" in available and "table1" not in skipped:   # a claim without its inputs says INCONCLUSIVE
-        written += claims.write_claims(results, layout.claims_text, layout.claims_json)
-    cost_written, why = _regenerate_cost(plan, layout)
+    targets = available + (["claims"] if "table1" in available else [])
+    for name in targets:
+        why, later_columns = _missing_inputs(plan, name, layout, args.scale) if name != "claims" else (None, False)
+        if name == "claims" and "table1" in not_built:   # a claim without its inputs says INCONCLUSIVE
+            why = f"{NOT_RUN}: table1 was not" if not_built["table1"].startswith(NOT_RUN) else "table1 was not built"
+        if why is None:
+            try:
+                written += _build(plan, name, layout, later_columns)
+            except (ValueError, OSError) as err:   # a refused or unreadable input (one line, names the file)
+                why = one_line(err)
+                errors.append(err)
+        if why is not None:
+            not_built[name] = why
+    cost_written, why, failed = _regenerate_cost(plan, layout)
     written += cost_written
-    if why:
-        skipped[COST_TABLE] = why
+    if why and failed:
+        not_built[COST_TABLE] = why
+    removed = remove_stale(list(not_built), layout)
     for path in written:
         print(f"[freeadv] {path}")
-    for name, why in skipped.items():
-        print(f"[freeadv] skipped {name} ({why})")
-    print(f"[freeadv] regenerated {len(written)} files of scale '{args.scale}' from {results} (no model loaded)")
-    return 0
+    skipped = {name: reason for name, reason in not_built.items() if reason.startswith(NOT_RUN)}
+    if why and not failed:
+        skipped[COST_TABLE] = why
+    for name, reason in skipped.items():
+        print(f"[freeadv] skipped {name} ({reason})")
+    failures = {name: reason for name, reason in not_built.items() if name not in skipped}
+    for name, reason in failures.items():
+        print(f"[freeadv] not built: {name}: {reason}", file=sys.stderr)
+    for path in removed:
+        print(f"[freeadv] removed stale {path}", file=sys.stderr)
+    print(f"[freeadv] regenerated {len(written)} files of scale '{args.scale}' from {layout.results} (no model loaded)")
+    if errors:
+        raise errors[0]
+    return 1 if failures else 0

@@ -38,6 +38,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run folder: config.yaml, checkpoint.pt, model.pt, log.jsonl, train.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--supersede", action="store_true",
+                   help="RUN_DIR holds a run of another config: replace its run files instead of refusing "
+                        "(its evals stay, bound to their weights' digest); the workflow passes it for its own folders")
+    p.add_argument("--restore-finished", action="store_true",
+                   help="restore model.pt and train.json that a scheduler deleted after the run finished, from "
+                        "their hard links, if config, training code and weights all match (the workflow passes it "
+                        "when it retries a job); otherwise the run trains again")
     p.set_defaults(func=cmd_train)
 
 
@@ -49,7 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ..distributed import from_environment   # local: torch, not needed for --print-config
     from ..training import Trainer
 
-    result = Trainer(config, args.out, progress=not args.no_progress).run()
+    result = Trainer(config, args.out, progress=not args.no_progress, supersede=args.supersede,
+                     restore=args.restore_finished).run()
     if not from_environment().is_main:   # under torchrun, rank 0 reports
         return 0
     print(f"[freeadv] trained {args.out}: {result['iterations']} iterations, {result['train_minutes']:.2f} min, "

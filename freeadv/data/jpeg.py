@@ -13,7 +13,8 @@ must hold all ten classes; a duplicated image, an image that is not 32x32 RGB, o
 
 Decoding 60k JPEGs takes seconds, so the decoded uint8 arrays are cached as .npz in
 ``cache_dir()``, keyed by the archive's sha256 (or the folder's file listing); the newest
-``KEEP_CACHES`` caches are kept, older ones of this dataset removed.
+``KEEP_CACHES`` caches are kept, older ones of this dataset removed; only files of the cache's own
+name pattern are touched, and a killed writer's partial file is removed by the next write.
 """
 from __future__ import annotations
 
@@ -232,15 +233,47 @@ def _read_cache(cache_file: Path) -> dict[str, np.ndarray] | None:
         return None
 
 
+# The cache's own files, matched whole: a decoded cache and the partial file of a write in progress
+# (``<cache>.<pid>.partial``); a user's file that only shares the prefix is never touched.
+_CACHE_FILE = re.compile(re.escape(_CACHE_PREFIX) + r"\d+-(?:sha256-[0-9a-f]{32}|folder-[0-9a-f]{16})\.npz")
+_PARTIAL_FILE = re.compile(r"(?P<cache>.+\.npz)\.(?P<pid>\d+)\.partial")
+
+
+def _own_caches(folder: Path) -> list[Path]:
+    return [p for p in folder.glob(f"{_CACHE_PREFIX}*.npz") if _CACHE_FILE.fullmatch(p.name)]
+
+
+def _stale_partials(folder: Path) -> list[Path]:
+    """Partial cache files of writers that are no longer running (a killed decode's leftovers)."""
+    stale = []
+    for path in folder.glob(f"{_CACHE_PREFIX}*.partial"):
+        match = _PARTIAL_FILE.fullmatch(path.name)
+        if match and _CACHE_FILE.fullmatch(match["cache"]) and not _process_alive(int(match["pid"])):
+            stale.append(path)
+    return stale
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):   # no such process (or no such pid at all)
+        return False
+    except PermissionError:                        # another user's process
+        return True
+    return True
+
+
 def _prune_caches(current: Path) -> None:
-    """Keep the newest KEEP_CACHES decoded caches of this dataset (ours by name), remove the rest."""
-    ours = sorted(current.parent.glob(f"{_CACHE_PREFIX}*.npz"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for stale in [p for p in ours if p != current][KEEP_CACHES - 1:]:
+    """Keep the newest KEEP_CACHES decoded caches of this dataset (ours: the full name pattern),
+    remove the rest and the partial files killed writers left."""
+    ours = sorted(_own_caches(current.parent), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in [p for p in ours if p != current][KEEP_CACHES - 1:] + _stale_partials(current.parent):
         stale.unlink(missing_ok=True)
 
 
 def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Atomic write (temp file + rename) so concurrent runs never read half a cache; failure only warns."""
+    """Atomic write (temp file + rename) so concurrent runs never read half a cache; failure only
+    warns; an interrupted write removes its partial file."""
     partial = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.partial")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
@@ -250,4 +283,5 @@ def _write_cache(cache_file: Path, arrays: dict[str, np.ndarray]) -> None:
     except OSError as err:
         warnings.warn(f"could not write the dataset cache '{cache_file}' ({err}); set FREEADV_CACHE to a "
                       f"writable folder to avoid decoding again next time")
+    finally:
         partial.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ Only modules under the top package of the one asked for (``freeadv``) are follow
 from __future__ import annotations
 
 import ast
+import hashlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -171,3 +172,14 @@ def closure(module: str, root: str | Path | None = None) -> list[str]:
     for folder in {path.parent for path in found}:
         found.update(p for pattern in DATA_PATTERNS for p in folder.glob(pattern))
     return sorted(path.relative_to(root).as_posix() for path in found)
+
+
+def code_digest(module: str, root: str | Path | None = None) -> str:
+    """SHA-256 of the files ``module`` depends on (:func:`closure`): their paths and bytes. A
+    finished run records it for its training code, so that its outputs are restored only for the
+    same code; any edit of one of these files, a comment too, counts as other code."""
+    root = Path(root) if root is not None else default_root()
+    digest = hashlib.sha256()
+    for relative in closure(module, root):
+        digest.update(relative.encode() + b"\0" + (root / relative).read_bytes() + b"\0")
+    return digest.hexdigest()

@@ -19,7 +19,6 @@ from ..attacks import AttackSpec
 from ..attacks.spec import num
 from ..config import check_values, defaults   # light: yaml and the method registry, no torch
 from ..keys import ConfigError
-from ..io import read_json
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
 from .layout import analysis_path, cost_bench_path, eval_path, train_path
@@ -123,22 +122,37 @@ def metric_source(metric: Metric, settings: dict[str, Any]) -> str:
     return replace(metric, attack=realise_metric_attack(metric, None, settings)).source
 
 
-def check_omissions(settings: dict[str, Any], targets: dict[str, Target]) -> None:
-    """``omit`` names targets, metrics and rows of the design: a typo must not silently omit nothing."""
+def check_omissions(settings: dict[str, Any], targets: dict[str, Target], scale: str | None = None) -> None:
+    """``omit`` names targets, metrics and rows of the design: a typo must not silently omit nothing,
+    and an omission must leave its target something to measure: at least one trained row and one
+    cell of one column. ``scale``: the scale's name, for the message
+    (``scales.<scale>.omit.<target>``)."""
+    where = f"scales.{scale}.omit" if scale else "omit"
     for name, omitted in (settings.get("omit") or {}).items():
         if name not in targets:
-            raise PlanError(f"omit names the target '{name}', which the design does not have "
+            raise PlanError(f"{where} names the target '{name}', which the design does not have "
                             f"(targets: {', '.join(targets)})")
         target = targets[name]
         keys, metrics = {row.key for row in target.rows}, {m.key for m in target.metrics}
-        for what, rows in omitted.items():
+        for what, rows in (omitted or {}).items():
             if what != "rows" and what not in metrics:
-                raise PlanError(f"omit.{name} names '{what}': expected 'rows' or a metric of {name} "
+                raise PlanError(f"{where}.{name} names '{what}': expected 'rows' or a metric of {name} "
                                 f"({', '.join(sorted(metrics))})")
-            for key in rows:
+            for key in rows or ():
                 if key not in keys:
-                    raise PlanError(f"omit.{name}.{what} names the row '{key}', which {name} does not have "
+                    raise PlanError(f"{where}.{name}.{what} names the row '{key}', which {name} does not have "
                                     f"({', '.join(sorted(keys))})")
+        trained = [row for row in target.rows if row.cell is not None]
+        kept = [row for row in trained if row.key not in _omitted(settings, name, "rows")]
+        if trained and not kept:
+            raise PlanError(f"{where}.{name}.rows leaves {name} none of its trained rows "
+                            f"({', '.join(row.key for row in trained)}): keep at least one")
+        if not [(row.key, metric.key) for row in kept for metric in target.metrics
+                if metric.applies_to(row) and row.key not in _omitted(settings, name, metric.key)] \
+                and [metric for metric in target.metrics if any(metric.applies_to(row) for row in trained)]:
+            raise PlanError(f"{where}.{name} leaves every column of {name} "
+                            f"({', '.join(metric.key for metric in target.metrics)}) without a cell: "
+                            f"keep at least one measured cell")
 
 
 def _omissions(settings: dict[str, Any], target: str) -> dict[str, list[str]]:
@@ -295,7 +309,7 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
     """
     models = _Models(settings, data)
     design = make_targets(settings.get("sweeps"))
-    check_omissions(settings, design)
+    check_omissions(settings, design, scale=scale)
     targets = {name: _plan_target(target, scale, models) for name, target in design.items()}
     return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets,
             "cost_bench": cost_bench(targets, models.entries)}
@@ -352,4 +366,6 @@ def unavailable_message(plan: dict[str, Any], target: str) -> str:
 
 
 def load_plan(path: str | Path) -> dict[str, Any]:
-    return read_json(path)
+    """A plan.json, validated (freeadv.schemas): one line naming the file and the key otherwise."""
+    from ..schemas import read_checked   # jsonschema: only for reading a plan, not at the workflow's parse
+    return read_checked(path, "plan", label="plan file")

@@ -58,10 +58,13 @@ class NonFiniteLoss(RuntimeError, ValueError):   # a user-facing stop: exit 2, o
 class Trainer:
     """Trains one run directory to completion, resuming whatever is already there."""
 
-    def __init__(self, config: dict[str, Any], run_dir: str | Path, *, progress: bool = True) -> None:
+    def __init__(self, config: dict[str, Any], run_dir: str | Path, *, progress: bool = True,
+                 supersede: bool = False, restore: bool = False) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.progress = progress
+        self.state: LoopState | None = None   # the loop's state once training has begun
+        self.supersede, self.restore = supersede, restore   # freeadv.training.folder.prepare's
 
     def run(self) -> dict[str, Any]:
         """Train to completion; under torchrun every rank calls this and rank 0 writes the files."""
@@ -72,8 +75,17 @@ class Trainer:
                                   f"{context.world_size} (each rank trains on an equal shard)")
         try:
             return self._run(context)
+        except KeyboardInterrupt as stop:   # SIGINT, or SIGTERM as freeadv.cli raises it
+            stop.note = self._interrupted_note()
+            raise
         finally:
             distributed.finish(context)
+
+    def _interrupted_note(self) -> str:
+        """Where a stopped run stood, for the one line the CLI prints: the next start resumes it
+        from its newest checkpoint (every file is written whole or not at all)."""
+        where = "before training began" if self.state is None else f"at iteration {self.state.iteration}"
+        return f"interrupted {where}; the same command resumes"
 
     def _run(self, context: distributed.Context) -> dict[str, Any]:
         if context.is_main:
@@ -82,10 +94,11 @@ class Trainer:
             return self._run_locked(context)
 
     def _run_locked(self, context: distributed.Context) -> dict[str, Any]:
-        finished = folder.prepare(self.run_dir, self.config, main=context.is_main)
+        finished = folder.prepare(self.run_dir, self.config, main=context.is_main, supersede=self.supersede,
+                                  restore=self.restore)
         if finished is not None:
             return finished
-        state = LoopState()   # the session's wall clock starts here
+        state = self.state = LoopState()   # the session's wall clock starts here
         setup = self._build(context)
         self._restore(setup, state)
         # wrapped after the restore, as always: DDP broadcasts rank 0's (restored) weights here

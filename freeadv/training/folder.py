@@ -12,8 +12,19 @@
     .finished-model.pt, .finished-train.json
                        hard links to those two (no extra disk): a scheduler that deletes a job's
                        outputs after the job finished (Snakemake does, for a job killed in its
-                       epilogue at a time limit) leaves them, and the next start restores the
-                       outputs instead of training again from zero
+                       epilogue at a time limit) leaves them, and a retry with ``restore`` restores
+                       the outputs instead of training again from zero
+    .freeadv-run.json  the folder's marker (format and version): only a folder with it, an empty or
+                       a new one is trained into (one from before the marker: a config.yaml that
+                       resolves as a freeadv config)
+
+A folder holds one run: training a config other than the folder's is refused, or with ``supersede``
+(the workflow, which owns its run folders) replaces the other run's files first. A restore happens
+only when asked (``restore``: the workflow's retry of a job) and only when the finished run's
+config, training code (``code_digest`` of the files freeadv.commands.train imports) and weights
+(``weights_digest`` of .finished-model.pt) all match, never over an output that differs: a
+rerun the workflow asks for because the code or the config changed, or because it was forced,
+trains again.
 """
 from __future__ import annotations
 
@@ -31,9 +42,10 @@ from .. import config as cfg
 from .. import distributed
 from ..checkpoints import (CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, load_tensors, remove_checkpoints,
                            save_tensors, weights_digest)
+from ..experiments.deps import code_digest
 from ..io import atomic_write_text, read_json, write_json
 from ..provenance import stamp
-from . import lock, robust
+from . import robust
 from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
 
@@ -46,30 +58,66 @@ LOG = "log.jsonl"
 # What training writes into a run folder (later commands add evals/ and analysis/ folders).
 FINISHED = {MODEL: ".finished-model.pt", TRAIN_JSON: ".finished-train.json"}   # output -> its hard link
 RUN_FILES = (CONFIG, CHECKPOINT, PREVIOUS_CHECKPOINT, LOG, MODEL_BEST, MODEL, TRAIN_JSON, *FINISHED.values())
-RUN_MARKERS = (CHECKPOINT, PREVIOUS_CHECKPOINT, TRAIN_JSON, lock.LOCK, *FINISHED.values())   # any one: a run folder
+MARKER = ".freeadv-run.json"
+MARKER_RECORD = {"format": "freeadv run folder", "version": 1}
+TRAINING_CODE = "freeadv.commands.train"   # the module whose files' digest a finished run records
 
 
 def check_out_folder(run_dir: Path) -> None:
     """--out must be new, empty, or a freeadv run folder: never a folder of other files (a run
-    folder's files would be written over them, e.g. --out config replaced config/config.yaml)."""
+    folder's files would be written over them, e.g. --out config replaced config/config.yaml, and
+    another tool's train.json or checkpoint.pt is not a run of ours)."""
     if not run_dir.exists():
         return
     if not run_dir.is_dir():
         raise cfg.ConfigError(f"--out '{run_dir}' is a file, not a folder; name a new folder for the run")
     entries = sorted(p.name for p in run_dir.iterdir())
-    if entries and not any((run_dir / marker).exists() for marker in RUN_MARKERS):
-        raise cfg.ConfigError(f"--out '{run_dir}' is a non-empty folder that is not a freeadv run (it holds "
-                              f"'{entries[0]}'{' and more' if len(entries) > 1 else ''}); use a new or empty folder")
+    if entries and not is_run_folder(run_dir):
+        raise cfg.ConfigError(f"--out '{run_dir}' is a non-empty folder that is not a freeadv run folder (no "
+                              f"{MARKER}; it holds '{entries[0]}'{' and more' if len(entries) > 1 else ''}); "
+                              "use a new or empty folder")
 
 
-def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, Any] | None:
+def is_run_folder(run_dir: Path) -> bool:
+    """A folder with freeadv's marker, or one from before the marker whose config.yaml resolves as a
+    freeadv config (every key known, every value valid: another tool's config.yaml does not)."""
+    marker = run_dir / MARKER
+    if marker.exists():
+        try:
+            return read_json(marker).get("format") == MARKER_RECORD["format"]
+        except (ValueError, AttributeError):
+            return False
+    saved = _read_yaml(run_dir / CONFIG)
+    try:
+        return isinstance(saved, dict) and bool(cfg.resolve(saved))
+    except (cfg.ConfigError, TypeError, ValueError):
+        return False
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text()) if path.is_file() else None
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        return None
+
+
+def prepare(run_dir: Path, config: dict[str, Any], *, main: bool, supersede: bool = False,
+            restore: bool = False) -> dict[str, Any] | None:
     """Check the folder before training: returns the summary of a run already finished with this
-    config (nothing to do), refuses a finished run or a checkpoint of a different config, and
-    (rank 0) saves the config and removes the half-written files a killed run left (its own
-    files' temporaries only: ``.<name>.*.tmp`` of RUN_FILES)."""
+    config (nothing to do); refuses a folder that holds a run of another config, or (``supersede``)
+    removes that run's files; restores deleted outputs only with ``restore`` (see the module's
+    docstring); and (rank 0) saves the config and the marker and removes the half-written files a
+    killed run left (its own files' temporaries only: ``.<name>.*.tmp`` of RUN_FILES)."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    other = _other_config(run_dir, config)
+    if other:
+        if not supersede:
+            raise cfg.ConfigError(f"run folder '{run_dir}' holds a run of a different config ({other}); use a new "
+                                  "--out folder (the workflow, which owns its folders, replaces it)")
+        if main:
+            _supersede(run_dir, other)
     if main:
-        _restore_finished(run_dir, config)
+        _restore_finished(run_dir, config) if restore else _drop_finished_links(run_dir)
     if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
         done = read_json(run_dir / TRAIN_JSON)
         if same_config(done.get("config"), config):
@@ -77,17 +125,53 @@ def prepare(run_dir: Path, config: dict[str, Any], *, main: bool) -> dict[str, A
             return done
         raise cfg.ConfigError(f"run folder '{run_dir}' holds a finished run with a different config; "
                               "use a new --out folder")
-    saved = run_dir / CONFIG
-    if saved.exists() and (run_dir / CHECKPOINT).exists():
-        if not same_config(yaml.safe_load(saved.read_text()), config):
-            raise cfg.ConfigError(f"run folder '{run_dir}' holds a checkpoint of a different config; "
-                                  "use a new --out folder")
     if main:
-        cfg.save_yaml(config, saved)
+        cfg.save_yaml(config, run_dir / CONFIG)
+        if not (run_dir / MARKER).exists():
+            write_json(run_dir / MARKER, MARKER_RECORD)
         for name in RUN_FILES:   # half-written files of a killed process (freeadv.io.atomic_write's names)
             for stale in run_dir.glob(f".{name}.*.tmp"):
                 stale.unlink(missing_ok=True)
     return None
+
+
+def _other_config(run_dir: Path, config: dict[str, Any]) -> str:
+    """What in the folder belongs to a run of another config ('' when nothing does): its config.yaml,
+    or the summary of a finished run, when the folder holds any file of that run."""
+    held = [name for name in RUN_FILES if name != CONFIG and (run_dir / name).exists()]
+    held += [name for name in ("evals", "analysis") if (run_dir / name).is_dir() and any((run_dir / name).iterdir())]
+    if not held:
+        return ""
+    for name, saved in ((CONFIG, _read_yaml(run_dir / CONFIG)), (TRAIN_JSON, _summary_config(run_dir / TRAIN_JSON))):
+        if saved is not None and not same_config(saved, config):
+            return f"its {name} differs, and it holds {', '.join(held[:3])}{' and more' if len(held) > 3 else ''}"
+    return ""
+
+
+def _summary_config(path: Path) -> Any:
+    try:
+        return read_json(path).get("config") if path.is_file() else None
+    except (ValueError, AttributeError):
+        return {"unreadable": str(path)}
+
+
+def _supersede(run_dir: Path, other: str) -> None:
+    """Remove the run files of the folder's other run and the resumable state of its evaluations
+    (the state of other weights, which no evaluation of the new run may resume). Its finished evals
+    and analyses stay: each records the digest of the weights it ran on, and every report refuses
+    one whose digest is not its run's."""
+    for name in RUN_FILES:
+        (run_dir / name).unlink(missing_ok=True)
+    for state in (run_dir / "evals").rglob("*.state.json") if (run_dir / "evals").is_dir() else ():
+        state.unlink()
+    print(f"[freeadv] {run_dir}: replaced a run of another config ({other})")
+
+
+def _drop_finished_links(run_dir: Path) -> None:
+    """Training starts or resumes: links of an earlier finish are not this run's outputs."""
+    if not all((run_dir / output).exists() for output in FINISHED):
+        for link in FINISHED.values():
+            (run_dir / link).unlink(missing_ok=True)
 
 
 def same_config(saved: Any, config: dict[str, Any]) -> bool:
@@ -125,6 +209,7 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
     clean = [entry["clean_acc_eval_n"] for entry in log if "clean_acc_eval_n" in entry]
     return {
         "kind": "train", "config": config, "config_digest": cfg.config_digest(config), "seed": config["seed"],
+        "code_digest": code_digest(TRAINING_CODE),
         **stamp(setup.device, bf16=uses_bf16(config, setup.device)),
         "distributed": setup.context.describe(),
         "iterations": total, "passes": total / setup.iters_per_pass, "replay": setup.method.replay,
@@ -185,20 +270,39 @@ def _hard_link(source: Path, target: Path) -> bool:
 
 
 def _restore_finished(run_dir: Path, config: dict[str, Any]) -> None:
-    """Outputs of a finished run of this config that something deleted come back from their hard
-    links (both links present, the summary of this config); anything else is left as it is."""
+    """Outputs of a finished run that something deleted come back from their hard links, when the
+    finished run is this config's, of this training code, and its model link holds the weights its
+    summary records; an output still present must be that link's file. Anything else trains again."""
     links = {output: run_dir / link for output, link in FINISHED.items()}
     if all((run_dir / output).exists() for output in links) or not all(p.exists() for p in links.values()):
         return
-    try:
-        finished = read_json(links[TRAIN_JSON])
-    except ValueError:
-        return
-    if not same_config(finished.get("config"), config):
+    why = _why_not_restorable(links, config)
+    if why:
+        print(f"[freeadv] {run_dir}: not restoring the finished run's outputs ({why}); training again")
+        _drop_finished_links(run_dir)
         return
     for output, link in links.items():
-        if _hard_link(link, run_dir / output):
+        present = run_dir / output
+        if present.exists() and not os.path.samefile(present, link):
+            raise cfg.ConfigError(f"run folder '{run_dir}' holds a {output} that is not the finished run's "
+                                  f"(whose {link.name} it would restore); move it away or use a new --out folder")
+    for output, link in links.items():
+        if not (run_dir / output).exists() and _hard_link(link, run_dir / output):
             print(f"[freeadv] {run_dir}: restored {output} of the finished run")
+
+
+def _why_not_restorable(links: dict[str, Path], config: dict[str, Any]) -> str:
+    try:
+        finished = read_json(links[TRAIN_JSON])
+        if not same_config(finished.get("config"), config):
+            return "another config"
+        if finished.get("code_digest") != code_digest(TRAINING_CODE):
+            return "other training code"
+        if finished.get("weights_digest") != weights_digest(load_tensors(links[MODEL])):
+            return "its weights are not those its summary records"
+    except (ValueError, AttributeError, CheckpointError, OSError):
+        return "its files are unreadable"
+    return ""
 
 
 def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",

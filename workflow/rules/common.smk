@@ -5,9 +5,12 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
+
+import yaml
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -30,8 +33,19 @@ from freeadv.experiments.scales import (  # noqa: E402
 
 # --- config: the scale first (one line), then the schema ---------------------------------------
 
+# A scale's name names its folders (results/<scale>/, ...) and goes into job commands: an
+# identifier, the schema's pattern for `scale` and the keys of `scales`, checked here first for a
+# message that says so (a name is one line: `$` of a pattern also matches before a final newline).
+with open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml")) as _schema:
+    SCALE_NAME = yaml.safe_load(_schema)["properties"]["scale"]["pattern"]
 SCALES = list(config.get("scales") or {})
 SCALE = str(config.get("scale"))
+for _name in [SCALE, *SCALES]:
+    if not re.search(SCALE_NAME, str(_name)) or "\n" in str(_name):
+        raise WorkflowError(
+            f"scale name {str(_name)!r} is not an identifier: a scale's name starts with a letter and has "
+            "only letters, digits, '_' and '-' (it names the scale's folders and goes into job commands)"
+        )
 if SCALE not in SCALES:
     raise WorkflowError(
         f"unknown scale '{SCALE}': choose one of {', '.join(SCALES)} (e.g. --config scale=smoke)"
@@ -128,7 +142,8 @@ def training_data(wildcards):
 
 
 def attack_arguments(wildcards):
-    return " ".join(AttackSpec.parse(wildcards.attack).cli_args())
+    """The attack's `freeadv attack` arguments, each quoted for the shell."""
+    return " ".join(shlex.quote(arg) for arg in AttackSpec.parse(wildcards.attack).cli_args())
 
 
 def analysis_arguments(wildcards):

@@ -32,8 +32,8 @@ rule attack:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv attack --run {params.run_dir} {params.attack} --batch-size {params.batch_size}"
-        " --weights {params.weights} --out {output} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} freeadv attack --run {params.run_dir:q} {params.attack} --batch-size {params.batch_size:q}"
+        " --weights {params.weights:q} --out {output:q} --no-progress > {log:q} 2>&1"
 
 
 use rule attack as attack_best with:
@@ -73,4 +73,4 @@ rule analysis:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv {params.command} --run {params.run_dir} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} freeadv {params.command} --run {params.run_dir:q} --out {output:q} > {log:q} 2>&1"

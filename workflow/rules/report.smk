@@ -20,7 +20,7 @@ rule plan:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv plan --inputs {params.inputs:q} --out {output} > {log} 2>&1"
+        "freeadv plan --inputs {params.inputs:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule table:
@@ -48,8 +48,8 @@ rule table:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv table {wildcards.table} --plan {input.plan} --results {params.results}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "freeadv table {wildcards.table:q} --plan {input.plan:q} --results {params.results:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule curves:
@@ -75,8 +75,8 @@ rule curves:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv curves {wildcards.table} --plan {input.plan} --results {params.results}"
-        " --out {output.png} > {log} 2>&1"
+        "freeadv curves {wildcards.table:q} --plan {input.plan:q} --results {params.results:q}"
+        " --out {output.png:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -102,8 +102,8 @@ rule figure:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv figure {wildcards.figure} --plan {input.plan} --results {params.results}"
-        " --out {output.png} > {log} 2>&1"
+        "freeadv figure {wildcards.figure:q} --plan {input.plan:q} --results {params.results:q}"
+        " --out {output.png:q} > {log:q} 2>&1"
 
 
 rule cost:
@@ -132,8 +132,8 @@ rule cost:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv cost-table --results {params.results} --resources {params.resources:q}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        "freeadv cost-table --results {params.results:q} --resources {params.resources:q}"
+        " --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule claims:
@@ -154,5 +154,5 @@ rule claims:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "freeadv claims --results {params.results_root} --scale {params.scale} --out {output.text}"
-        " --json {output.json} > {log} 2>&1"
+        "freeadv claims --results {params.results_root:q} --scale {params.scale:q} --out {output.text:q}"
+        " --json {output.json:q} > {log:q} 2>&1"

@@ -3,7 +3,11 @@
 
 rule train:
     """Train one model with `freeadv train` (under torchrun, one process per GPU, when the job has
-    more than one `gpu`); re-running a killed job resumes from its checkpoint."""
+    more than one `gpu`); re-running a killed job resumes from its checkpoint. The workflow owns its
+    run folders: a run of another config there is replaced (--supersede). A retry (attempt > 1) may
+    restore the outputs of a run that finished before its job was killed (--restore-finished: only
+    for the same config, training code and weights); a first attempt, which Snakemake starts when
+    the code or the config changed or when forced, always trains."""
     input:
         code=TRAIN_CODE,
         data=training_data,
@@ -23,10 +27,12 @@ rule train:
         gpu=job_resource("train", "gpu"),
         mem_mb=job_resource("train", "mem_mb"),
         runtime=job_runtime("train"),
+        attempt=lambda wildcards, attempt: attempt,   # the shell line's --restore-finished on a retry
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out {params.run_dir} --no-progress > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out {params.run_dir:q} --no-progress"
+        " --supersede $(test {resources.attempt} -gt 1 && echo --restore-finished) > {log:q} 2>&1"
 
 
 rule cost_bench:
@@ -49,4 +55,4 @@ rule cost_bench:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv bench {params.args} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} freeadv bench {params.args} --out {output:q} > {log:q} 2>&1"

@@ -1,0 +1,182 @@
+"""freeadv gpucheck --experiment: the bridge experiment's plan (the paper's recipe), its stages
+within a time budget (a fake clock), its files after every stage, and its --quick run on a CPU."""
+import json
+import time
+
+import pytest
+import torch
+
+from freeadv import config as cfg
+from freeadv import gpu_experiments as gx
+from freeadv import stats
+from freeadv.cli import main
+
+QUICK_BOUND_S = 90   # the quick bridge takes ~15 s on 2 cores; generous for a busy CI machine
+TRAIN_KEYS = {"stage", "status", "seconds", "iterations", "passes", "natural_epochs", "train_images_per_s",
+              "train_seconds", "weights_digest", "provenance", "train", "lr_milestones"}
+EVAL_KEYS = {"stage", "status", "seconds", "n", "clean_acc", "robust_acc", "weights_digest",
+             "same_weights_as_training", "eval", "attack"}
+
+
+# --- the plan ----------------------------------------------------------------------------------
+
+def test_the_full_plan_resolves_to_the_papers_recipe():
+    plan = gx.bridge_plan(False, "/data")
+    free, pgd7 = (cfg.resolve(gx.train_config(plan, m, torch.device("cuda"))) for m in ("free", "pgd7"))
+    for config in (free, pgd7):
+        assert (config["arch"], config["width"], config["batch_size"]) == ("wrn32_10", None, 128)
+        assert (config["amp"], config["compile"], config["eps"]) == ("bf16", True, 8.0)
+        assert (config["dataset"], config["data_root"], config["n_train"], config["data_seed"]) == (
+            "cifar10-jpeg", "/data", 4000, 0)
+        assert config["iterations"] == 3200 and config["n_test"] is None and not config["robust_eval_n"]
+        assert cfg.schedule(config, 31) == (3200, [1600, 2400]) and config["lr"] == 0.1
+    assert (free["method"], free["replay"], free["free_step"]) == ("free", 8, None)   # step = eps
+    assert (pgd7["method"], pgd7["replay"], pgd7["pgd_steps"], pgd7["pgd_step_size"]) == ("pgd", 1, 7, 2.0)
+    assert 3200 * 128 / 4000 == pytest.approx(102.4)   # natural epochs; Free m=8: 12.8 passes
+    assert (plan.pgd_n, plan.apgd_n, plan.apgd_steps) == (None, 500, 100)
+    assert [s.name for s in gx.bridge_stages()] == list(gx.STAGE_NAMES)
+
+
+def test_the_pgd7_training_is_expected_from_frees_steady_rate():
+    train = {"seconds_per_iteration": 9.0, "log": [
+        {"pass": 1, "iteration": 100, "train_seconds": 70.0},    # 60 s of compile, then 0.1 s an iteration
+        {"pass": 2, "iteration": 200, "train_seconds": 80.0}, {"pass": 3, "iteration": 300, "train_seconds": 90.0}]}
+    rate, warmup = gx.steady_seconds_per_iteration(train)
+    assert rate == pytest.approx(0.1) and warmup == pytest.approx(60.0)
+    plan = gx.bridge_plan(False, "/data")
+    records = {"train-free": {"status": "done", "steady_seconds_per_iteration": rate,
+                              "first_pass_extra_seconds": warmup}}
+    assert gx._pgd7_training(plan, records) == pytest.approx(0.1 * 3200 * gx.PGD7_OVER_FREE + 60)
+    assert gx._pgd7_training(plan, {}) == plan.expected_s["train-pgd7"]
+
+
+# --- stages within a budget (a fake clock) -----------------------------------------------------
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def _stage(name, clock, seconds, expected, needs=(), fail=False, seen=None, out=None):
+    def run(ctx, records):
+        if seen is not None:    # what is on disk while this stage runs
+            seen[name] = sorted(p.name for p in out.iterdir())
+        clock.now += seconds
+        if fail:
+            raise RuntimeError(f"{name} broke")
+        return {"iterations": 1}
+    return gx.Stage(name, name, run, lambda plan, records: expected, needs=needs)
+
+
+def _header():
+    return {"experiment": "bridge", "quick": True, "plan": {"model": {"arch": "m", "width": None}, "data": {
+        "n_train": 1, "dataset": "d", "data_seed": 0}, "iterations": 1, "batch_size": 1, "amp": "off",
+        "compile": False}, "device": {"name": "cpu"}, "git": {"commit": "abc", "dirty": False},
+        "versions": {"torch": "x"}}
+
+
+def test_a_stage_that_would_overrun_the_budget_is_skipped_and_recorded(tmp_path):
+    clock, seen = FakeClock(), {}
+    stages = [_stage("a", clock, 60, 50, seen=seen, out=tmp_path),
+              _stage("b", clock, 50, 50, seen=seen, out=tmp_path),         # 60 + 50 > 100: skipped
+              _stage("c", clock, 5, 5, needs=("b",)),                      # needs b: skipped
+              _stage("d", clock, 5, 30, fail=True, seen=seen, out=tmp_path),   # 60 + 30 <= 100: runs, fails
+              _stage("e", clock, 5, 10, needs=("a",))]
+    ctx = gx.Context(gx.bridge_plan(True, None), torch.device("cpu"), tmp_path)
+    result = gx.run_stages(stages, ctx, 100.0, tmp_path, _header(), clock)
+    status = {name: r["status"] for name, r in result["stages"].items()}
+    assert status == {"a": "done", "b": "skipped", "c": "skipped", "d": "failed", "e": "done"}
+    assert result["stages"]["b"]["reason"] == "60 s spent + 50 s expected > the 100 s budget"
+    assert result["stages"]["c"]["reason"] == "needs b, which is skipped"
+    assert result["stages"]["d"]["error"] == "RuntimeError: d broke" and result["stages"]["d"]["seconds"] == 5
+    assert "b" not in seen and result["elapsed_seconds"] == 70 and result["finished"]
+    assert seen["a"] == [] and {"a.json", "b.json", "c.json", "bridge.json"} <= set(seen["d"])   # written as each ends
+    for name in status:
+        assert json.loads((tmp_path / f"{name}.json").read_text())["status"] == status[name]
+    markdown = (tmp_path / "bridge.md").read_text()
+    assert "- b: skipped: 60 s spent + 50 s expected > the 100 s budget" in markdown
+    assert "- d: failed: RuntimeError: d broke" in markdown
+
+
+def test_a_stage_needing_a_missing_package_is_skipped():
+    stage = gx.Stage("x", "x", None, None, requires=("freeadv_no_such_package",))
+    assert gx.skip_reason(stage, {}, 0.0, 1.0, 100.0) == "freeadv_no_such_package is not installed"
+    assert [s.requires for s in gx.bridge_stages() if s.name.startswith("apgd")] == [("pyautoattack",)] * 2
+
+
+def test_the_paired_comparison_is_freeadv_stats_on_the_per_image_flags():
+    a, b = [True] * 6 + [False] * 4, [True] * 3 + [False] * 7
+    record = lambda flags: {"first": 0, "n": 10, "clean": stats.pack_flags([True] * 10),  # noqa: E731
+                            "robust": stats.pack_flags(flags)}
+    found = gx.paired(record(a), record(b))
+    expected = stats.paired_difference(a, b, gx.COMPARISON_CONFIDENCE)
+    assert found["robust"]["estimate"] == pytest.approx(30.0) == expected.estimate
+    assert (found["robust"]["low"], found["robust"]["high"]) == (expected.low, expected.high)
+    assert found["clean"]["text"].startswith("+0.00 [+0.00, +0.00]")
+    with pytest.raises(ValueError, match="different images"):
+        gx.paired(record(a), {**record(b), "n": 8})
+
+
+@pytest.mark.parametrize("value", ["brdge", "bridge-cpu", "eval-speed"])
+def test_a_bad_experiment_is_one_line_naming_the_value_and_the_choices(capsys, value):
+    assert main(["gpucheck", "--experiment", value, "--quick", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--experiment has bad value '{value}': expected one of full, bridge" in err
+
+
+def test_the_bridge_needs_a_cuda_device_without_quick(tmp_path, capsys):
+    (tmp_path / "cifar10-jpeg.tar.gz").touch()
+    assert main(["gpucheck", "--experiment", "bridge", "--device", "cpu", "--data", str(tmp_path)]) == 2
+    assert "experiment bridge needs a CUDA device" in capsys.readouterr().err
+
+
+# --- the quick run -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def quick_bridge(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bridge")
+    threads = torch.get_num_threads()
+    start = time.perf_counter()
+    code = main(["gpucheck", "--experiment", "bridge", "--device", "cpu", "--quick", "--out-dir", str(out)])
+    assert torch.get_num_threads() == threads
+    return code, time.perf_counter() - start, out
+
+
+@pytest.mark.slow
+def test_the_quick_bridge_writes_every_stage(quick_bridge):
+    code, seconds, out = quick_bridge
+    assert code == 0 and seconds < QUICK_BOUND_S
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.json" for n in gx.STAGE_NAMES]
+                                                           + ["bridge.json", "bridge.md"])
+    result = json.loads((out / "bridge.json").read_text())
+    assert result["finished"] and result["quick"] and result["budget_seconds"] == gx.BRIDGE_BUDGET_S
+    assert [r["status"] for r in result["stages"].values()] == ["done"] * len(gx.STAGE_NAMES)
+    for name in gx.STAGE_NAMES:
+        record = json.loads((out / f"{name}.json").read_text())
+        assert record == result["stages"][name]
+        assert (TRAIN_KEYS if name.startswith("train") else EVAL_KEYS) <= set(record), name
+        assert record["seconds"] > 0
+
+
+@pytest.mark.slow
+def test_the_quick_bridge_numbers_are_consistent(quick_bridge):
+    _, _, out = quick_bridge
+    stages = json.loads((out / "bridge.json").read_text())["stages"]
+    free, pgd7 = stages["train-free"], stages["train-pgd7"]
+    assert free["iterations"] == pgd7["iterations"] == 64
+    assert free["passes"] == pytest.approx(pgd7["passes"] / 8)    # the same updates: 1/8 of the passes
+    assert free["train_images_per_s"] > 0 and free["weights_digest"] != pgd7["weights_digest"]
+    for name in ("pgd20-free", "pgd20-pgd7", "apgd-free", "apgd-pgd7"):
+        record = stages[name]
+        assert 0 <= record["robust_acc"] <= record["clean_acc"] <= 100, name
+        assert record["same_weights_as_training"] and record["eval"]["per_image"]["n"] == record["n"]
+    assert stages["pgd20-free"]["n"] == 48 and stages["apgd-free"]["n"] == 16
+    assert [s["attack"] for s in stages["apgd-free"]["sub_attacks"]] == ["apgd-ce", "apgd-t"]
+    comparison = json.loads((out / "bridge.json").read_text())["comparisons"]["pgd20"]
+    assert comparison["n"] == 48 and comparison["robust"]["low"] <= comparison["robust"]["estimate"]
+    markdown = (out / "bridge.md").read_text()
+    assert "## Free m=8 minus 7-PGD" in markdown and "PGD-20 on 48 test images, robust accuracy: **" in markdown
