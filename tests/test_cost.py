@@ -32,6 +32,7 @@ def metric(model, attack):
 
 PLAN = {
     "scale": "tiny",
+    "models": {name: {"config": {}} for name in ("m-nat", "m-free", "m-imagenet")},
     "targets": {
         "table1": {"available": True, "analyses": [], "rows": [
             {"model": "m-nat", "metrics": {"pgd20": metric("m-nat", "pgd20"), "train_min": metric("m-nat", None)},

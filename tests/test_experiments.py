@@ -23,10 +23,15 @@ def test_the_experiment_plan_imports_no_torch():
     assert run.returncode == 0, run.stderr
 
 
-def test_committed_mini_plan_is_the_one_the_config_builds():
-    """results/mini/plan.json (what the committed tables were built from) = the plan of today's code."""
-    plan = _mini_plan()
-    committed = json.loads((REPO / "results/mini/plan.json").read_text())
+# The scales whose plan (and, once their run completes, results) the repository holds.
+COMMITTED_SCALES = [scale for scale in ("mini", "mini1600") if (REPO / "results" / scale / "plan.json").exists()]
+
+
+@pytest.mark.parametrize("scale", COMMITTED_SCALES)
+def test_committed_plan_is_the_one_the_config_builds(scale):
+    """results/<scale>/plan.json (what the committed results were built from) = the plan of today's code."""
+    plan = _plan(scale)
+    committed = json.loads((REPO / "results" / scale / "plan.json").read_text())
     assert json.loads(json.dumps(plan)) == committed
 
 
@@ -55,19 +60,20 @@ def test_cell_params_are_what_the_training_config_sets():
     assert cell.paper_name == "CIFAR-100 WRN-32-10 2-PGD eps 8"
 
 
-def _mini_plan():
-    return scales.build_plan(**scales.plan_inputs(load_yaml(REPO / "config/config.yaml"), "mini"))
+def _plan(scale):
+    return scales.build_plan(**scales.plan_inputs(load_yaml(REPO / "config/config.yaml"), scale))
 
 
-def test_titles_and_labels_at_mini_name_what_mini_trains():
-    """At mini every title names WRN-32 width 1, the 8,000-image subset and 1,600 iterations; the
+@pytest.mark.parametrize("scale, iterations", [("mini", "6,400"), ("mini1600", "1,600")])
+def test_titles_and_labels_at_mini_name_what_mini_trains(scale, iterations):
+    """At mini every title names WRN-32 width 1, the 8,000-image subset and its iterations; the
     design's architectures (WRN-32-10, WRN-34-10 for YOPO's row, PreAct ResNet-18 for Wong et
     al.'s) appear in no title or row label, and no title names a row mini omits (TRADES)."""
-    plan = _mini_plan()
+    plan = _plan(scale)
     for name in scales.available_targets(plan):
         entry = plan["targets"][name]
         title = entry["title"]
-        assert "WRN-32 width 1" in title and "(8,000 training images, 1,600 iterations)" in title, name
+        assert "WRN-32 width 1" in title and f"(8,000 training images, {iterations} iterations)" in title, name
         texts = [title] + [r["label"] for r in entry["rows"] if r["model"]] + [a["label"] for a in entry["analyses"]]
         for paper_arch in ("WRN-32-10", "WRN-34-10", "PreAct ResNet-18", "{", "}"):
             assert not [t for t in texts if paper_arch in t], (name, paper_arch)
@@ -120,7 +126,7 @@ def test_one_layout_for_every_file_of_a_scale():
 
 
 def test_plan_files_follow_the_layout():
-    plan = json.loads((REPO / "results/mini/plan.json").read_text())
+    plan = json.loads((REPO / "results/mini1600/plan.json").read_text())
     row = plan["targets"]["table1"]["rows"][1]
     assert row["metrics"]["pgd20"]["file"] == layout.eval_path(row["model"], row["metrics"]["pgd20"]["attack"])
     assert layout.train_path(row["model"]) in scales.target_files(plan, "table1")
@@ -183,26 +189,26 @@ def test_a_lazily_loaded_name_counts_every_module_of_its_package(tmp_path):
 
 
 @pytest.mark.slow
-def test_regenerating_the_committed_mini_results_changes_no_byte(tmp_path, monkeypatch):
-    """The refactor changes no number: tables, claims and figures rebuilt from the committed JSON
-    equal the committed files byte for byte."""
+@pytest.mark.parametrize("scale", COMMITTED_SCALES)
+def test_regenerating_the_committed_results_changes_no_byte(tmp_path, monkeypatch, scale):
+    """Tables, claims and figures rebuilt from the committed JSON equal the committed files byte
+    for byte."""
     import filecmp
     import shutil
 
     from freeadv.cli import main
 
-    repo = Path(__file__).resolve().parents[1]
-    if not (repo / "results" / "mini" / "claims.txt").exists():
-        # Between two mini runs the repository may hold only the new plan (results/mini/plan.json):
-        # a run commits its tables, figures and claims when it completes.
-        pytest.skip("the mini run's results are not committed yet (only its plan)")
-    shutil.copytree(repo / "results" / "mini", tmp_path / "results" / "mini")
-    monkeypatch.chdir(tmp_path)   # the claims name the results folder as given: results/mini
-    assert main(["regenerate", "--scale", "mini"]) == 0
-    rebuilt = [p for p in (tmp_path / "results" / "mini" / "tables").iterdir()] + \
-        [tmp_path / "results" / "mini" / name for name in ("claims.txt", "claims.json")] + \
-        list((tmp_path / "figures" / "mini").iterdir())
+    if not (REPO / "results" / scale / "claims.txt").exists():
+        # While a run goes on the repository holds only its plan (results/<scale>/plan.json): a run
+        # commits its tables, figures and claims when it completes.
+        pytest.skip(f"the {scale} run's results are not committed yet (only its plan)")
+    shutil.copytree(REPO / "results" / scale, tmp_path / "results" / scale)
+    monkeypatch.chdir(tmp_path)   # the claims name the results folder as given: results/<scale>
+    assert main(["regenerate", "--scale", scale]) == 0
+    rebuilt = [p for p in (tmp_path / "results" / scale / "tables").iterdir()] + \
+        [tmp_path / "results" / scale / name for name in ("claims.txt", "claims.json")] + \
+        list((tmp_path / "figures" / scale).iterdir())
     assert len(rebuilt) >= 17
     for path in rebuilt:
-        committed = repo / path.relative_to(tmp_path)
+        committed = REPO / path.relative_to(tmp_path)
         assert filecmp.cmp(path, committed, shallow=False), f"{committed} differs when regenerated"

@@ -19,7 +19,6 @@ import tarfile
 import time
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import pytest
 import torch

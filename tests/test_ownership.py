@@ -177,8 +177,11 @@ TRAIN = [a for key, value in SLOW_TINY.items() for a in ("--set", f"{key}={json.
 
 def _train(out: Path) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    # SIGINT at its default: a job started in the background of a non-interactive shell (CI's) inherits
+    # it ignored, and Python then leaves it ignored
     return subprocess.Popen([sys.executable, "-m", "freeadv", "train", *TRAIN, "--out", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _digest(run_dir: Path) -> str:

@@ -19,7 +19,7 @@ from freeadv.io import write_json
 from freeadv.tables import BadResult, read_result
 
 REPO = Path(__file__).resolve().parents[1]
-MINI = REPO / "results" / "mini"
+MINI = REPO / "results" / "mini1600"   # the committed results of a completed CPU run
 RUN = "runs/cifar10-jpeg-wrn32_k-w1-free-m8-eps8-s0"
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -128,11 +128,11 @@ def test_c3_refuses_a_step_time_that_is_not_positive(tmp_path, natural_s):
 @pytest.mark.slow
 @pytest.mark.parametrize("minutes", [-10.0, 0.0])
 def test_c3_refuses_a_training_time_that_is_not_positive(tmp_path, capsys, minutes):
-    results = tmp_path / "results" / "mini"
+    results = tmp_path / "results" / "mini1600"
     shutil.copytree(MINI, results, ignore=shutil.ignore_patterns("tables", "claims.*", "benchmarks"))
     natural = results / "runs" / "cifar10-jpeg-wrn32_k-w1-natural-s0" / "train.json"
     write_json(natural, {**json.loads(natural.read_text()), "train_minutes": minutes})
-    one_line_error(capsys, ["claims", "--results", tmp_path / "results", "--scale", "mini"],
+    one_line_error(capsys, ["claims", "--results", tmp_path / "results", "--scale", "mini1600"],
                    str(natural), f"key train_minutes = {minutes}: must be greater than 0")
     assert "PASS" not in capsys.readouterr().out
 
@@ -201,7 +201,7 @@ def test_export_refuses_an_impossible_clean_accuracy(trained_run, tmp_path, caps
      "key per_image.clean = 1: must be a string"),
 ])
 def test_malformed_results_end_in_one_line_through_the_cli(tmp_path, capsys, name, text, culprit):
-    results = tmp_path / "results" / "mini"
+    results = tmp_path / "results" / "mini1600"
     shutil.copytree(MINI, results, ignore=shutil.ignore_patterns("tables", "claims.*", "benchmarks"))
     target = results / RUN / ("train.json" if name == "train.json" else "evals/pgd20-eps8-step2-n1000.json")
     target.write_bytes(text.encode("latin-1"))
@@ -213,13 +213,13 @@ def test_malformed_results_end_in_one_line_through_the_cli(tmp_path, capsys, nam
 
 @pytest.mark.slow
 def test_regenerate_without_an_input_fails_and_leaves_no_stale_output(tmp_path, monkeypatch, capsys):
-    results = tmp_path / "results" / "mini"
+    results = tmp_path / "results" / "mini1600"
     shutil.copytree(MINI, results)
     monkeypatch.chdir(tmp_path)
     (results / "tables" / "stale-marker.txt").write_text("not a target's output\n")
     missing = results / RUN / "evals" / "noise-eps8-n1000.json"   # a sanity evaluation of Table 1's free_m8
     missing.unlink()
-    assert main(["regenerate", "--scale", "mini"]) == 1
+    assert main(["regenerate", "--scale", "mini1600"]) == 1
     err = capsys.readouterr().err
     not_built = [line for line in err.splitlines() if line.startswith("[freeadv] not built: ")]
     assert any(line.startswith("[freeadv] not built: table1: ") and "noise-eps8-n1000.json' is missing" in line
@@ -227,6 +227,6 @@ def test_regenerate_without_an_input_fails_and_leaves_no_stale_output(tmp_path, 
     assert "[freeadv] not built: claims: table1 was not built" in err
     for stale in ("tables/table1.csv", "tables/table1.md", "tables/table1.tex", "claims.txt", "claims.json"):
         assert not (results / stale).exists(), stale
-    assert not (tmp_path / "figures" / "mini" / "curves_table1.png").exists()
+    assert not (tmp_path / "figures" / "mini1600" / "curves_table1.png").exists()
     assert (results / "tables" / "stale-marker.txt").exists()   # only a target's own files are removed
     assert (results / "tables" / "cost.csv").exists()

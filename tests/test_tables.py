@@ -2,6 +2,7 @@
 results: ours / paper / difference columns, trials statistics, missing results."""
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ SMALL_SCALE = {
 PAPER_SCALE = {
     "datasets": {"cifar10": "cifar10", "cifar100": "cifar100", "imagenet": "imagenet"},
     "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS},
+    "omit": {"table1": {"apgd": ["free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]}},   # as config/config.yaml
 }
 
 
@@ -62,8 +64,9 @@ def test_paper_grid_of_table_rows_matches_the_paper():
     assert rows["table2"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8", "free_m10", "pgd2", "pgd7"]
     assert rows["table3"] == ["natural", "free_m2", "free_m4", "free_m6", "free_m8"]
     assert rows["table5"] == ["resnet50", "resnet101", "resnet152"]
+    # the paper's columns, AutoAttack, and the APGD screen (a scale that runs AutoAttack everywhere omits it)
     assert [m.key for m in design.TARGETS["table1"].metrics] == ["nat", "pgd20", "pgd100", "cw100", "pgd20_r10", "aa",
-                                                             "train_min"]
+                                                             "apgd", "train_min"]
 
 
 # --- ids and the plan ---------------------------------------------------------------------------
@@ -101,7 +104,7 @@ def test_paper_plan_trains_shared_models_once():
         "arch": "preact_resnet18", "batch_size": 128, "dataset": "cifar10", "early_stop": True, "epochs": 15,
         "eps": 8.0, "fgsm_alpha": 10.0, "iterations": None, "lr": 0.2, "lr_schedule": "cyclic", "method": "fgsm_rs",
         "momentum": 0.9, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5,
-        "robust_eval_every": None, "seed": 0,
+        "robust_eval_every": None, "seed": 0, "keep_best": False,
         "weight_decay": 5e-4, "weight_decay_all": True}
     assert len(plan["models"]) == 64
     table1 = plan["targets"]["table1"]
@@ -109,6 +112,9 @@ def test_paper_plan_trains_shared_models_once():
     assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10",
                        "autoattack100-eps8"}
     assert "aa" in table1["rows"][0]["metrics"], "Table 1 runs AutoAttack on the natural model too"
+    from freeadv.config import load_yaml
+    configured = load_yaml(Path(__file__).resolve().parents[1] / "config" / "config.yaml")["scales"]["paper"]
+    assert configured["omit"] == PAPER_SCALE["omit"]   # AutoAttack's APGD-T flags stand for the APGD screen
     table2 = plan["targets"]["table2"]
     assert "aa" not in table2["rows"][0]["metrics"], "elsewhere AutoAttack runs on adversarially trained models only"
     trials = plan["targets"]["trials"]["rows"]
@@ -241,7 +247,7 @@ def sound_sanity(row, which, clean):
 def test_table1_has_ours_paper_and_difference(tmp_path):
     plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "table1", lambda row, metric: {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0,
-                                                                "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0,
+                                                                "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0, "apgd": 37.0,
                                                                 "train_min": 2.5}[metric])
     frame = build_table(plan, "table1", tmp_path)
     assert list(frame["row"]) == ["natural", "free_m2", "free_m4", "free_m8", "free_m10", "pgd7"]
@@ -275,7 +281,7 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
 
 def test_table_shows_sanity_evaluations_and_their_warnings(tmp_path):
     plan = scales.build_plan("small", SMALL_SCALE)
-    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 37.0,
+    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 37.0, "apgd": 37.5,
               "train_min": 2.5}
 
     def masked_free_m8(row, which, clean):   # Free m=8 looks masked: large eps leaves 35%, noise 30%
@@ -341,7 +347,7 @@ def test_a_column_newer_than_the_results_stays_empty_only_when_allowed(tmp_path)
     """Regenerating results made before a column existed (AutoAttack): its cells are '-' and the
     table lists them; the workflow's table rule (allow_missing off) still needs every file."""
     plan = scales.build_plan("small", SMALL_SCALE)
-    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0,
+    values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0, "apgd": 37.0,
               "train_min": 2.5}
     fake_results(tmp_path, plan, "table1", lambda row, metric: values[metric])
     free8 = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
@@ -425,3 +431,38 @@ def test_the_table_shows_best_weights_beside_final_and_refuses_an_eval_of_other_
     (tmp_path / planned["file"]).write_text(json.dumps({**stale, "weights_digest": "c" * 64}))
     with pytest.raises(ValueError, match="computed on weights cccccccccccc"):
         build_table(plan, "table1", tmp_path)
+
+
+def test_table1_seeds_add_rows_of_their_own_with_their_rows_paper_values():
+    settings = {**SMALL_SCALE, "sweeps": {"table1_seeds": {"free_m8": [0, 1, 2], "pgd7": [1]}}}
+    plan = scales.build_plan("small", settings)
+    rows = {r["key"]: r for r in plan["targets"]["table1"]["rows"]}
+    assert [k for k in rows if "_s" in k] == ["free_m8_s1", "free_m8_s2", "pgd7_s1"]   # seed 0 is the row itself
+    assert plan["models"][rows["free_m8_s2"]["model"]]["config"]["seed"] == 2
+    assert rows["free_m8_s1"]["label"] == "Free m=8, seed 1" and rows["pgd7_s1"]["paper_ref"] == ["table1", "pgd7"]
+    assert rows["free_m8_s1"]["model"].endswith("-s1") and rows["free_m8"]["model"].endswith("-s0")
+    with pytest.raises(scales.PlanError, match="table1_seeds names 'free_m3', not a row of Table 1"):
+        scales.build_plan("small", {**SMALL_SCALE, "sweeps": {"table1_seeds": {"free_m3": [1]}}})
+
+
+def test_all_images_runs_one_column_on_every_test_image_and_the_others_on_the_subset():
+    settings = {**SMALL_SCALE, "attacks": {"n": 50, "all_images": ["pgd20"]}}
+    row = scales.build_plan("small", settings)["targets"]["table1"]["rows"][3]
+    assert row["metrics"]["pgd20"]["attack"] == "pgd20-eps8-step2"           # every test image
+    assert row["metrics"]["pgd100"]["attack"] == "pgd100-eps8-step2-n50"
+    assert row["metrics"]["apgd"]["attack"].endswith("-n50")
+    with pytest.raises(scales.PlanError, match="all_images names 'pgd21'"):
+        scales.build_plan("small", {**SMALL_SCALE, "attacks": {"n": 50, "all_images": ["pgd21"]}})
+
+
+def test_a_scale_that_keeps_best_weights_leaves_wong_et_al_s_early_stopping_alone_and_conflicts_fail_at_plan_time():
+    plan = scales.build_plan("small", {**SMALL_SCALE, "train": {**SMALL_SCALE["train"], "keep_best": True,
+                                                                 "robust_eval_n": 32}})
+    configs = {m: e["config"] for m, e in plan["models"].items()}
+    wong = next(c for m, c in configs.items() if m.endswith("wong2020-s0"))
+    assert wong["keep_best"] is False and wong["early_stop"] is True
+    assert all(c["keep_best"] for m, c in configs.items() if not m.endswith("wong2020-s0"))
+    bad = {**SMALL_SCALE, "train": {**SMALL_SCALE["train"], "keep_best": True, "robust_eval_n": 32,
+                                    "robust_eval_source": "first_train_batch"}}
+    with pytest.raises(scales.PlanError, match="keep_best.*first_train_batch"):
+        scales.build_plan("small", bad)

@@ -1,6 +1,5 @@
 """TRADES as the proof of the method registry: one step equals a hand computation of Zhang et
 al.'s update, it is selectable by config, and a tiny TRADES model is more robust than a natural one."""
-import copy
 
 import pytest
 import torch

@@ -285,7 +285,7 @@ def test_lint_is_clean(tmp_path):
 def test_unknown_scale_names_it_and_the_known_ones(tmp_path):
     run = snakemake("-n", "--config", "scale=huge", workdir=tmp_path)
     assert run.returncode != 0
-    assert "unknown scale 'huge': choose one of paper, mini, smoke" in output(run)
+    assert "unknown scale 'huge': choose one of paper, mini, mini1600, smoke" in output(run)
 
 
 def test_config_failing_the_schema_says_where(tmp_path):
@@ -320,12 +320,12 @@ def test_mini_all_is_cifar10_only_and_other_targets_say_why(tmp_path):
 
 def test_runs_that_keep_their_best_weights_get_attack_jobs_on_model_best(tmp_path):
     keep = tmp_path / "keep_best.yaml"
-    keep.write_text("scales:\n  mini:\n    train:\n      keep_best: true\n")
-    dry = snakemake("table1", "-n", "--config", "scale=mini", "--configfile", str(keep), workdir=tmp_path)
+    keep.write_text("scales:\n  mini1600:\n    train:\n      keep_best: true\n")
+    dry = snakemake("table1", "-n", "--config", "scale=mini1600", "--configfile", str(keep), workdir=tmp_path)
     assert dry.returncode == 0, output(dry)[-3000:]
     counts, text = job_counts(output(dry)), output(dry)
     assert counts["train"] == 6 and counts["attack_best"] == 6 * 2   # clean and PGD-20 on each model_best.pt
-    model = "results/mini/runs/cifar10-jpeg-wrn32_k-w1-free-m8-eps8-s0"
+    model = "results/mini1600/runs/cifar10-jpeg-wrn32_k-w1-free-m8-eps8-s0"
     assert f"{model}/evals/best/pgd20-eps8-step2-n1000.json" in text
     assert f"--weights best --out {model}/evals/best/pgd20-eps8-step2-n1000.json" in text
     assert f"--weights final --out {model}/evals/pgd20-eps8-step2-n1000.json" in text

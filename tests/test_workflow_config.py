@@ -192,5 +192,5 @@ def test_an_omit_that_empties_table1_stops_the_workflow_naming_it(tmp_path):
     run = snakemake("all", "-n", "--configfile", str(extra), workdir=workdir, cwd=tmp_path)
     text = output(run)
     assert run.returncode != 0, text[-3000:]
-    assert "scale 'smoke': omit.table1.rows leaves table1 none of its trained rows" in text, text[-3000:]
+    assert "scales.smoke.omit.table1.rows leaves table1 none of its trained rows" in text, text[-3000:]
     assert "Job stats" not in text

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..attacks import AttackSpec
 from ..attacks.spec import num
-from ..config import check_values, defaults   # light: yaml and the method registry, no torch
+from ..config import check_values, defaults, resolve   # light: yaml and the method registry, no torch
 from ..keys import ConfigError
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
@@ -85,6 +85,7 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
                         f"see freeadv/config.py DEFAULTS and the methods' keys (freeadv train --help)")
     try:
         check_values(config)
+        resolve(config)   # the checks across keys too (e.g. keep_best needs checks on validation images)
     except ConfigError as err:
         raise PlanError(f"{err} (from the scale's settings)") from None
     return dict(sorted(config.items()))
@@ -109,8 +110,11 @@ def realise_metric_attack(metric: Metric, eval_eps: float | None, settings: dict
     clean pass, unless the scale attacks a robust subset: then from the clean pass over the whole
     test subset (forward passes only; 10,000 images put its standard error near 0.5 points)."""
     attack = metric.attack.bind(eval_eps)
-    if metric.field == "clean_acc" and (settings.get("attacks") or {}).get("n"):
+    caps = settings.get("attacks") or {}
+    if metric.field == "clean_acc" and caps.get("n"):
         attack = CLEAN
+    if metric.key in caps.get("all_images", ()):   # this column on every test image, the others on the subset
+        settings = {**settings, "attacks": {k: v for k, v in caps.items() if k != "n"}}
     return realise_attack(attack, settings, config)
 
 
@@ -167,7 +171,7 @@ def _omitted(settings: dict[str, Any], target: str, what: str) -> set[str]:
 def omission_notes(settings: dict[str, Any], target: Target) -> list[str]:
     """The target's notes on what this scale leaves out (``omit``), in words."""
     labels = {m.key: m.label for m in target.metrics}
-    return [f"Left out at this scale to fit its budget: "
+    return ["Left out at this scale to fit its budget: "
             + (f"the rows {', '.join(rows)}" if what == "rows" else f"{labels[what]} on {', '.join(rows)}") + "."
             for what, rows in _omissions(settings, target.name).items() if rows]
 
@@ -308,7 +312,15 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
     metrics[...], analyses[...]}. Paths are relative to ``results/<scale>``.
     """
     models = _Models(settings, data)
-    design = make_targets(settings.get("sweeps"))
+    try:
+        design = make_targets(settings.get("sweeps"))
+    except ValueError as err:
+        raise PlanError(f"scales.{scale}.{err}") from None
+    keys = {metric.key for target in design.values() for metric in target.metrics}
+    unknown = sorted(set((settings.get("attacks") or {}).get("all_images", ())) - keys)
+    if unknown:
+        raise PlanError(f"scales.{scale}.attacks.all_images names '{unknown[0]}', not a metric of any target "
+                        f"(e.g. {', '.join(sorted(keys)[:6])})")
     check_omissions(settings, design, scale=scale)
     targets = {name: _plan_target(target, scale, models) for name, target in design.items()}
     return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets,
