@@ -295,6 +295,12 @@ def validate(config: dict[str, Any]) -> None:
     _check_robust_and_schedule(config)
 
 
+def check_combinations(settings: dict[str, Any]) -> None:
+    """The checks across keys (schedule, robust checks, weight selection) of partial settings over
+    the defaults, without the model registry (no torch: the workflow's plan runs them at parse time)."""
+    _check_robust_and_schedule({**defaults(), **settings})
+
+
 def _check_robust_and_schedule(config: dict[str, Any]) -> None:
     """The choice keys of the schedule and the robust checks, and the combinations that cannot work."""
     if config["lr_schedule"] not in LR_SCHEDULES:

@@ -157,7 +157,7 @@ def test_dry_run_from_a_folder_with_a_space_and_a_semicolon_quotes_every_path_an
     inputs = json.loads(plan[plan.index("--inputs") + 1])
     assert inputs["data"]["synthetic"]["data_root"] == data_root
     for tokens in commands["attack"] + commands["attack_best"]:
-        assert tokens[tokens.index("--attack") + 1] in {"pgd", "cw", "none", "autoattack", "noise"}, tokens
+        assert tokens[tokens.index("--attack") + 1] in {"pgd", "cw", "none", "autoattack", "apgd", "noise"}, tokens
     assert sorted(p.name for p in workdir.iterdir()) == [".snakemake", "extra config.yaml"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..attacks import AttackSpec
 from ..attacks.spec import num
-from ..config import check_values, defaults, resolve   # light: yaml and the method registry, no torch
+from ..config import check_combinations, check_values, defaults   # light: yaml and the method registry, no torch
 from ..keys import ConfigError
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
@@ -85,7 +85,7 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
                         f"see freeadv/config.py DEFAULTS and the methods' keys (freeadv train --help)")
     try:
         check_values(config)
-        resolve(config)   # the checks across keys too (e.g. keep_best needs checks on validation images)
+        check_combinations(config)   # across keys too (e.g. keep_best needs checks on validation images)
     except ConfigError as err:
         raise PlanError(f"{err} (from the scale's settings)") from None
     return dict(sorted(config.items()))
