@@ -98,7 +98,7 @@ class Trainer:
                                   restore=self.restore)
         if finished is not None:
             return finished
-        state = self.state = LoopState()   # the session's wall clock starts here
+        state = self.state = LoopState()   # this process's wall clock starts here
         setup = self._build(context)
         self._restore(setup, state)
         # wrapped after the restore, as always: DDP broadcasts rank 0's (restored) weights here
