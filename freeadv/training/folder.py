@@ -116,8 +116,10 @@ def prepare(run_dir: Path, config: dict[str, Any], *, main: bool, supersede: boo
                                   "--out folder (the workflow, which owns its folders, replaces it)")
         if main:
             _supersede(run_dir, other)
-    if main:
-        _restore_finished(run_dir, config) if restore else _drop_finished_links(run_dir)
+    if main and restore:
+        _restore_finished(run_dir, config)
+    elif main:
+        _drop_finished_links(run_dir)
     if (run_dir / TRAIN_JSON).exists() and (run_dir / MODEL).exists():
         done = read_json(run_dir / TRAIN_JSON)
         if same_config(done.get("config"), config):
