@@ -19,6 +19,11 @@ subset of cifar10-jpeg, a step between the CPU numbers and the paper's:
 - The summary gives Free m=8 minus 7-PGD PGD-20 accuracy with the exact paired interval of
   freeadv.stats.paired_difference over the per-image flags (both models see the same images).
 
+A call may run some of the stages (``--stages train-pgd7,pgd20-pgd7``) and take the others'
+records from an earlier call's ``bridge.json`` (``--prior FILE``, the same plan): the comparison
+then pairs this call's evals with the earlier ones. A stage whose input ran only in the earlier
+call is skipped: that call's weights are gone.
+
 Before each stage the experiment compares its elapsed time plus the stage's expected time with
 ``--budget-seconds`` (default BRIDGE_BUDGET_S: the 10-minute call less install, imports and the copy
 back) and skips the stage, recording why, rather than overrun. Each stage's JSON is written (atomic)
@@ -31,6 +36,7 @@ import argparse
 import dataclasses
 import gc
 import importlib.util
+import json
 import tempfile
 import time
 import traceback
@@ -236,12 +242,14 @@ STAGE_NAMES = ("train-free", "train-pgd7", "pgd20-free", "pgd20-pgd7", "apgd-fre
 
 def skip_reason(stage: Stage, records: dict[str, dict[str, Any]], elapsed: float, expected: float,
                 budget: float) -> str | None:
-    """Why ``stage`` does not run (None: it runs): a stage it needs did not finish, a package it
-    imports is missing, or it would end past the budget."""
+    """Why ``stage`` does not run (None: it runs): a stage it needs did not finish in this call, a
+    package it imports is missing, or it would end past the budget."""
     for need in stage.needs:
         status = records.get(need, {}).get("status", "not run")
         if status != "done":
             return f"needs {need}, which is {status}"
+        if "prior" in records[need]:
+            return f"needs {need}, which ran in an earlier call (its weights are not kept)"
     missing = [name for name in stage.requires if importlib.util.find_spec(name) is None]
     if missing:
         return f"{', '.join(missing)} is not installed"
@@ -255,7 +263,7 @@ def run_stage(stage: Stage, ctx: Context, records: dict[str, dict[str, Any]], el
     """One stage's record: done (its numbers), skipped (the reason) or failed (the error)."""
     base = {"stage": stage.name, "title": stage.title, "started_at_s": elapsed}
     expected = stage.expected(ctx.plan, records) if all(
-        records.get(n, {}).get("status") == "done" for n in stage.needs) else 0.0
+        records.get(n, {}).get("status") == "done" and "prior" not in records[n] for n in stage.needs) else 0.0
     reason = skip_reason(stage, records, elapsed, expected, budget)
     if reason is not None:
         print(f"[bridge] {stage.title}: skipped ({reason})", flush=True)
@@ -274,11 +282,13 @@ def run_stage(stage: Stage, ctx: Context, records: dict[str, dict[str, Any]], el
 
 
 def run_stages(stages: list[Stage], ctx: Context, budget: float, out_dir: Path, header: dict[str, Any],
-               clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+               clock: Callable[[], float] = time.perf_counter,
+               prior: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every stage in order, each checked against the budget first; after each, its JSON, the
-    whole result so far and the summary are written, so a call cut short keeps what finished."""
+    whole result so far and the summary are written, so a call cut short keeps what finished.
+    ``prior`` holds an earlier call's records of the stages not in ``stages`` (marked ``prior``)."""
     start = clock()
-    result: dict[str, Any] = {**header, "budget_seconds": budget, "stages": {}, "finished": False}
+    result: dict[str, Any] = {**header, "budget_seconds": budget, "stages": dict(prior or {}), "finished": False}
     for stage in stages:
         record = run_stage(stage, ctx, result["stages"], clock() - start, budget, clock)
         result["stages"][stage.name] = record
@@ -333,8 +343,10 @@ def _cell(record: dict[str, Any], key: str, spec: str) -> str:
 def _stage_rows(stages: dict[str, dict[str, Any]]) -> list[str]:
     rows = ["| stage | status | seconds | iterations | passes | train img/s | clean % | robust % | n |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for record in stages.values():
-        rows.append(f"| {record['title']} | {record['status']} | {record['seconds']:.0f} | "
+    order = {name: i for i, name in enumerate(STAGE_NAMES)}   # an earlier call's records come first in the dict
+    for record in sorted(stages.values(), key=lambda r: order.get(r.get("stage"), len(order))):
+        status = record["status"] + (" (earlier call)" if "prior" in record else "")
+        rows.append(f"| {record['title']} | {status} | {record['seconds']:.0f} | "
                     f"{_cell(record, 'iterations', 'd')} | {_cell(record, 'passes', '.2f')} | "
                     f"{_cell(record, 'train_images_per_s', '.0f')} | {_cell(record, 'clean_acc', '.2f')} | "
                     f"{_cell(record, 'robust_acc', '.2f')} | {_cell(record, 'n', 'd')} |")
@@ -376,17 +388,55 @@ def format_markdown(result: dict[str, Any]) -> str:
 
 # --- the command -----------------------------------------------------------------------------
 
+def select_stages(names: str | None) -> list[Stage]:
+    """The stages named in ``--stages`` (comma-separated; None: all), in the experiment's order."""
+    stages = bridge_stages()
+    if names is None:
+        return stages
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in STAGE_NAMES]
+    if unknown or not chosen:
+        raise ValueError(f"--stages has bad value '{names}': expected names from {', '.join(STAGE_NAMES)}")
+    return [s for s in stages if s.name in chosen]
+
+
+def _plan_key(plan: dict[str, Any]) -> dict[str, Any]:
+    """What makes two calls' models comparable: the plan less where the data lies and the guesses."""
+    return {**{k: v for k, v in plan.items() if k != "expected_s"},
+            "data": {k: v for k, v in plan["data"].items() if k != "data_root"}}
+
+
+def load_prior(path: str, plan: BridgePlan, stages: list[Stage]) -> dict[str, dict[str, Any]]:
+    """The finished records of an earlier call (its bridge.json) for the stages this call leaves out."""
+    try:
+        earlier = json.loads(Path(path).read_text())
+        records, its_plan = earlier["stages"], earlier["plan"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"--prior has bad value '{path}': not a readable bridge.json ({err})") from None
+    if earlier.get("experiment") != "bridge" or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
+        raise ValueError(f"--prior has bad value '{path}': its plan is not this call's plan")
+    running = {s.name for s in stages}
+    return {name: {**record, "prior": str(path)} for name, record in records.items()
+            if name not in running and record.get("status") == "done"}
+
+
 def run_bridge(device: torch.device, plan: BridgePlan, budget: float, out_dir: Path,
-               clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+               clock: Callable[[], float] = time.perf_counter, stages: list[Stage] | None = None,
+               prior: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The bridge experiment; the run folders (weights) live in a temporary folder."""
     header = {"kind": "gpu-experiment", "experiment": "bridge", "quick": plan.quick,
               "plan": dataclasses.asdict(plan), **stamp(device)}
     with tempfile.TemporaryDirectory(prefix="freeadv-bridge-") as tmp:
-        return run_stages(bridge_stages(), Context(plan, device, Path(tmp)), budget, out_dir, header, clock)
+        return run_stages(bridge_stages() if stages is None else stages, Context(plan, device, Path(tmp)),
+                          budget, out_dir, header, clock, prior)
 
 
-def _bridge_command(device: torch.device, data: str | None, quick: bool, out_dir: Path, budget: float) -> int:
-    result = run_bridge(device, bridge_plan(quick, data), budget, out_dir)
+def _bridge_command(device: torch.device, data: str | None, args: argparse.Namespace, out_dir: Path,
+                    budget: float) -> int:
+    plan = bridge_plan(args.quick, data)
+    stages = select_stages(args.stages)
+    prior = load_prior(args.prior, plan, stages) if args.prior else None
+    result = run_bridge(device, plan, budget, out_dir, stages=stages, prior=prior)
     print(format_markdown(result))
     print(f"[bridge] wrote {out_dir}/bridge.json, bridge.md and one JSON per stage")
     return 1 if any(r["status"] == "failed" for r in result["stages"].values()) else 0
@@ -394,7 +444,7 @@ def _bridge_command(device: torch.device, data: str | None, quick: bool, out_dir
 
 @dataclass(frozen=True)
 class Experiment:
-    run: Callable[[torch.device, str | None, bool, Path, float], int]
+    run: Callable[[torch.device, str | None, argparse.Namespace, Path, float], int]
     budget_s: float        # --budget-seconds' default: the whole experiment's
     out_dir: str           # --out-dir's default
 
@@ -413,6 +463,6 @@ def run_experiment(args: argparse.Namespace, device: torch.device, data: str | N
     if args.quick and device.type == "cpu":
         torch.set_num_threads(1)   # tiny models gain nothing from more threads (as the full check's --quick)
     try:
-        return experiment.run(device, data, args.quick, out_dir, budget)
+        return experiment.run(device, data, args, out_dir, budget)
     finally:
         torch.set_num_threads(threads)

@@ -468,6 +468,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", default="full",
                    help=f"full (this check, the default) or a prepared experiment: "
                         f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.gpu_experiments)")
+    p.add_argument("--stages", help="bridge: the stages this call runs, comma-separated (default all): "
+                                    + ", ".join(gpu_experiments.STAGE_NAMES))
+    p.add_argument("--prior", help="bridge: an earlier call's bridge.json (the same plan); its finished "
+                                   "records stand for the stages this call does not run")
     p.set_defaults(func=cmd_gpucheck)
 
 
