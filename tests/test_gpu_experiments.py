@@ -1,5 +1,6 @@
 """freeadv gpucheck --experiment: the bridge experiment's plan (the paper's recipe), its stages
 within a time budget (a fake clock), its files after every stage, and its --quick run on a CPU."""
+import dataclasses
 import json
 import time
 
@@ -180,3 +181,44 @@ def test_the_quick_bridge_numbers_are_consistent(quick_bridge):
     assert comparison["n"] == 48 and comparison["robust"]["low"] <= comparison["robust"]["estimate"]
     markdown = (out / "bridge.md").read_text()
     assert "## Free m=8 minus 7-PGD" in markdown and "PGD-20 on 48 test images, robust accuracy: **" in markdown
+
+
+# --- one call per method: --stages and --prior ----------------------------------------------
+
+def test_stages_are_chosen_by_name_in_the_experiments_order():
+    assert [s.name for s in gx.select_stages("pgd20-pgd7, train-pgd7")] == ["train-pgd7", "pgd20-pgd7"]
+    assert [s.name for s in gx.select_stages(None)] == list(gx.STAGE_NAMES)
+    for bad in ("train-pgd7,pgdx", " , "):
+        with pytest.raises(ValueError, match=f"--stages has bad value '{bad}'"):
+            gx.select_stages(bad)
+
+
+def _prior_file(tmp_path, plan, **changes):
+    records = {"train-free": {"stage": "train-free", "status": "done", "weights_digest": "w"},
+               "pgd20-free": {"stage": "pgd20-free", "status": "done"},
+               "apgd-free": {"stage": "apgd-free", "status": "skipped"}}
+    earlier = {"experiment": "bridge", "plan": {**dataclasses.asdict(plan), **changes}, "stages": records}
+    path = tmp_path / "bridge.json"
+    path.write_text(json.dumps(earlier))
+    return path
+
+
+def test_an_earlier_calls_finished_records_stand_for_the_stages_not_run(tmp_path):
+    plan = gx.bridge_plan(False, "/here")
+    earlier = dataclasses.replace(plan, data={**plan.data, "data_root": "/there"}, expected_s={})
+    stages = gx.select_stages("train-pgd7,pgd20-pgd7,pgd20-free")
+    prior = gx.load_prior(str(_prior_file(tmp_path, earlier)), plan, stages)
+    assert sorted(prior) == ["train-free"] and prior["train-free"]["prior"] == str(tmp_path / "bridge.json")
+    with pytest.raises(ValueError, match="its plan is not this call's plan"):
+        gx.load_prior(str(_prior_file(tmp_path, plan, iterations=1600)), plan, stages)
+    with pytest.raises(ValueError, match="--prior has bad value .*not a readable bridge.json"):
+        gx.load_prior(str(tmp_path / "missing.json"), plan, stages)
+
+
+def test_a_stage_whose_input_ran_in_an_earlier_call_is_skipped():
+    stage = gx.select_stages("apgd-free")[0]
+    records = {"train-free": {"status": "done", "prior": "old/bridge.json"}}
+    assert gx.skip_reason(stage, records, 0.0, 1.0, 100.0) == \
+        "needs train-free, which ran in an earlier call (its weights are not kept)"
+    assert gx.skip_reason(stage, {"train-free": {"status": "done"}}, 0.0, 1.0, 100.0) in (
+        None, "pyautoattack is not installed")
