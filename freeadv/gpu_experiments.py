@@ -16,7 +16,7 @@ subset of cifar10-jpeg, a step between the CPU numbers and the paper's:
 - Stages, most informative first: (1) train Free m=8 (~52 s on an H200, plus compile),
   (2) train 7-PGD (~274 s), (3) PGD-20 (eps 8, step 2, 1 restart) on all 10,000 test images for
   each model, (4) APGD-CE then APGD-T on the first 500 test images for each model.
-- The summary gives Free m=8 minus 7-PGD PGD-20 accuracy with the exact paired interval of
+- The summary gives Free m=8 minus 7-PGD PGD-20 accuracy with the paired interval of
   freeadv.stats.paired_difference over the per-image flags (both models see the same images).
 
 A call may run some of the stages (``--stages train-pgd7,pgd20-pgd7``) and take the others'

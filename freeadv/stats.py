@@ -32,7 +32,7 @@ class Interval:
     method: str         # how the interval was computed, for the reader of a claim
 
     def text(self, signed: bool = True) -> str:
-        """E.g. ``+1.20 [-0.85, +3.10] (90%, exact paired)``; ``signed=False`` for accuracies."""
+        """E.g. ``+1.20 [-0.85, +3.10] (90%, Newcombe paired)``; ``signed=False`` for accuracies."""
         f = "{:+.2f}" if signed else "{:.2f}"
         level = f"{round(PERCENT * self.confidence, 6):g}%"
         return (f"{f.format(self.estimate)} [{f.format(self.low)}, {f.format(self.high)}] "
@@ -127,33 +127,57 @@ def mean_interval(runs: Sequence, confidence: float = 0.95) -> Interval:
 # -- differences on the same images ------------------------------------------------------------
 
 def paired_difference(a, b, confidence: float = 0.90) -> Interval:
-    """acc(a) - acc(b) of two models on the same images, with an exact conditional interval.
+    """acc(a) - acc(b) of two models on the same images, with Newcombe's paired score interval.
 
     Why paired: two 1,000-image accuracies near 50% each carry a standard error of ~1.6 points,
     so an unpaired difference has ~2.2; but on the same images only the discordant images (one
     model right, the other wrong) move the difference, and related models disagree on few
     images, so the paired interval is often several times narrower.
 
-    Why exact: with n10 = #(a right, b wrong), n01 = #(a wrong, b right) and d = n10 + n01, the
-    difference is (n10 - n01)/n = (d/n)(2*pi - 1) with pi = n10/d. Given d, n10 is binomial(d, pi)
-    (McNemar's conditioning), and d is often a few dozen, too few for a Wald interval; so the
-    Clopper-Pearson interval for pi is mapped through that line. With d == 0 the models agree on
-    every image, the difference is exactly 0 and the interval is [0, 0].
+    Why this interval: the difference is (n10 - n01)/n with n10 = #(a right, b wrong) and n01 =
+    #(a wrong, b right). An interval conditional on the discordant count d = n10 + n01 (McNemar's
+    conditioning) treats d as fixed, so it can never reach past +-d/n: with d = 0 it is [0, 0],
+    and with the discordance all one way it is far too narrow. Newcombe's hybrid score interval
+    (Stat. Med. 17:2635, 1998, method 10) is unconditional: it combines the Wilson intervals of the
+    two accuracies with their correlation phi over the images, and stays sensible at d = 0 and at
+    accuracies near 0 or 100. phi uses Newcombe's correction (a positive n11*n00 - n10*n01 is
+    reduced by n/2), which can only widen the interval. statsmodels has this interval only in
+    its development branch (confint_proportions_paired), so it is written here on scipy.
     """
     confidence = _confidence(confidence)
     a, b = _flags(a, "a"), _flags(b, "b")
     if a.size != b.size or a.size == 0:
         raise ValueError(f"a and b must be non-empty and the same length, got {a.size} and {b.size}")
-    n = a.size
-    n10, n01 = int((a & ~b).sum()), int((~a & b).sum())
-    d = n10 + n01
-    method = "exact paired"
-    if d == 0:
-        return Interval(0.0, 0.0, 0.0, confidence, method)
-    pi_low, pi_high = _clopper_pearson(n10, n01, confidence)
-    scale = PERCENT * d / n
-    return Interval(PERCENT * (n10 - n01) / n, scale * (2 * pi_low - 1), scale * (2 * pi_high - 1),
-                    confidence, method)
+    counts = (int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum()), int((~a & ~b).sum()))
+    return paired_difference_counts(*counts, confidence=confidence)
+
+
+def paired_difference_counts(n11: int, n10: int, n01: int, n00: int, confidence: float = 0.90) -> Interval:
+    """:func:`paired_difference` from the four cells of the paired table (n11: both right)."""
+    confidence = _confidence(confidence)
+    cells = [_count(v, name, minimum=0) for v, name in ((n11, "n11"), (n10, "n10"), (n01, "n01"), (n00, "n00"))]
+    n11, n10, n01, n00 = cells
+    n = _count(sum(cells), "n11 + n10 + n01 + n00", minimum=1)
+    p1, p2 = (n11 + n10) / n, (n11 + n01) / n
+    l1, u1 = (v / PERCENT for v in wilson(n11 + n10, n, confidence))
+    l2, u2 = (v / PERCENT for v in wilson(n11 + n01, n, confidence))
+    phi = _newcombe_phi(n11, n10, n01, n00)
+    low = p1 - p2 - math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    high = p1 - p2 + math.sqrt(max(0.0, (p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2))
+    return Interval(PERCENT * (n10 - n01) / n, PERCENT * max(-1.0, low), PERCENT * min(1.0, high),
+                    confidence, "Newcombe paired")
+
+
+def _newcombe_phi(n11: int, n10: int, n01: int, n00: int) -> float:
+    """The correlation of the two models' correctness over the images, as Newcombe corrects it:
+    0 when a margin is empty (a model is right everywhere or nowhere)."""
+    n = n11 + n10 + n01 + n00
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    if margins == 0:
+        return 0.0
+    cross = n11 * n00 - n10 * n01
+    cross = max(0.0, cross - n / 2) if cross > 0 else cross
+    return cross / math.sqrt(margins)
 
 
 def seeded_difference(a_runs: Sequence, b_runs: Sequence, confidence: float = 0.90) -> Interval:
@@ -168,7 +192,7 @@ def seeded_difference(a_runs: Sequence, b_runs: Sequence, confidence: float = 0.
 
     A side with one seed borrows the other side's seed variance (and its degrees of freedom),
     assuming both training procedures vary alike across seeds; ``method`` says so. With one seed
-    each, seed variation cannot be estimated and the exact paired interval of the two runs is
+    each, seed variation cannot be estimated and the paired interval of the two runs is
     returned, its method marked "1 seed each: image term only".
     """
     confidence = _confidence(confidence)
@@ -214,14 +238,6 @@ def _t_interval(estimate: float, terms: list[tuple[float, int]], confidence: flo
     df = total ** 2 / sum(v * v / df for v, df in terms if v > 0)
     half = float(_scipy_stats().t.ppf(0.5 + confidence / 2, df)) * math.sqrt(total)
     return Interval(estimate, estimate - half, estimate + half, confidence, method)
-
-
-def _clopper_pearson(successes: int, failures: int, confidence: float) -> tuple[float, float]:
-    """Exact binomial interval for a proportion, from beta quantiles (closed ends at 0 and 1)."""
-    tail = (1 - confidence) / 2
-    low = float(_scipy_stats().beta.ppf(tail, successes, failures + 1)) if successes else 0.0
-    high = float(_scipy_stats().beta.ppf(1 - tail, successes + 1, failures)) if failures else 1.0
-    return low, high
 
 
 def _confidence(confidence: float) -> float:

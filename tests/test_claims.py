@@ -111,7 +111,7 @@ def test_results_showing_every_effect_pass_every_claim(tmp_path):
 
 @pytest.mark.parametrize("effects, failing", [
     ({"natural": {"pgd20": 2.0}}, "C1"),                                   # Wilson 95% [1.5, 2.7]: above 1%
-    ({"free_m8": {"pgd20": 34.9, "pgd100": 34.5, "pgd20_r10": 34.8, "cw100": 34.0}}, "C2"),   # 3.6 under 7-PGD
+    ({"free_m8": {"pgd20": 34.0, "pgd100": 33.6, "pgd20_r10": 33.9, "cw100": 33.2}}, "C2"),   # 4.5 under 7-PGD
     ({"free_m8": {"apgd": 31.5}}, "C2"),                                   # ... or on APGD-T only
     ({"free_m8": {"nat": 70.5}}, "C4a"),                                   # m=4 -> 8 rises, and m=2 -> 8
     ({"free_m8": {"pgd20": 31.0, "pgd100": 30.5, "pgd20_r10": 30.8, "cw100": 30.0, "apgd": 29.0},
@@ -125,8 +125,8 @@ def test_each_claim_fails_on_results_contradicting_it(tmp_path, effects, failing
     assert all(status == "PASS" for claim, status in got.items() if claim != failing), got
 
 
-def test_c4a_fails_when_clean_accuracy_does_not_fall(tmp_path):
-    ev = write_results(tmp_path, {"free_m4": {"nat": 70.0}, "free_m8": {"nat": 70.0}})
+def test_c4a_fails_when_clean_accuracy_rises(tmp_path):
+    ev = write_results(tmp_path, {"free_m4": {"nat": 71.0}, "free_m8": {"nat": 72.0}})
     assert claims.c4a_clean_falls_with_m(ev).status == "FAIL"
 
 

@@ -110,46 +110,56 @@ def test_unpack_refuses_bad_text():
 
 def test_accuracy_and_interval_text():
     assert stats.accuracy([True, False, True, True]) == 75.0
-    iv = stats.Interval(1.2, -0.85, 3.1, 0.9, "exact paired")
-    assert iv.text() == "+1.20 [-0.85, +3.10] (90%, exact paired)"
+    iv = stats.Interval(1.2, -0.85, 3.1, 0.9, "Newcombe paired")
+    assert iv.text() == "+1.20 [-0.85, +3.10] (90%, Newcombe paired)"
     assert stats.Interval(45.0, 43.5, 46.5, 0.95, "Wilson").text(signed=False) == \
         "45.00 [43.50, 46.50] (95%, Wilson)"
 
 
 # -- paired difference -----------------------------------------------------------------------
 
-def test_identical_models_give_zero_interval():
-    a = np.random.default_rng(1).random(1000) < 0.5
-    iv = stats.paired_difference(a, a.copy())
-    assert (iv.estimate, iv.low, iv.high) == (0.0, 0.0, 0.0)
+def newcombe_by_hand(n11, n10, n01, n00, confidence):
+    """Newcombe's method 10, written out from the paper's formulas with scipy's quantile."""
+    n = n11 + n10 + n01 + n00
+    z = sps.norm.ppf(0.5 + confidence / 2)
+
+    def wilson(x):
+        p = x / n
+        centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+        return p, (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+    (p1, l1, u1), (p2, l2, u2) = wilson(n11 + n10), wilson(n11 + n01)
+    ad_bc = n11 * n00 - n10 * n01
+    corrected = max(ad_bc - n / 2, 0) if ad_bc > 0 else ad_bc
+    margins = (n11 + n10) * (n01 + n00) * (n11 + n01) * (n10 + n00)
+    phi = corrected / math.sqrt(margins) if margins else 0.0
+    low = p1 - p2 - math.sqrt((p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2)
+    high = p1 - p2 + math.sqrt((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2)
+    return 100 * (p1 - p2), 100 * low, 100 * high
 
 
-def test_paired_matches_clopper_pearson_from_beta():
-    n10, n01, n = 30, 10, 1000
-    a, b = pair(n10, n01, n11=400, n00=n - 440)
+@pytest.mark.parametrize("n11,n10,n01,n00", [(400, 30, 10, 560), (14, 5, 0, 22), (100, 7, 0, 100),
+                                             (300, 0, 9, 691), (2, 1, 1, 996)])
+def test_paired_is_newcombes_hybrid_score_interval(n11, n10, n01, n00):
+    a, b = pair(n10, n01, n11=n11, n00=n00)
     iv = stats.paired_difference(a, b, confidence=0.90)
-    d, alpha = n10 + n01, 0.10
-    pi_low = sps.beta.ppf(alpha / 2, n10, d - n10 + 1)
-    pi_high = sps.beta.ppf(1 - alpha / 2, n10 + 1, d - n10)
-    assert iv.estimate == pytest.approx(100 * (n10 - n01) / n)
-    assert iv.low == pytest.approx(100 * d / n * (2 * pi_low - 1), abs=1e-6)
-    assert iv.high == pytest.approx(100 * d / n * (2 * pi_high - 1), abs=1e-6)
-    assert iv.confidence == 0.90 and iv.method == "exact paired"
-    # the same interval by scipy's own exact binomial CI (root finding on the binomial tails)
-    ci = sps.binomtest(n10, d).proportion_ci(confidence_level=0.90, method="exact")
-    assert (iv.low, iv.high) == pytest.approx((100 * d / n * (2 * ci.low - 1),
-                                               100 * d / n * (2 * ci.high - 1)), abs=1e-6)
+    assert (iv.estimate, iv.low, iv.high) == pytest.approx(newcombe_by_hand(n11, n10, n01, n00, 0.90), abs=1e-9)
+    assert iv.confidence == 0.90 and iv.method == "Newcombe paired"
+    assert iv.low < iv.estimate < iv.high
 
 
-@pytest.mark.parametrize("n10,n01", [(0, 7), (7, 0), (1, 1)])
-def test_paired_at_the_ends_of_the_binomial(n10, n01):
-    a, b = pair(n10, n01, n11=100, n00=100)
-    iv = stats.paired_difference(a, b, confidence=0.95)
-    ci = sps.binomtest(n10, n10 + n01).proportion_ci(confidence_level=0.95, method="exact")
-    scale = 100 * (n10 + n01) / a.size
-    assert (iv.low, iv.high) == pytest.approx((scale * (2 * ci.low - 1), scale * (2 * ci.high - 1)),
-                                              abs=1e-6)
-    assert iv.low <= iv.estimate <= iv.high and np.isfinite([iv.low, iv.high]).all()
+def test_models_that_agree_everywhere_still_get_an_interval_of_positive_width():
+    """No discordant image is evidence of a small difference, not proof of none: the interval
+    contains 0 and narrows as the images grow."""
+    widths = []
+    for n in (100, 1000, 10000):
+        a = np.arange(n) < n // 2
+        iv = stats.paired_difference(a, a.copy())
+        assert iv.estimate == 0.0 and iv.low < 0 < iv.high
+        widths.append(iv.high - iv.low)
+    assert widths[0] > widths[1] > widths[2] > 0
+    everywhere = stats.paired_difference(np.ones(500, bool), np.ones(500, bool))
+    assert everywhere.low < 0 < everywhere.high and -100 <= everywhere.low
 
 
 def test_paired_sign_convention():
@@ -264,9 +274,12 @@ def test_mean_interval():
 
 # -- coverage --------------------------------------------------------------------------------
 
-def test_paired_interval_covers_the_true_difference():
+@pytest.mark.parametrize("p11,p10,p01", [
+    (0.40, 0.05, 0.03),      # related models, discordance both ways
+    (0.40, 0.004, 0.0),      # a few discordant images, all one way: the conditional (McNemar) interval covered 57% of these draws
+])
+def test_paired_interval_covers_the_true_difference(p11, p10, p01):
     """400 draws of two correlated models on 1,000 images; true difference 100*(p10 - p01)."""
-    p11, p10, p01 = 0.40, 0.05, 0.03
     cells = np.random.default_rng(6).choice(4, size=(400, 1000), p=[p11, p10, p01, 1 - p11 - p10 - p01])
     a_all, b_all = (cells == 0) | (cells == 1), (cells == 0) | (cells == 2)
     truth = 100 * (p10 - p01)
