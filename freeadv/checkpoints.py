@@ -17,12 +17,13 @@ from typing import Any
 import torch
 
 from .io import atomic_write
+from .errors import UserError
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
 
 
-class CheckpointError(RuntimeError, ValueError):
+class CheckpointError(RuntimeError, UserError):
     """A checkpoint that cannot be read safely (corrupt, truncated, or holding non-tensor objects).
 
     Also a ValueError: the CLI reports every bad input (a ValueError) as one line with exit code 2,

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from . import __version__
-from .keys import ConfigError
+from .errors import UserError
 
 EXAMPLES = """examples:
   freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
@@ -23,9 +23,9 @@ EXAMPLES = """examples:
 """
 
 # The modules that register subcommands, in the order `freeadv --help` lists them.
-COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.bench", "freeadv.commands.report",
-            "freeadv.commands.cost", "freeadv.estimate", "freeadv.doctor", "freeadv.commands.analysis",
-            "freeadv.commands.export", "freeadv.gpucheck")
+COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.tools.bench", "freeadv.commands.report",
+            "freeadv.commands.cost", "freeadv.tools.estimate", "freeadv.tools.doctor", "freeadv.commands.analysis",
+            "freeadv.commands.export", "freeadv.tools.gpucheck")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,10 +83,10 @@ def interrupted(command: str, stop: KeyboardInterrupt) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command. User errors (bad values, bad files, the environment: ConfigError,
-    ValueError and its subclasses DataError, CheckpointError, OutputError..., OSError, YAML errors)
-    end in one line and exit code 2; SIGINT (Ctrl-C) and SIGTERM in one line and exit code 130 or
-    143; anything else is a bug and raises."""
+    """Run one command. User errors (freeadv.errors.UserError and its subclasses ConfigError,
+    DataError, CheckpointError, OutputError...; OSError; YAML errors) end in one line and exit
+    code 2; SIGINT (Ctrl-C) and SIGTERM in one line and exit code 130 or 143; anything else is a
+    bug and keeps its traceback."""
     import yaml
 
     args = build_parser().parse_args(argv)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except KeyboardInterrupt as stop:
         return interrupted(args.command, stop)
-    except (ConfigError, ValueError, OSError, yaml.YAMLError) as err:
+    except (UserError, OSError, yaml.YAMLError) as err:
         print(f"freeadv {args.command}: error: {one_line(err)}", file=sys.stderr)
         return 2
 

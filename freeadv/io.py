@@ -1,7 +1,7 @@
 """Crash-safe file output: every checkpoint, JSON and text result is written to a temporary file
 in the same folder and renamed into place, so a killed process never leaves a half-written file.
 
-Torch-free: Snakemake imports this module (through freeadv.claims) while it parses the workflow.
+Torch-free: Snakemake imports this module (through freeadv.report.claims) while it parses the workflow.
 Tensor files are written by freeadv.checkpoints, on top of ``atomic_write`` below.
 """
 from __future__ import annotations
@@ -11,6 +11,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
+
+from .errors import UserError
 
 
 def new_file_mode() -> int:
@@ -48,11 +50,11 @@ def write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
-class OutputError(ValueError):
+class OutputError(UserError):
     """An output path that cannot or must not be written (one line, names the path)."""
 
 
-class JsonFileError(ValueError):
+class JsonFileError(UserError):
     """A JSON file that does not parse (one line: the file, the line and what is wrong)."""
 
 

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .errors import UserError
+
 
 def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -47,7 +49,7 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A bad configuration value; the message is one line naming the key, the value and what is allowed."""
 
 

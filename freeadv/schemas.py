@@ -21,8 +21,10 @@ from typing import Any, Iterator
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
+from .errors import UserError
 
-class BadFile(ValueError):
+
+class BadFile(UserError):
     """A file a report reads that cannot be what its writer wrote (one line: the file, the key, why)."""
 
 
@@ -53,7 +55,8 @@ def record(required: list[str] = (), **properties: Any) -> dict[str, Any]:
 TRAIN = record(
     ["config"],
     kind={"const": "train"}, config={"type": "object"},
-    train_minutes=POSITIVE_TIME, train_seconds=POSITIVE_TIME, wall_seconds_last_session=POSITIVE_TIME,
+    train_minutes=POSITIVE_TIME, train_seconds=POSITIVE_TIME, wall_seconds_this_process=POSITIVE_TIME,
+    wall_seconds_last_session=POSITIVE_TIME,   # the same, under its former name in committed results
     train_cpu_seconds=TIME, train_cpu_per_wall={"type": ["number", "null"], "minimum": 0},
     images_per_second=RATE, seconds_per_iteration=TIME,
     final_clean_acc_eval_n=ACCURACY, eval_n=POSITIVE, n_train={"type": ["integer", "null"], "minimum": 1},

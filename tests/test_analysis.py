@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from freeadv import config as cfg
-from freeadv.analysis import adv_examples, from_uint8, grid_axis, loss_surface, rademacher, to_uint8
+from freeadv.runs.analysis import adv_examples, from_uint8, grid_axis, loss_surface, rademacher, to_uint8
 from freeadv.cli import main
 from freeadv.training import Trainer, data_for, load_trained_model
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from freeadv.attacks import ATTACKS, AttackError, AttackSpec, cw_margin, evaluate, pgd, worst_case
+from freeadv.attacks import ATTACKS, AttackError, AttackSpec
+from freeadv.perturb import cw_margin, pgd
+from freeadv.runs import evaluate, worst_case
 from freeadv.attacks.spec import for_model
 from freeadv.stats import unpack_flags
 

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from freeadv import config as cfg
-from freeadv.attacks import AttackSpec, autoattack, evaluate, run_attack
+from freeadv.attacks import AttackSpec, autoattack
+from freeadv.runs import evaluate, run_attack
 from freeadv.attacks.kinds import AUTOATTACK_ITERATIONS
 from freeadv.cli import main
 from freeadv.stats import unpack_flags

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from freeadv.bench import run_bench
+from freeadv.tools.bench import run_bench
 from freeadv.cli import main
 from freeadv.methods import METHODS, method_params
 

@@ -1,4 +1,4 @@
-"""freeadv.claims: each claim passes on results that show the paper's effect, fails on results built
+"""freeadv.report.claims: each claim passes on results that show the paper's effect, fails on results built
 to contradict it (with the thresholds fixed in the module), and says INCONCLUSIVE where its inputs
 are missing: never PASS.
 
@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from freeadv import claims
-from freeadv.evidence import Evidence
+from freeadv.report import claims
+from freeadv.report.evidence import Evidence
 from freeadv.io import write_json
 from freeadv.stats import pack_flags
 

@@ -1,4 +1,4 @@
-"""The cost table (freeadv/cost.py, `freeadv cost-table`) on hand-written Snakemake benchmark files:
+"""The cost table (freeadv/report/cost.py, `freeadv cost-table`) on hand-written Snakemake benchmark files:
 which jobs a plan has, what is read from each TSV (NA, repeats), the CSV and Markdown with totals,
 the resources record that `freeadv regenerate` rebuilds from, and one-line errors naming the file."""
 import copy
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from freeadv.config import load_yaml
-from freeadv.cost import CostError, Job, plan_jobs, read_benchmark, write_cost_table
+from freeadv.report.cost import CostError, Job, plan_jobs, read_benchmark, write_cost_table
 from freeadv.experiments import scales
 from freeadv.experiments.layout import benchmark_path, resources_path
 

@@ -162,7 +162,7 @@ def test_all_checkpoints_corrupt_is_a_clear_error_not_a_restart(tmp_path, monkey
 
 
 def test_io_imports_no_torch():
-    """freeadv.io runs at Snakemake parse time (through freeadv.claims): importing it must not
+    """freeadv.io runs at Snakemake parse time (through freeadv.report.claims): importing it must not
     import torch; the tensor files are freeadv.checkpoints'."""
     code = "import sys, freeadv.io; assert 'torch' not in sys.modules, 'io imported torch'"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 from freeadv.cli import main
-from freeadv.curves import _lr_drops, _points, training_curves, write_curves
+from freeadv.report.curves import _lr_drops, _points, training_curves, write_curves
 from freeadv.experiments import scales
 from freeadv.experiments.layout import curves_name, train_path
 from freeadv.stats import wilson
@@ -67,7 +67,7 @@ def test_one_line_per_model_in_both_panels_each_with_its_band_and_the_collapse_m
 
 
 def test_the_band_is_the_wilson_interval_of_each_check():
-    from freeadv.curves import _band
+    from freeadv.report.curves import _band
     fig, ax = plt.subplots()
     _band(ax, [10, 20], [50.0, 25.0], [128, 128], "C0", 0.2)
     (band,) = ax.collections

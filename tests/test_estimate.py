@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from freeadv import estimate
+from freeadv.tools import estimate
 from freeadv.experiments.scales import build_plan, plan_inputs, target_files
 from freeadv.cli import main
 from freeadv.config import load_yaml

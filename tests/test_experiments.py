@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_experiment_plan_imports_no_torch():
     code = ("import sys, freeadv.experiments.scales, freeadv.experiments.design, freeadv.experiments.layout, "
-            "freeadv.experiments.deps, freeadv.experiments.paper_values, freeadv.claims; "
+            "freeadv.experiments.deps, freeadv.experiments.paper_values, freeadv.report.claims; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 0, run.stderr
@@ -139,15 +139,15 @@ def test_command_closures_hold_what_their_jobs_run():
     attack = deps.closure("freeadv.commands.attack")
     report = deps.closure("freeadv.commands.report")
     analysis = deps.closure("freeadv.commands.analysis")
-    assert {"freeadv/sanity.py", "freeadv/cpu.py", "freeadv/attacks/evaluation.py"} <= set(attack)
+    assert {"freeadv/sanity.py", "freeadv/cpu.py", "freeadv/runs/evaluation.py"} <= set(attack)
     assert {"freeadv/cpu.py", "freeadv/methods/free.py", "freeadv/distributed.py", "freeadv/__init__.py",
             "freeadv/commands/__init__.py"} <= set(train)
     assert "freeadv/sanity.py" not in train   # an evaluation check does not retrain the models
-    assert {"freeadv/tables.py", "freeadv/figures.py", "freeadv/claims.py", "freeadv/sanity.py",
+    assert {"freeadv/report/tables.py", "freeadv/report/figures.py", "freeadv/report/claims.py", "freeadv/sanity.py",
             "freeadv/experiments/scales.py", "freeadv/experiments/paper_values.csv"} <= set(report)
-    assert "freeadv/analysis.py" in analysis
+    assert "freeadv/runs/analysis.py" in analysis
     for closure in (train, attack, report, analysis):
-        assert not {"freeadv/bench.py", "freeadv/doctor.py", "freeadv/estimate.py", "freeadv/cli.py"} & set(closure)
+        assert not {"freeadv/tools/bench.py", "freeadv/tools/doctor.py", "freeadv/tools/estimate.py", "freeadv/cli.py"} & set(closure)
 
 
 def _tree(root: Path, files: dict[str, str]) -> Path:

@@ -5,9 +5,10 @@ import shutil
 import pytest
 import torch
 
-from freeadv.attacks import AttackSpec, evaluate, run_attack
+from freeadv.attacks import AttackSpec
+from freeadv.runs import evaluate, run_attack
 from freeadv.cli import main
-from freeadv.export import MODEL_INFO, accuracy_string, eps_string, export_run, load_exported
+from freeadv.runs.export import MODEL_INFO, accuracy_string, eps_string, export_run, load_exported
 from freeadv.io import write_json
 from freeadv.training import data_for, model_for
 

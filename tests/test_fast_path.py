@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from freeadv import config as cfg
-from freeadv.attacks import evaluation as attack_evaluation
-from freeadv.attacks.steps import eval_mode, pgd
+from freeadv.runs import opening as run_opening
+from freeadv.perturb import eval_mode, pgd
 from freeadv.checkpoints import load_tensors
 from freeadv.cli import main
 from freeadv.methods import Free, build_method
@@ -159,8 +159,8 @@ def test_robust_check_measure_is_fp32_inside_an_autocast(bf16_run):
 def test_attack_of_a_bf16_run_is_fp32(bf16_run, tmp_path, monkeypatch):
     run_dir = bf16_run[0]
     recorder = DtypeRecorder("attack")
-    load = attack_evaluation.load_trained_model
-    monkeypatch.setattr(attack_evaluation, "load_trained_model",
+    load = run_opening.load_trained_model
+    monkeypatch.setattr(run_opening, "load_trained_model",
                         lambda *a, **k: (lambda model, config: (recorder.attach(model), config))(*load(*a, **k)))
     out = tmp_path / "eval.json"
     assert main(["attack", "--run", str(run_dir), "--steps", "3", "--n", "32", "--device", "cpu",

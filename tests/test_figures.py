@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from freeadv.experiments import scales
-from freeadv.figures import figure2, write_figure
-from freeadv.loss_figures import figure3, figure3_surfaces, slices
+from freeadv.report.figures import figure2, write_figure
+from freeadv.report.loss_figures import figure3, figure3_surfaces, slices
 
 from test_tables import SMALL_SCALE
 
@@ -110,7 +110,7 @@ def test_figures_1_and_4_title_what_was_trained_and_caption_where_it_comes_from(
     fake_results(tmp_path, plan, name, lambda row, metric: 50.0)
     paths = write_figure(plan, name, tmp_path, tmp_path / f"{name}.png")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
-    from freeadv.figures import FIGURES
+    from freeadv.report.figures import FIGURES
     fig = FIGURES[name](plan, tmp_path)
     heading = fig._suptitle.get_text()
     assert "small CNN width 4" in heading and "(256 training images, 20 iterations)" in heading

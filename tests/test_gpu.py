@@ -32,7 +32,7 @@ import torch.distributed as dist
 from freeadv import config as cfg
 from freeadv import methods
 from freeadv.attacks import AttackSpec
-from freeadv.attacks.evaluation import worst_case
+from freeadv.runs.evaluation import worst_case
 from freeadv.checkpoints import load_tensors
 from freeadv.data import load_data
 from freeadv.methods import build_method

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from freeadv import config as cfg
-from freeadv import gpu_experiments as gx
+from freeadv.tools import gpu_experiments as gx
 from freeadv import stats
 from freeadv.cli import main
 

@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from freeadv import bench, gpucheck
+from freeadv.tools import bench
+from freeadv.tools import gpucheck
 from freeadv.cli import main
 from freeadv.provenance import device_info
 

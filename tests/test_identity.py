@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from freeadv import claims
+from freeadv.report import claims
 from freeadv import config as cfg
-from freeadv.analysis import adv_examples
-from freeadv.attacks import AttackSpec, autoattack, run_attack
+from freeadv.runs.analysis import adv_examples
+from freeadv.attacks import AttackSpec, autoattack
+from freeadv.runs import run_attack
 from freeadv.checkpoints import load_tensors, weights_digest
 from freeadv.experiments import scales
 from freeadv.experiments.layout import train_path
-from freeadv.export import export_run
-from freeadv.tables import BadResult, build_table
+from freeadv.runs.export import export_run
+from freeadv.report.tables import BadResult, build_table
 from freeadv.training import Trainer
 from freeadv.training.runtime import model_for
 

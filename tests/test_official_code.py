@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from freeadv import config as cfg
-from freeadv.analysis import _rademacher_pair, loss_grid
+from freeadv.runs.analysis import _rademacher_pair, loss_grid
 from freeadv.data.bundle import DataBundle, TensorBundle
 from freeadv.experiments.design import TARGETS
 from freeadv.methods import build_method
@@ -95,12 +95,12 @@ def _tf_per_image_standardization(x255: torch.Tensor) -> torch.Tensor:
 def test_standardisation_floor_is_tf_s_on_0_255_pixels():
     g = torch.Generator().manual_seed(0)
     natural = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
-    # near-constant: std 0.0005 on [0, 1] (0.13 on 0-255), under the old floor 1/sqrt(3072) = 0.018
+    # near-constant: std 0.0005 on [0, 1] (0.13 on 0-255), under a floor of 1/sqrt(3072) = 0.018 on [0, 1]
     flat = 0.5 + 0.0005 * torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)
     constant = torch.full((1, 3, 32, 32), 0.25, dtype=torch.float64)
     for x in (natural, flat, constant):
         torch.testing.assert_close(PerImageStandardize()(x), _tf_per_image_standardization(255 * x))
-    assert PerImageStandardize()(flat).std() > 0.9   # the old floor shrank this to ~0.03
+    assert PerImageStandardize()(flat).std() > 0.9   # a floor on [0, 1] would shrink this to ~0.03
 
 
 # 5. The CIFAR step schedule: tf.train.piecewise_constant keeps the old rate through the boundary step.

@@ -25,7 +25,7 @@ from freeadv.cli import main
 from freeadv.data import jpeg
 from freeadv.experiments import scales
 from freeadv.io import atomic_write, write_json
-from freeadv.plotting import figure_paths, save
+from freeadv.report.plotting import figure_paths, save
 
 from test_hostile import TINY, _watch_tmp_path, refused, run, tree, write_archive  # noqa: F401 (fixtures)
 from test_tables import SMALL_SCALE

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, {str(tmp_path)!r})
 from freeadv import config as cfg   # imported before the method registers: config reads the registry per call
 import gauss_method
-from freeadv import bench
+from freeadv.tools import bench
 from freeadv.commands.train import _method_help
 from freeadv.methods import METHODS, method_params
 from freeadv.training import Trainer

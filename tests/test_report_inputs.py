@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from freeadv import claims, schemas
+from freeadv import schemas
+from freeadv.report import claims
 from freeadv.cli import main
-from freeadv.cost import CostError, read_benchmark
-from freeadv.evidence import Evidence
+from freeadv.report.cost import CostError, read_benchmark
+from freeadv.report.evidence import Evidence
 from freeadv.io import write_json
-from freeadv.tables import BadResult, read_result
+from freeadv.report.tables import BadResult, read_result
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "results" / "mini1600"   # the committed results of a completed CPU run
@@ -178,7 +179,8 @@ def test_a_surface_without_images_is_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("clean", [float("nan"), 250.0, -3.0])
 def test_export_refuses_an_impossible_clean_accuracy(trained_run, tmp_path, capsys, clean):
-    from freeadv.attacks import AttackSpec, run_attack
+    from freeadv.attacks import AttackSpec
+    from freeadv.runs import run_attack
 
     ev = run_attack(trained_run, AttackSpec("none"), device="cpu", n=16)
     ev["clean_acc"] = clean

@@ -11,7 +11,7 @@ from freeadv.attacks import AttackError, AttackSpec
 from freeadv.experiments import design, scales
 from freeadv.experiments.layout import train_path
 from freeadv.experiments.paper_values import paper_value, paper_values
-from freeadv.tables import MissingResult, build_table, write_table
+from freeadv.report.tables import MissingResult, build_table, write_table
 
 SMALL_SCALE = {
     "datasets": {"cifar10": "synthetic", "cifar100": "synthetic", "imagenet": "synthetic"},
@@ -273,7 +273,7 @@ def test_table1_has_ours_paper_and_difference(tmp_path):
     assert "stand-ins" in markdown and "synthetic" in markdown and "at most 5 steps" in markdown
     tex = paths[2].read_text()
     assert r"\begin{tabular}" in tex and r"\_" in tex and "45.86" in tex
-    # Table 1 measures AutoAttack on the natural model too (issue 17): its cell is filled
+    # Table 1 measures AutoAttack on the natural model too: its cell is filled
     assert free10["aa_ours"] == 36.0 and not math.isnan(frame.set_index("row").loc["natural", "aa_ours"])
     assert "86.11 / 46.19 / 41.47 (Shafahi2019Adversarial, WRN-34-10)" in markdown   # the row's arch differs
     assert frame.set_index("row").loc["free_m8", "robustbench_aa"] == 41.47
@@ -401,7 +401,7 @@ def test_a_run_that_keeps_its_best_weights_gets_clean_and_pgd20_evaluations_of_t
         assert planned["file"] == final["file"].replace("/evals/", "/evals/best/")
     files = scales.target_files(plan, "table1")
     assert row["best"]["pgd20"]["file"] in files
-    from freeadv.cost import plan_jobs
+    from freeadv.report.cost import plan_jobs
     names = {job.name for job in plan_jobs(plan, ["table1"])}
     assert f"attack/{row['model']}/best/{row['best']['pgd20']['attack']}" in names
     # without keep_best (the paper's protocol) no row plans them

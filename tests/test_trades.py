@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from freeadv import config as cfg
-from freeadv.attacks import AttackSpec, evaluate
+from freeadv.attacks import AttackSpec
+from freeadv.runs import evaluate
 from freeadv.methods import METHODS, build_method
 from freeadv.training import Trainer, data_for, load_trained_model
 

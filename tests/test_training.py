@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from freeadv import config as cfg
-from freeadv.attacks import AttackSpec, evaluate
+from freeadv.attacks import AttackSpec
+from freeadv.runs import evaluate
 from freeadv.checkpoints import load_tensors
 from freeadv.training import Trainer, data_for, load_trained_model
 

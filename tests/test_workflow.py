@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from freeadv.config import load_yaml
-from freeadv.cost import plan_jobs
+from freeadv.report.cost import plan_jobs
 from freeadv.experiments import design, layout, scales
 from freeadv.experiments.paper_values import paper_values
 
@@ -192,7 +192,7 @@ def test_regenerate_needs_only_the_json_results(smoke, tmp_path):
 
 @pytest.mark.slow
 def test_claims_and_regenerate_on_a_results_folder_with_bad_json(smoke, tmp_path):
-    """A train.json that is `[]` or cut short: one line naming the file, no traceback (issue 16)."""
+    """A train.json that is `[]` or cut short: one line naming the file, no traceback."""
     workdir, _ = smoke
     shutil.copytree(workdir / "results" / "smoke", tmp_path / "smoke",
                     ignore=shutil.ignore_patterns("model.pt", "checkpoint*"))

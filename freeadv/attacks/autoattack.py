@@ -36,7 +36,8 @@ from ..io import read_json, write_json
 from ..stats import pack_flags
 from .kinds import AUTOATTACK_ITERATIONS, SQUARE_QUERIES_PER_ITERATION
 from .spec import EARLIER_SECONDS, AttackSpec
-from .steps import eval_mode
+from ..perturb import eval_mode
+from ..errors import UserError
 
 STATE_VERSION = 1   # of the resumable state file
 
@@ -93,13 +94,13 @@ def _load_state(path: Path | None, fresh: dict) -> dict:
     saved = read_json(path)
     same = all(saved.get(k) == fresh[k] for k in ("version", "attack", "sub_attacks", "n", "batch_size", "seed"))
     if not same:
-        raise ValueError(f"AutoAttack state file '{path}' belongs to another evaluation "
+        raise UserError(f"AutoAttack state file '{path}' belongs to another evaluation "
                          f"({saved.get('attack')}, n={saved.get('n')}); delete it or choose another --out")
     if saved.get("weights_digest") != fresh["weights_digest"]:
         which = ("records no weights digest, so it may belong to other weights" if not saved.get("weights_digest")
                  else f"belongs to other weights (digest {str(saved['weights_digest'])[:12]}, "
                       f"not {fresh['weights_digest'][:12]})")
-        raise ValueError(f"AutoAttack state file '{path}' {which}; delete it or choose another --out")
+        raise UserError(f"AutoAttack state file '{path}' {which}; delete it or choose another --out")
     return saved
 
 

@@ -6,7 +6,7 @@ import re
 from ..lazy import lazy_import
 from .spec import N_SUFFIX, AttackError, AttackKind, AttackSpec, n_suffix, num, parsed_n, register_attack
 
-steps = lazy_import("freeadv.attacks.steps")   # imports torch
+primitives = lazy_import("freeadv.perturb")   # imports torch
 
 
 @register_attack
@@ -17,7 +17,7 @@ class PGD(AttackKind):
     random_start = True
 
     def perturb(self, model, x, y, spec, generator):
-        return steps.pgd(model, x, y, eps=spec.eps_unit, step_size=spec.step_unit, steps=spec.steps,
+        return primitives.pgd(model, x, y, eps=spec.eps_unit, step_size=spec.step_unit, steps=spec.steps,
                          loss=self.loss, random_start=self.random_start, generator=generator)
 
 
@@ -60,7 +60,7 @@ class Noise(AttackKind):
         return 0
 
     def perturb(self, model, x, y, spec, generator):
-        return steps.uniform_noise(x, spec.eps_unit, generator)
+        return primitives.uniform_noise(x, spec.eps_unit, generator)
 
 
 @register_attack

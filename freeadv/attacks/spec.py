@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from ..units import to_unit
+from ..errors import UserError
 
 
-class AttackError(ValueError):
+class AttackError(UserError):
     """A bad attack id or spec; one line saying what form is expected."""
 
 
@@ -188,9 +189,16 @@ class AttackSpec:
         return value
 
     def record(self) -> dict[str, Any]:
-        """The ``attack`` entry of an eval JSON (pixel units)."""
+        """The ``attack`` entry of an eval JSON (pixel units), with the kind's two flags that the
+        sanity checks read (freeadv.sanity): a gradient attack, a whole-set attack (AutoAttack)."""
         return {"kind": self.kind, "eps": self.eps, "step_size": self.step_size, "steps": self.steps,
-                "restarts": self.restarts}
+                "restarts": self.restarts, **kind_flags(self.kind)}
+
+
+def kind_flags(kind: str) -> dict[str, bool]:
+    """``gradient`` and ``whole_set`` of a registered kind, as an eval record carries them."""
+    registered = ATTACKS[kind]
+    return {"gradient": registered.gradient, "whole_set": registered.whole_set}
 
 
 # The paper's attack step in pixel units: 2/255 on CIFAR (Madry et al.), 1/255 on ImageNet.

@@ -63,7 +63,7 @@ def check_out(args: argparse.Namespace) -> None:
 
 
 def cmd_adv_examples(args: argparse.Namespace) -> int:
-    from ..analysis import adv_examples   # local: torch (~2 s), which only the analysis commands need
+    from ..runs.analysis import adv_examples   # local: torch (~2 s), which only the analysis commands need
 
     check_out(args)
     result = adv_examples(args.run, eps=args.eps, step_size=args.step_size, steps=args.steps, last=args.last,
@@ -76,7 +76,7 @@ def cmd_adv_examples(args: argparse.Namespace) -> int:
 
 
 def cmd_loss_surface(args: argparse.Namespace) -> int:
-    from ..analysis import loss_surface   # local: torch (~2 s), which only the analysis commands need
+    from ..runs.analysis import loss_surface   # local: torch (~2 s), which only the analysis commands need
 
     check_out(args)
     result = loss_surface(args.run, images=args.images, plane=args.plane, grid=args.grid, span=args.span,

@@ -6,11 +6,12 @@ import sys
 from pathlib import Path
 
 from ..attacks import ATTACKS, AttackSpec
-from ..attacks.evaluation import run_attack
+from ..runs.evaluation import run_attack
 from ..config import check_device
 from ..io import check_output_file, write_json
 from ..training.folder import RUN_FILES
 from ..training.lock import LOCK
+from ..errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,18 +52,18 @@ def cmd_attack(args: argparse.Namespace) -> int:
     kind = ATTACKS[args.attack]
     args.steps = kind.default_steps if args.steps is None else args.steps
     if args.step_size is not None and not kind.uses_step:
-        raise ValueError(f"--step-size has bad value {args.step_size:g}: {args.attack} chooses its own steps")
+        raise UserError(f"--step-size has bad value {args.step_size:g}: {args.attack} chooses its own steps")
     if args.steps < 0:
-        raise ValueError(f"--steps has bad value {args.steps}: expected an integer >= 0")
+        raise UserError(f"--steps has bad value {args.steps}: expected an integer >= 0")
     if args.restarts < 1:
-        raise ValueError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
+        raise UserError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
     if args.restarts > 1 and not kind.uses_restarts:
-        raise ValueError(f"--restarts has bad value {args.restarts}: {args.attack} runs once (it has no "
+        raise UserError(f"--restarts has bad value {args.restarts}: {args.attack} runs once (it has no "
                          f"restarts); leave --restarts out")
     if args.batch_size < 1:
-        raise ValueError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
+        raise UserError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
     if args.n is not None and args.n < 1:
-        raise ValueError(f"--n has bad value {args.n}: expected an integer >= 1 (or leave it out: all test images)")
+        raise UserError(f"--n has bad value {args.n}: expected an integer >= 1 (or leave it out: all test images)")
     check_device(args.device, "--device")
     if not args.run.is_dir():
         raise FileNotFoundError(f"--run '{args.run}' is not a folder; give a finished training run folder")

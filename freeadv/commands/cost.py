@@ -1,4 +1,4 @@
-"""``freeadv cost-table``: what each train, attack and analysis job of a scale cost (freeadv/cost.py).
+"""``freeadv cost-table``: what each train, attack and analysis job of a scale cost (freeadv/report/cost.py).
 
   freeadv cost-table --results results/mini          (tables/cost.{csv,md} from the benchmark files)
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_cost_table(args: argparse.Namespace) -> int:
-    from ..cost import parse_resources, write_cost_table
+    from ..report.cost import parse_resources, write_cost_table
     from ..experiments.scales import load_plan
 
     plan_path = args.plan or args.results / PLAN_FILE

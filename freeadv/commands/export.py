@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_run   # local: torch, not needed for --help
+    from ..runs.export import export_run   # local: torch, not needed for --help
 
     info = export_run(args.run, args.out, args.evals, device=args.device)
     numbers = "  ".join(f"{key} {info[key]}" for key in ("clean_acc", "reported", "autoattack_acc")

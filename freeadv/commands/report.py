@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .. import claims
+from ..report import claims
 from ..config import load_yaml
-from ..cost import CostError, write_cost_table
+from ..report.cost import CostError, write_cost_table
 from ..experiments.design import FIGURES, TABLES
 from ..experiments.layout import (
     BENCHMARKS_DIR,
@@ -36,7 +36,8 @@ from ..experiments.layout import (
 )
 from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
 from ..io import OutputError, atomic_write_text, check_distinct_outputs, check_output_file, write_json
-from ..tables import write_table
+from ..report.tables import write_table
+from ..errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -121,9 +122,9 @@ def _plan_inputs(args: argparse.Namespace) -> dict[str, Any]:
         try:
             inputs = json.loads(args.inputs)
         except json.JSONDecodeError as err:
-            raise ValueError(f"--inputs is not valid JSON: {err}") from None
+            raise UserError(f"--inputs is not valid JSON: {err}") from None
         if not isinstance(inputs, dict) or not {"scale", "settings"} <= set(inputs) or set(inputs) - PLAN_INPUT_KEYS:
-            raise ValueError(f"--inputs must be a JSON object with keys scale, settings (and optionally data), "
+            raise UserError(f"--inputs must be a JSON object with keys scale, settings (and optionally data), "
                              f"got {sorted(inputs) if isinstance(inputs, dict) else type(inputs).__name__}")
         return inputs
     return plan_inputs(load_yaml(args.config), args.scale)
@@ -163,7 +164,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 def check_figure_out(out: Path) -> None:
     """A figure's --out ends in .png or .pdf (both are written) or has no suffix; another suffix
     (x.v2) is refused, as neither file written would be the one named."""
-    from ..plotting import FORMATS, figure_paths
+    from ..report.plotting import FORMATS, figure_paths
 
     if out.suffix and out.suffix not in FORMATS:
         raise OutputError(f"--out '{out}' ends in '{out.suffix}': a figure is written as .png and .pdf; "
@@ -173,7 +174,7 @@ def check_figure_out(out: Path) -> None:
 
 
 def cmd_figure(args: argparse.Namespace) -> int:
-    from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
+    from ..report.figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
     check_figure_out(args.out)
     paths = write_figure(_load_plan(args), args.name, args.results, args.out)
@@ -182,7 +183,7 @@ def cmd_figure(args: argparse.Namespace) -> int:
 
 
 def cmd_curves(args: argparse.Namespace) -> int:
-    from ..curves import write_curves   # local: matplotlib
+    from ..report.curves import write_curves   # local: matplotlib
 
     for path in write_curves(_load_plan(args), args.name, args.results, args.out):
         print(f"[freeadv] {path}")
@@ -267,7 +268,7 @@ def _missing_inputs(plan: dict[str, Any], name: str, layout: ScaleLayout, scale:
 
 def _outputs(name: str, layout: ScaleLayout) -> list[Path]:
     """Every file regenerate writes for target ``name`` (a table: its formats and training curves)."""
-    from ..plotting import figure_paths
+    from ..report.plotting import figure_paths
 
     if name == "claims":
         return [Path(layout.claims_text), Path(layout.claims_json)]
@@ -289,8 +290,8 @@ def remove_stale(names: list[str], layout: ScaleLayout) -> list[Path]:
 
 
 def _build(plan: dict[str, Any], name: str, layout: ScaleLayout, later_columns: bool) -> list[Path]:
-    from ..curves import write_curves
-    from ..figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
+    from ..report.curves import write_curves
+    from ..report.figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
     results = Path(layout.results)
     if name == "claims":

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from ..precision import unit_float
 from .catalog import MEAN_STD, NUM_CLASSES, DataError
+from ..errors import UserError
 
 CIFAR_PAD = 2  # pixels of zero padding per side before the random 32x32 crop (the paper's code)
 
@@ -89,7 +90,7 @@ class DataBundle:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if self.drop_last and batch_size > self.n_train:
-            raise ValueError(f"batch_size {batch_size} is larger than the {self.n_train} training images "
+            raise UserError(f"batch_size {batch_size} is larger than the {self.n_train} training images "
                              f"of {self.name}: a pass would have no full batch")
         return self.n_train // batch_size if self.drop_last else math.ceil(self.n_train / batch_size)
 

@@ -6,6 +6,8 @@ these names at parse time, where importing torch would cost seconds (and may not
 """
 from __future__ import annotations
 
+from ..errors import UserError
+
 DATASETS = ("cifar10", "cifar100", "cifar10-jpeg", "imagenet", "synthetic")
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "cifar10-jpeg": 10, "imagenet": 1000, "synthetic": 10}
 
@@ -19,8 +21,7 @@ SPLIT_SIZES = {
 
 # Per-channel statistics of the training images, applied by the model's input layer.
 # CIFAR-10's red std is 0.2470: every committed run was trained with it (``freeadv train`` builds
-# the model from ``MEAN_STD`` of its dataset). An older copy in the model zoo said 0.2471; it was
-# only the builders' default, which no training run used, and now reads this one.
+# the model from ``MEAN_STD`` of its dataset), and the model zoo's builders default to it too.
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
@@ -47,5 +48,5 @@ CIFAR10_JPEG_BYTES = 19_437_034
 SYNTHETIC_DEFAULT_SIZES = (2000, 500)  # (train, test) when n_train / n_test are None
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """One-line, user-facing message: names the dataset, the path looked at, what to do."""

@@ -35,6 +35,7 @@ from PIL import Image
 from torch import Tensor
 
 from .catalog import CIFAR10_CLASSES, CIFAR10_JPEG_BYTES, CIFAR10_JPEG_SHA256, DataError
+from ..errors import UserError
 
 _JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 _JPEG_FOLDER = "cifar10-jpeg"
@@ -226,7 +227,7 @@ def _read_cache(cache_file: Path) -> dict[str, np.ndarray] | None:
         for split in ("train", "test"):
             images, labels = arrays[f"{split}_x"], arrays[f"{split}_y"]
             if images.dtype != np.uint8 or images.shape[1:] != (3, *IMAGE_SIZE) or len(images) != len(labels):
-                raise ValueError(f"{split} arrays of shape {images.shape} / {labels.shape}")
+                raise UserError(f"{split} arrays of shape {images.shape} / {labels.shape}")
         return arrays
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         warnings.warn(f"ignoring unreadable cache '{cache_file}' ({err}); decoding again")

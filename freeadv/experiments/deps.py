@@ -150,6 +150,18 @@ class _Graph:
         return found
 
 
+def direct_imports(module: str, root: str | Path | None = None) -> set[str]:
+    """The modules of ``module``'s top package that its own file imports (not transitively, and
+    not the packages above it, which any import runs): the edges of the import graph."""
+    root = Path(root) if root is not None else default_root()
+    path = module_file(module, root)
+    if path is None:
+        raise ModuleNotFoundError(f"no module '{module}' under {root}")
+    graph, top = _Graph(root), module.split(".")[0]
+    found = set(graph.edges(module, graph.module(module), path.name == "__init__.py")) - set(_parents(module))
+    return {name for name in found if name.split(".")[0] == top and name != module and module_file(name, root)}
+
+
 def closure(module: str, root: str | Path | None = None) -> list[str]:
     """The files ``module`` depends on: its own, those of every module of its package it imports
     transitively, and the data files next to them; sorted, relative to ``root`` (POSIX paths)."""

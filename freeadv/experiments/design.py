@@ -18,6 +18,7 @@ from ..attacks import AttackSpec
 from ..attacks.kinds import AUTOATTACK_ITERATIONS
 from ..attacks.spec import PAPER_STEP, num
 from ..methods import get_method, method_params
+from ..errors import UserError
 
 PAPER_DATASETS = ("cifar10", "cifar100", "imagenet")
 # The architectures the design names (a scale maps each onto what it trains): the paper's, and
@@ -99,10 +100,10 @@ def cell(dataset: str, arch: str, method: str, *, batch_size: int | None = None,
     known = set(method_params(method, {})) | {"eps"}
     unknown = sorted(set(params) - known)
     if unknown:
-        raise ValueError(f"cell of method '{method}': '{unknown[0]}' is not one of its settings "
+        raise UserError(f"cell of method '{method}': '{unknown[0]}' is not one of its settings "
                          f"({', '.join(sorted(known))})")
     if recipe is not None and recipe not in RECIPES:
-        raise ValueError(f"cell recipe '{recipe}' is not one of {', '.join(RECIPES)}")
+        raise UserError(f"cell recipe '{recipe}' is not one of {', '.join(RECIPES)}")
     return Cell(dataset, arch, method, tuple(sorted(params.items())), batch_size, seed, recipe)
 
 
@@ -295,7 +296,7 @@ def _table1_rows(seeds: dict[str, list[int]]) -> tuple[Row, ...]:
     by_key = {row.key: row for row in rows}
     unknown = sorted(set(seeds) - set(by_key))
     if unknown:
-        raise ValueError(f"sweeps.table1_seeds names '{unknown[0]}', not a row of Table 1 ({', '.join(by_key)})")
+        raise UserError(f"sweeps.table1_seeds names '{unknown[0]}', not a row of Table 1 ({', '.join(by_key)})")
     extra = tuple(Row(f"{key}_s{seed}", f"{by_key[key].label}, seed {seed}",
                       replace(by_key[key].cell, seed=seed), paper_ref=("table1", key))
                   for key, row_seeds in seeds.items() for seed in row_seeds if seed != 0)

@@ -23,9 +23,10 @@ from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, T
                      sanity_attacks)
 from .layout import analysis_path, cost_bench_path, eval_path, train_path
 from .titles import english_list, name_fields, realise, training_phrase
+from ..errors import UserError
 
 
-class PlanError(ValueError):
+class PlanError(UserError):
     """A scale's settings cannot realise the paper's design; one line saying what to change."""
 
 

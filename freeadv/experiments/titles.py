@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .design import ARCH_TITLES, DATASET_TITLES, PAPER_ARCHS, PAPER_DATASETS
+from ..errors import UserError
 
 # The keys of a training config that a scale may set to shrink the paper's data and budget, as words.
 BUDGET_KEYS = (("n_train", "training images"), ("iterations", "iterations"), ("epochs", "epochs"))
@@ -68,4 +69,4 @@ def realise(text: str, fields: dict[str, str]) -> str:
     try:
         return text.format_map(fields)
     except (KeyError, IndexError, ValueError) as err:
-        raise ValueError(f"design text {text!r}: field {err} is not one of {', '.join(sorted(fields))}") from None
+        raise UserError(f"design text {text!r}: field {err} is not one of {', '.join(sorted(fields))}") from None

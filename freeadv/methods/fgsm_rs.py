@@ -6,7 +6,7 @@ from ..units import to_unit
 from ..lazy import lazy_import
 from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
 
-steps = lazy_import("freeadv.attacks.steps")   # imports torch
+perturb = lazy_import("freeadv.perturb")   # imports torch
 
 
 @register_method
@@ -41,7 +41,7 @@ class FGSMRandomStart(Method):
                    autocast=autocast)
 
     def adversarial_input(self, model, x, y, generator):
-        ball = steps.LinfStep(self.eps, self.step_size)
+        ball = perturb.LinfStep(self.eps, self.step_size)
         with attack_bn_statistics(model, self.attack_bn), self.autocast():
             start = ball.random_start(x, generator)
-            return ball.project(ball.step(start, steps.input_gradient(model, start, y)), x).detach()
+            return ball.project(ball.step(start, perturb.input_gradient(model, start, y)), x).detach()

@@ -6,7 +6,7 @@ from ..lazy import lazy_import
 from ..units import to_unit
 from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
 
-steps = lazy_import("freeadv.attacks.steps")   # imports torch
+perturb = lazy_import("freeadv.perturb")   # imports torch
 
 
 @register_method
@@ -43,5 +43,5 @@ class PGDTraining(Method):
 
     def adversarial_input(self, model, x, y, generator):
         with attack_bn_statistics(model, self.attack_bn), self.autocast():
-            return steps.pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
+            return perturb.pgd(model, x, y, eps=self.eps, step_size=self.step_size, steps=self.steps,
                              generator=generator)

@@ -15,7 +15,7 @@ from ..units import to_unit
 from . import Method, StepCost, register_method
 
 torch = lazy_import("torch")
-steps = lazy_import("freeadv.attacks.steps")              # imports torch
+perturb = lazy_import("freeadv.perturb")              # imports torch
 distributed = lazy_import("freeadv.distributed")          # imports torch
 precision = lazy_import("freeadv.precision")              # imports torch
 
@@ -60,14 +60,14 @@ class TRADES(Method):
 
     def adversarial_input(self, model, x, y, generator):
         """x_adv maximising KL(f(x_adv) || f(x)) in the eps-ball, with the model in eval mode."""
-        ball = steps.LinfStep(self.eps, self.step_size)
-        with steps.eval_mode(model), self.autocast():
+        ball = perturb.LinfStep(self.eps, self.step_size)
+        with perturb.eval_mode(model), self.autocast():
             with torch.no_grad():
                 target = torch.nn.functional.softmax(precision.at_least_fp32(model(x)), dim=1)
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x_adv = (x + START_NOISE * noise).contiguous(memory_format=_format(x))
             for _ in range(self.steps):
-                x_adv = ball.project(ball.step(x_adv, steps.input_gradient(model, x_adv, target, kl_to_target)), x)
+                x_adv = ball.project(ball.step(x_adv, perturb.input_gradient(model, x_adv, target, kl_to_target)), x)
         return x_adv.detach()
 
     def step(self, model, optimizer, x, y, generator=None):

@@ -11,6 +11,7 @@ from torch import nn
 from ..data.catalog import CIFAR10_MEAN, CIFAR10_STD
 from .layers import SHORTCUTS, Normalize, PerImageStandardize, PixelClassifier
 from .registry import register
+from ..errors import UserError
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -200,7 +201,7 @@ def build_wrn32_k(
     """
     del mean, std
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"wrn32_k width (the factor k) must be a positive integer, got {width!r}")
+        raise UserError(f"wrn32_k width (the factor k) must be a positive integer, got {width!r}")
     layout = dict(_WRN_10_LAYOUT, stage_widths=tuple(base * width for base in WRN_STAGE_BASE))
     net = PreActResNet(
         num_classes,

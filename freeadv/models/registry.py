@@ -7,6 +7,7 @@ from typing import Callable, Sequence
 from torch import nn
 
 from ..data.catalog import CIFAR10_MEAN, CIFAR10_STD
+from ..errors import UserError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -48,15 +49,15 @@ def build_model(
     means its default.
     """
     if arch not in MODELS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(sorted(MODELS))}")
+        raise UserError(f"unknown arch {arch!r}; choose one of: {', '.join(sorted(MODELS))}")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        raise UserError(f"num_classes must be a positive integer, got {num_classes!r}")
     builder = MODELS[arch]
     if width is None:
         return builder(num_classes, mean=mean, std=std)
     if not _accepts_width(builder):
         takes_width = ", ".join(sorted(name for name, b in MODELS.items() if _accepts_width(b)))
-        raise ValueError(
+        raise UserError(
             f"arch {arch!r} does not take a width (got width={width!r}); only {takes_width} does"
         )
     return builder(num_classes, mean=mean, std=std, width=width)

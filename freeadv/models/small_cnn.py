@@ -9,6 +9,7 @@ from torch import nn
 from ..data.catalog import CIFAR10_MEAN, CIFAR10_STD
 from .layers import Normalize, PixelClassifier
 from .registry import register
+from ..errors import UserError
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -54,5 +55,5 @@ def build_small_cnn(
 ) -> nn.Module:
     """Small fast CNN; ``width`` is the channel count of the first two convs."""
     if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"small_cnn width must be a positive integer, got width={width!r}")
+        raise UserError(f"small_cnn width must be a positive integer, got width={width!r}")
     return PixelClassifier(Normalize(mean, std), SmallCNN(num_classes, width=width))

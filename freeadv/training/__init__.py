@@ -9,7 +9,7 @@ Modules by concern:
 
 * ``runtime`` -- device, autocast, memory format (``place_model``/``place_batch``), the model, data
   and optimizer of a config, the per-step random generator, clean accuracy
-* ``state``   -- ``Setup`` (built once per session) and ``LoopState`` (what the loop changes)
+* ``state``   -- ``Setup`` (built once per process) and ``LoopState`` (what the loop changes)
 * ``engine``  -- ``Trainer``: build, restore, the replay loop, loss reads, checkpoints, evaluation
 * ``robust``  -- robust accuracy checks during training, catastrophic overfitting (Wong et al. 2020)
 * ``folder``  -- the run folder: checks before training, log.jsonl, train.json, model.pt and

@@ -48,6 +48,7 @@ from ..provenance import stamp
 from . import robust
 from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
+from ..errors import UserError
 
 MODEL = "model.pt"
 MODEL_BEST = "model_best.pt"
@@ -220,7 +221,7 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
         "train_seconds": train_seconds, "train_minutes": train_seconds / 60,
         "train_cpu_seconds": state.train_cpu_seconds,   # this process, all threads (rank 0 under DDP)
         "train_cpu_per_wall": state.train_cpu_seconds / train_seconds if train_seconds > 0 else None,
-        "wall_seconds_last_session": time.perf_counter() - state.wall_start, "resumes": state.resumes,
+        "wall_seconds_this_process": time.perf_counter() - state.wall_start, "resumes": state.resumes,
         "images_per_second": images / train_seconds if train_seconds > 0 else None,
         "seconds_per_iteration": train_seconds / max(state.iteration, 1),
         "final_loss": history[-1]["loss"] if history else None,
@@ -337,7 +338,7 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
 def _weights_file(run_dir: Path, weights: str) -> Path:
     """The file of the weights ``weights`` names, checked to exist (a one-line error otherwise)."""
     if weights not in WEIGHTS:
-        raise ValueError(f"weights has bad value {weights!r}: expected {' or '.join(WEIGHTS)}")
+        raise UserError(f"weights has bad value {weights!r}: expected {' or '.join(WEIGHTS)}")
     path = run_dir / WEIGHTS[weights]
     if path.exists():
         return path

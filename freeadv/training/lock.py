@@ -1,7 +1,7 @@
 """Exclusive use of a run folder: one ``freeadv train`` at a time.
 
-Two processes training into one folder used to corrupt it silently: the second "resumed" the
-first's checkpoint and the final model matched neither seed. Rank 0 now holds an exclusive
+Two processes training into one folder would corrupt it silently: the second would "resume" the
+first's checkpoint and the final model would match neither seed. So rank 0 holds an exclusive
 ``fcntl.flock`` on ``<run>/.freeadv.lock`` from before the folder is read until the run is written;
 the kernel releases it when the process dies, however it dies (SIGKILL, OOM, a node lost), so a
 killed run leaves no stale lock to clear and the next start resumes as before. The file holds the

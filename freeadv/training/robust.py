@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..attacks.spec import default_step
-from ..attacks.steps import eval_mode, pgd, predict
+from ..perturb import eval_mode, pgd, predict
 from ..data.bundle import mix_seed
 from ..units import to_unit
 from .runtime import place_batch

@@ -30,8 +30,8 @@ def resolve_device(name: str) -> torch.device:
 
 def uses_bf16(config: dict[str, Any], device: torch.device) -> bool:
     """Whether training runs under bf16 autocast: ``amp: bf16``, or the older ``amp: auto`` on CUDA.
-    The default, ``off``, is fp32 as the authors trained (issue 14: bf16 stays an explicit choice
-    until a GPU run shows it reproduces the fp32 numbers)."""
+    The default, ``off``, is fp32 as the authors trained: bf16 stays an explicit choice until a
+    GPU run shows it reproduces the fp32 numbers."""
     return config["amp"] == "bf16" or (config["amp"] == "auto" and device.type == "cuda")
 
 

@@ -1,4 +1,4 @@
-"""The two objects the engine's steps share: ``Setup`` (built once per session) and ``LoopState``
+"""The two objects the engine's steps share: ``Setup`` (built once per process) and ``LoopState``
 (what the loop changes, most of it checkpointed)."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..methods import Method
 
 @dataclass
 class Setup:
-    """What one process trains with, built once per session and fixed for the whole run."""
+    """What one process trains with, built once per process and fixed for the whole run."""
     context: distributed.Context
     device: torch.device
     channels_last: bool
@@ -39,7 +39,7 @@ class LoopState:
     """What changes while training. iteration, log, history, train_seconds, resumes, the kept
     and the best weights and the loss summed since the last read (so that a checkpoint between two loss reads
     resumes to the same loss_history) go into every checkpoint; the timers and ``stopped`` belong
-    to this session (a run is never checkpointed after it stops: a restart replays up to the same
+    to this process (a run is never checkpointed after it stops: a restart replays up to the same
     stop)."""
     iteration: int = 0
     log: list[dict[str, Any]] = field(default_factory=list)       # per pass, and per robust check (log.jsonl)

@@ -17,8 +17,8 @@ from snakemake.utils import validate
 
 sys.path.insert(0, REPO_ROOT)  # the freeadv package of this checkout (REPO_ROOT: workflow/Snakefile)
 from freeadv.attacks import AttackSpec  # noqa: E402
-from freeadv.claims import CLAIMS_NEED  # noqa: E402
-from freeadv.cost import JOB_KINDS, plan_jobs  # noqa: E402
+from freeadv.report.claims import CLAIMS_NEED  # noqa: E402
+from freeadv.report.cost import JOB_KINDS, plan_jobs  # noqa: E402
 from freeadv.experiments import deps, layout  # noqa: E402
 from freeadv.experiments.design import FIGURES, TABLES, TARGETS  # noqa: E402
 from freeadv.experiments.scales import (  # noqa: E402
@@ -101,7 +101,7 @@ ATTACK_CODE = code("freeadv.commands.attack")
 ANALYSIS_CODE = code("freeadv.commands.analysis")
 REPORT_CODE = code("freeadv.commands.report")  # plan, table, figure and claims
 COST_CODE = code("freeadv.commands.cost")
-BENCH_CODE = code("freeadv.bench")
+BENCH_CODE = code("freeadv.tools.bench")
 
 
 # --- models, attacks, analyses -------------------------------------------------------------------

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bf16 autocast against fp32 on CPU (issue 14): bench of the small CNN and PreAct ResNet-18, then
+# bf16 autocast against fp32 on CPU: bench of the small CNN and PreAct ResNet-18, then
 # the mini Free m=8 recipe on cifar10-jpeg trained in each precision (2 seeds), evaluated with
 # PGD-20 on all 10,000 test images. Resumable: finished runs and evaluations are skipped.
 # Usage: bash results/checks/bf16-vs-fp32/run.sh WORKDIR   (run from the repository root)

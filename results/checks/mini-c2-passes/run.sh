@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Claim C2 at mini (issue 17): is Free m=8's gap to 7-PGD the mini budget's few passes over the data?
+# Claim C2 at mini: is Free m=8's gap to 7-PGD the mini budget's few passes over the data?
 # The mini Free m=8 recipe (the committed plan's config: wrn32_k width 1, bf16, 8,000 images, seed 0)
 # trained for 2x and 4x its 1,600 iterations (6.5 and 12.9 passes over its data, at 2.1x and 4.1x a
 # natural training's cost: both cheaper than 7-PGD's 6.3x), the lr milestones at the same fractions

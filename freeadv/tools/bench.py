@@ -24,14 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import config as cfg
-from .attacks.spec import PAPER_STEP
-from .attacks.steps import eval_mode, pgd
-from .io import write_json
-from .methods import METHODS, build_method, method_params
-from .provenance import stamp
-from .training import make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
-from .units import to_unit
+from .. import config as cfg
+from ..attacks.spec import PAPER_STEP
+from ..perturb import eval_mode, pgd
+from ..io import write_json
+from ..methods import METHODS, build_method, method_params
+from ..provenance import stamp
+from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
+from ..units import to_unit
+from ..errors import UserError
 
 IMAGE_SIZE = {"imagenet": 224}
 
@@ -96,9 +97,9 @@ def device_peak(device: torch.device, bf16: bool) -> dict[str, Any]:
     entry = peak_entry(name)
     if entry is None:
         return {"device": name, "precision": precision, "tflops": None,
-                "reason": f"peak unknown: '{name}' is not in freeadv.bench.PEAK_TFLOPS"}
+                "reason": f"peak unknown: '{name}' is not in freeadv.tools.bench.PEAK_TFLOPS"}
     return {"device": name, "precision": precision, "tflops": PEAK_TFLOPS[entry][precision], "matched": entry,
-            "source": "NVIDIA datasheet, dense (freeadv.bench.PEAK_TFLOPS)"}
+            "source": "NVIDIA datasheet, dense (freeadv.tools.bench.PEAK_TFLOPS)"}
 
 
 class _NoModuleTracking:
@@ -212,7 +213,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     eager, as ``freeadv attack`` runs). ``amp`` (off | bf16) and ``compile`` apply to the training
     steps as the training config keys of the same names do."""
     if amp not in ("off", "bf16"):
-        raise ValueError(f"--amp has bad value '{amp}': expected off or bf16")
+        raise UserError(f"--amp has bad value '{amp}': expected off or bf16")
     shared = {"dataset": dataset, "arch": arch, "batch_size": batch, "device": device, "width": width,
               "iterations": 1, "amp": amp, "compile": compile}
     base = cfg.resolve({**shared, "method": "natural"})
@@ -332,7 +333,7 @@ def parse_replays(text: str) -> tuple[int, ...]:
     replays = []
     for part in str(text).split(","):
         if not part.strip().isdigit() or int(part) < 1:
-            raise ValueError(f"--replay has bad value '{part.strip()}': expected integers >= 1, comma-separated")
+            raise UserError(f"--replay has bad value '{part.strip()}': expected integers >= 1, comma-separated")
         replays.append(int(part))
     return tuple(dict.fromkeys(replays))
 
@@ -341,11 +342,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     args.replay = parse_replays(args.replay)
     for name in ("batch", "reps", "attack_steps"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
+            raise UserError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in STEPS:
-            raise ValueError(f"--methods has bad value '{m}': expected names from {', '.join(STEPS)}")
+            raise UserError(f"--methods has bad value '{m}': expected names from {', '.join(STEPS)}")
     methods = ["natural"] + [m for m in methods if m != "natural"]
     result = run_bench(args.arch, args.batch, dataset=args.dataset, device=args.device, replay=args.replay,
                        warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .experiments.layout import COST_FORMATS, COST_TABLE, benchmark_path, job_name, resources_path, table_file
-from .experiments.scales import available_targets, row_evaluations
-from .io import atomic_write_text, write_json
-from .schemas import benchmark_value, read_text
+from ..experiments.layout import COST_FORMATS, COST_TABLE, benchmark_path, job_name, resources_path, table_file
+from ..experiments.scales import available_targets, row_evaluations
+from ..io import atomic_write_text, write_json
+from ..schemas import benchmark_value, read_text
+from ..errors import UserError
 
 # The rules whose jobs are measured, in the order the table lists them (also the keys of a scale's
 # `resources` in the workflow config).
@@ -41,7 +42,7 @@ MD_HEADER = ("job", "model", "wall (s)", "CPU (s)", "CPU / wall", "max RSS (MB)"
              "threads", "GPUs", "mem_mb asked", "runtime asked (min)")
 
 
-class CostError(ValueError):
+class CostError(UserError):
     """A benchmark or resources file that is missing or does not say what it should."""
 
 

@@ -17,16 +17,17 @@ from typing import Any
 
 import torch
 
-from . import config as cfg
-from .attacks import AttackSpec
-from .attacks.steps import input_gradient
+from .. import config as cfg
+from ..attacks import AttackSpec
+from ..perturb import input_gradient
 from .bench import time_interleaved
-from .data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
-from .experiments.design import FIGURES, TABLES
-from .experiments.scales import available_targets, build_plan, plan_inputs, row_evaluations, unavailable_message
-from .methods import METHODS, get_method
-from .provenance import device_info
-from .training import make_optimizer, model_for, place_batch, place_model, resolve_device, setup_runtime
+from ..data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
+from ..experiments.design import FIGURES, TABLES
+from ..experiments.scales import available_targets, build_plan, plan_inputs, row_evaluations, unavailable_message
+from ..methods import METHODS, get_method
+from ..provenance import device_info
+from ..training import make_optimizer, model_for, place_batch, place_model, resolve_device, setup_runtime
+from ..errors import UserError
 
 CPU_PROBE_BATCH = 32
 
@@ -82,7 +83,7 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
     for name in names:
         entry = plan["targets"][name]
         if not entry["available"]:
-            raise ValueError(unavailable_message(plan, name))
+            raise UserError(unavailable_message(plan, name))
         models |= {row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]}
         for row in entry["rows"]:
             for planned in row_evaluations(row) if row["model"] else []:
@@ -155,12 +156,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_estimate(args: argparse.Namespace) -> int:
 
     if args.target not in TABLES + FIGURES + ("all",):
-        raise ValueError(f"target '{args.target}' is unknown: choose one of "
+        raise UserError(f"target '{args.target}' is unknown: choose one of "
                          f"{', '.join(list(TABLES) + list(FIGURES))} or all")
     for name in ("probe_batch", "reps"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
+            raise UserError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
     workflow_config = cfg.load_yaml(Path(args.config))
     plan = build_plan(**plan_inputs(workflow_config, args.scale))
     result = estimate(plan, args.target, device=args.device, probe_batch=args.probe_batch, reps=args.reps)

@@ -17,9 +17,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .experiments.design import make_targets  # noqa: E402
-from .experiments.titles import arch_title, dataset_title, english_list  # noqa: E402
-from .io import atomic_write  # noqa: E402
+from ..experiments.design import make_targets  # noqa: E402
+from ..experiments.titles import arch_title, dataset_title, english_list  # noqa: E402
+from ..io import atomic_write  # noqa: E402
 
 TITLE_PT, CAPTION_PT = 10, 8
 CHARS_PER_INCH = {TITLE_PT: 13.0, CAPTION_PT: 16.0}   # DejaVu Sans, average text: where lines wrap

@@ -13,15 +13,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cpu
-from .checkpoints import weights_digest
-from .attacks import AttackSpec
-from .attacks.spec import for_model, num
-from .attacks.steps import input_gradient, predict
-from .data import CIFAR10_CLASSES
-from .provenance import stamp
-from .units import PIXEL_LEVELS, to_unit
-from .training import data_for, load_trained_model, resolve_device
+from ..checkpoints import weights_digest
+from ..attacks import AttackSpec
+from ..attacks.spec import for_model, num
+from ..perturb import input_gradient, predict
+from ..data import CIFAR10_CLASSES
+from ..provenance import stamp
+from ..units import PIXEL_LEVELS, to_unit
+from .opening import open_run
+from ..errors import UserError
 
 PLANES = ("adv-rad", "rad-rad")
 DIRECTIONS = ("shared", "per-image")   # how loss_surface draws its Rademacher directions
@@ -43,12 +43,6 @@ def from_uint8(x: torch.Tensor, device: torch.device | str = "cpu") -> torch.Ten
     return x.to(device=device, dtype=torch.float32) / PIXEL_LEVELS
 
 
-def _test_split(config: dict[str, Any], n_test: int | None):
-    """The test split in its fixed order, without augmentation or a training subset."""
-    data = data_for(dict(config, augment=False, n_train=None, n_test=n_test))
-    return data
-
-
 def adversarial_examples(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, step_size: float,
                          steps: int) -> torch.Tensor:
     """BIM (PGD without random start, cross-entropy) in pixel units; returns uint8 images whose
@@ -61,13 +55,11 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
                  device: str = "auto") -> dict[str, Any]:
     """Figure 2: the last ``last`` test images (of the whole test split, in the dataset's fixed order)
     and their BIM adversarial examples against the model of ``run_dir``."""
-    dev = resolve_device(device)
-    cpu.tune(dev, flush_denormal=False)
-    model, config = load_trained_model(run_dir, dev)
-    data = _test_split(config, None)
-    images, labels = data.test_tensors(dev)
+    run = open_run(run_dir, device, n_test=None)
+    model, config, dev = run.model, run.config, run.device
+    images, labels = run.data.test_tensors(dev)
     if last < 1 or last > len(labels):
-        raise ValueError(f"--last has bad value {last}: expected 1..{len(labels)} (the test split's size)")
+        raise UserError(f"--last has bad value {last}: expected 1..{len(labels)} (the test split's size)")
     first = len(labels) - last
     x, y = images[first:], labels[first:]
     clean = to_uint8(x)
@@ -81,7 +73,7 @@ def adv_examples(run_dir: str | Path, *, eps: float = 30, step_size: float = 2, 
         "attack": {"kind": "bim", "eps": eps, "step_size": step_size, "steps": steps, "random_start": False,
                    "loss": "cross-entropy", "units": "pixels /255"},
         "test_split_size": len(labels), "indices": list(range(first, len(labels))),
-        "labels": y.tolist(), "class_names": class_names(config["dataset"], data.num_classes),
+        "labels": y.tolist(), "class_names": class_names(config["dataset"], run.data.num_classes),
         "clean_images": clean.tolist(), "adversarial_images": adversarial.tolist(),
         "clean_predictions": predict(model, x).tolist(),
         "adversarial_predictions": predict(model, from_uint8(adversarial, dev)).tolist(),
@@ -99,7 +91,7 @@ def rademacher(shape: torch.Size | tuple[int, ...], generator: torch.Generator) 
 def grid_axis(span: float, grid: int) -> torch.Tensor:
     """``grid`` evenly spaced values in [-span, span] (pixel units); 0 is exact when grid is odd."""
     if grid < 2:
-        raise ValueError(f"--grid has bad value {grid}: expected an integer >= 2")
+        raise UserError(f"--grid has bad value {grid}: expected an integer >= 2")
     half = (grid - 1) / 2
     return (torch.arange(grid, dtype=torch.float64) - half) / half * span
 
@@ -166,18 +158,16 @@ def loss_surface(run_dir: str | Path, *, images: int = 2, plane: str = "adv-rad"
     are the alternatives.
     """
     if plane not in PLANES:
-        raise ValueError(f"--plane has bad value '{plane}': choose one of {', '.join(PLANES)}")
+        raise UserError(f"--plane has bad value '{plane}': choose one of {', '.join(PLANES)}")
     if directions not in DIRECTIONS:
-        raise ValueError(f"--directions has bad value '{directions}': choose one of {', '.join(DIRECTIONS)}")
+        raise UserError(f"--directions has bad value '{directions}': choose one of {', '.join(DIRECTIONS)}")
     if images < 1:
-        raise ValueError(f"--images has bad value {images}: expected an integer >= 1")
-    dev = resolve_device(device)
-    cpu.tune(dev, flush_denormal=False)
-    model, config = load_trained_model(run_dir, dev)
-    data = _test_split(config, config["n_test"])
-    x_all, y_all = next(iter(data.test_batches(images, device=dev)))
+        raise UserError(f"--images has bad value {images}: expected an integer >= 1")
+    run = open_run(run_dir, device)
+    model, config, dev = run.model, run.config, run.device
+    x_all, y_all = next(iter(run.data.test_batches(images, device=dev)))
     if len(y_all) < images:
-        raise ValueError(f"--images {images} is more than the {len(y_all)} test images of this run")
+        raise UserError(f"--images {images} is more than the {len(y_all)} test images of this run")
     axis = grid_axis(span, grid)
     pgd20 = for_model(AttackSpec("pgd", 20), config)
     results = []

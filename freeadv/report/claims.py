@@ -34,13 +34,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from . import stats
+from .. import stats
 from .evidence import Evidence, Undecided, common_images
-from .experiments.layout import PLAN_FILE, train_path
-from .experiments.robustbench import ENTRIES, THIS_PAPER
-from .experiments.scales import load_plan
-from .io import atomic_write_text, write_json
+from ..experiments.layout import PLAN_FILE, train_path
+from ..experiments.robustbench import ENTRIES, THIS_PAPER
+from ..experiments.scales import load_plan
+from ..io import atomic_write_text, write_json
 from .tables import read_result
+from ..errors import UserError
 
 CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read (the workflow waits for them)
 FREE_ROWS = ("free_m2", "free_m4", "free_m8", "free_m10")
@@ -174,12 +175,12 @@ def _interleaved_ratios(ev: Evidence) -> dict[str, float] | None:
     rows = read_result(ev.root, planned["file"], "bench")["rows"]   # every time > 0 (freeadv.schemas)
     median = {(r.get("method"), r.get("replay")): r["median_s"] for r in rows if r.get("kind") == "train"}
     if ("natural", 1) not in median or ("pgd", 1) not in median:
-        raise ValueError(f"{planned['file']} times {sorted(map(str, median))}, not natural and 7-PGD steps")
+        raise UserError(f"{planned['file']} times {sorted(map(str, median))}, not natural and 7-PGD steps")
     natural = median[("natural", 1)]
     ratios = {row: median[("free", int(row[6:]))] / natural for row in FREE_ROWS if ("free", int(row[6:])) in median}
     ratios["pgd7"] = median[("pgd", 1)] / natural
     if len(ratios) != len(ROBUST_ROWS):
-        raise ValueError(f"{planned['file']} times {sorted(median)}, not every Table 1 method")
+        raise UserError(f"{planned['file']} times {sorted(median)}, not every Table 1 method")
     return ratios
 
 

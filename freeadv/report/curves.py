@@ -19,10 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .experiments.layout import curves_name, train_path  # noqa: F401  (curves_name: the figure's name)
+from ..experiments.layout import curves_name, train_path  # noqa: F401  (curves_name: the figure's name)
 from .plotting import caption, commits, plt, save, stand_ins, title
-from .stats import wilson
+from ..stats import wilson
 from .tables import read_result
+from ..errors import UserError
 
 CONFIDENCE = 0.95
 LEGEND_SHORT_LABEL = 40  # characters: labels up to this long share a legend row, three to a row
@@ -175,8 +176,8 @@ def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figu
 
 
 def _legend(fig: plt.Figure, axes) -> None:
-    """One legend for every panel, below them: inside, 'best' still covered a curve (mini v2's
-    Table 1, where natural and Free m=2 cross the middle of the clean panel)."""
+    """One legend for every panel, below them: inside, 'best' covers a curve (in mini1600's
+    Table 1 natural and Free m=2 cross the middle of the clean panel)."""
     entries = {}
     for ax in axes[:, 0]:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -191,5 +192,5 @@ def write_curves(plan: dict[str, Any], table: str, results_dir: str | Path, out:
     """Draw the training curves of ``table`` (png and pdf at ``out``'s stem)."""
     entry = plan["targets"].get(table)
     if entry is None or entry["kind"] != "table":
-        raise ValueError(f"unknown table '{table}'; training curves are drawn per table")
+        raise UserError(f"unknown table '{table}'; training curves are drawn per table")
     return save(training_curves(plan, table, Path(results_dir)), out)

@@ -1,5 +1,5 @@
 """Prepared GPU experiments, one ``freeadv gpucheck --experiment NAME`` call each, sized to finish
-within a 10-minute device call; ``full`` (the acceptance check) stays freeadv.gpucheck's.
+within a 10-minute device call; ``full`` (the acceptance check) stays freeadv.tools.gpucheck's.
 
 ``bridge``: the paper's model at the paper's pass ratio. Table 1 trains every row for natural
 training's number of iterations, so Free m=8 makes 1/8 of the passes over the data that 7-PGD
@@ -47,14 +47,15 @@ from typing import Any, Callable
 
 import torch
 
-from . import config as cfg
-from . import stats
-from .attacks import AttackSpec
-from .attacks.evaluation import run_attack
-from .io import atomic_write_text, write_json
-from .provenance import stamp
-from .training import Trainer
-from .training.runtime import uses_bf16
+from .. import config as cfg
+from .. import stats
+from ..attacks import AttackSpec
+from ..runs.evaluation import run_attack
+from ..io import atomic_write_text, write_json
+from ..provenance import stamp
+from ..training import Trainer
+from ..training.runtime import uses_bf16
+from ..errors import UserError
 
 BRIDGE_BUDGET_S = 540.0   # of a 10-minute call: ~60 s left for pip, imports, data and the copy back
 PGD7_OVER_FREE = 4.8      # 7-PGD / Free m=8 Trainer step time: 113.2 / 24.9 ms = 4.55 measured on WRN-32-10,
@@ -396,7 +397,7 @@ def select_stages(names: str | None) -> list[Stage]:
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in STAGE_NAMES]
     if unknown or not chosen:
-        raise ValueError(f"--stages has bad value '{names}': expected names from {', '.join(STAGE_NAMES)}")
+        raise UserError(f"--stages has bad value '{names}': expected names from {', '.join(STAGE_NAMES)}")
     return [s for s in stages if s.name in chosen]
 
 
@@ -412,9 +413,9 @@ def load_prior(path: str, plan: BridgePlan, stages: list[Stage]) -> dict[str, di
         earlier = json.loads(Path(path).read_text())
         records, its_plan = earlier["stages"], earlier["plan"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"--prior has bad value '{path}': not a readable bridge.json ({err})") from None
+        raise UserError(f"--prior has bad value '{path}': not a readable bridge.json ({err})") from None
     if earlier.get("experiment") != "bridge" or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
-        raise ValueError(f"--prior has bad value '{path}': its plan is not this call's plan")
+        raise UserError(f"--prior has bad value '{path}': its plan is not this call's plan")
     running = {s.name for s in stages}
     return {name: {**record, "prior": str(path)} for name, record in records.items()
             if name not in running and record.get("status") == "done"}

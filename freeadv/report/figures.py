@@ -3,8 +3,8 @@ from a model).
 
 Every title is the plan's, which names what the scale trained (freeadv.experiments.titles); a
 caption under each figure says where its numbers come from: the scale, the stand-ins for the
-paper's datasets and architectures, the commit that trained the models (freeadv.plotting). Each
-is written as PNG and PDF. Figure 3 and its supplement live in freeadv.loss_figures.
+paper's datasets and architectures, the commit that trained the models (freeadv.report.plotting). Each
+is written as PNG and PDF. Figure 3 and its supplement live in freeadv.report.loss_figures.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .experiments.layout import train_path
-from .experiments.paper_values import paper_value
-from .experiments.scales import unavailable_message
-from .experiments.titles import dataset_title
+from ..experiments.layout import train_path
+from ..experiments.paper_values import paper_value
+from ..experiments.scales import unavailable_message
+from ..experiments.titles import dataset_title
 from .loss_figures import figure3, figure3_surfaces
 from .plotting import caption, commits, plt, save, stand_ins, title
 from .tables import metric_value, read_result
+from ..errors import UserError
 
 PAPER_GREY = "0.45"
 
@@ -79,7 +80,7 @@ def figure2(plan: dict[str, Any], results: Path) -> plt.Figure:
     data = [(a["label"], read_result(results, a["file"], "adv-examples")) for a in entry["analyses"]]
     first = data[0][1]
     if any(d["indices"] != first["indices"] for _, d in data):
-        raise ValueError("figure2: the adv-examples files hold different test images; rebuild them")
+        raise UserError("figure2: the adv-examples files hold different test images; rebuild them")
     names, labels, n = first["class_names"], first["labels"], len(first["labels"])
     rows = [("clean (true class)", first["clean_images"], labels)] + [
         (f"{label}\nadversarial (predicted)", d["adversarial_images"], d["adversarial_predictions"]) for label, d in data]
@@ -146,7 +147,7 @@ FIGURES: dict[str, Callable[[dict[str, Any], Path], plt.Figure]] = {
 def write_figure(plan: dict[str, Any], name: str, results_dir: str | Path, out: str | Path) -> list[Path]:
     """Draw figure ``name`` from the results of ``plan``'s scale; writes <out stem>.png and .pdf."""
     if name not in FIGURES:
-        raise ValueError(f"unknown figure '{name}'; choose one of {', '.join(FIGURES)}")
+        raise UserError(f"unknown figure '{name}'; choose one of {', '.join(FIGURES)}")
     if not plan["targets"][name]["available"]:
-        raise ValueError(unavailable_message(plan, name))
+        raise UserError(unavailable_message(plan, name))
     return save(FIGURES[name](plan, Path(results_dir)), out)

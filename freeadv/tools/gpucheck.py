@@ -8,16 +8,16 @@ Why each part exists:
    torch.compile, NCCL. These tests run the library's Free step, a resumed run, a seeded attack,
    bf16, a compiled step and a one-process NCCL group on the device, against CPU fp32 references.
    A subprocess, so that a crash or a hang there is recorded instead of ending the check.
-2. **Bench** (freeadv.bench.run_bench): the paper's claim is a cost claim made on GPUs. Free m=8 /
+2. **Bench** (freeadv.tools.bench.run_bench): the paper's claim is a cost claim made on GPUs. Free m=8 /
    natural (~1) and 7-PGD / natural (the paper's ~8; (3+2K)/3 = 5.67 with input-only attack
    steps) on WRN-32-10 (Table 1's model) and PreAct ResNet-18 (the FGSM-RS comparison's), batch 128, fp32 (TF32 convolutions, PyTorch's default) and bf16 autocast,
    eager and torch.compile'd, with MFU against the card's datasheet peak. On a CPU the claim could
    not be checked (the README's C3): this is where it is.
-3. **Training** (freeadv.training.Trainer, then freeadv.attacks.evaluation.run_attack): one real
+3. **Training** (freeadv.training.Trainer, then freeadv.runs.evaluation.run_attack): one real
    run end to end, the code ``freeadv train`` and ``freeadv attack`` run: PreAct ResNet-18 Free m=8
    on cifar10-jpeg for ``--budget-seconds`` (iterations sized from a measured step time), then
    PGD-20 (eps 8, step 2) on the first 1,000 test images: clean and robust accuracy, images/s.
-4. **Estimate** (freeadv.estimate.estimate): the projected wall time of ``table1`` at paper scale
+4. **Estimate** (freeadv.tools.estimate.estimate): the projected wall time of ``table1`` at paper scale
    on this device, to plan (and budget) the full reproduction.
 
 Writes ``<out-dir>/<device-name-slug>.json`` (every part's numbers, pass/fail and seconds, the
@@ -34,7 +34,7 @@ CPU): tiny stand-ins (small_cnn, batch 16, few repetitions, no torch.compile), s
 a few seconds of training, the same code paths; its files get a ``-quick`` suffix.
 
 ``--experiment NAME`` runs a prepared one-call experiment instead of this check (``full``, the
-default, is this check): see freeadv.gpu_experiments (``bridge``: Table 1's WRN-32-10, Free m=8
+default, is this check): see freeadv.tools.gpu_experiments (``bridge``: Table 1's WRN-32-10, Free m=8
 against 7-PGD at the paper's pass ratio, with PGD-20 and APGD).
 """
 from __future__ import annotations
@@ -56,16 +56,17 @@ from typing import Any, Callable
 
 import torch
 
-from . import config as cfg
+from .. import config as cfg
 from . import gpu_experiments
-from .attacks import AttackSpec
-from .attacks.evaluation import run_attack
+from ..attacks import AttackSpec
+from ..runs.evaluation import run_attack
 from .bench import run_bench
 from .estimate import estimate, format_estimate, human, measure_step_costs
-from .experiments.scales import build_plan, plan_inputs
-from .io import atomic_write_text, read_json, write_json
-from .provenance import device_info, stamp
-from .training import Trainer, resolve_device
+from ..experiments.scales import build_plan, plan_inputs
+from ..io import atomic_write_text, read_json, write_json
+from ..provenance import device_info, stamp
+from ..training import Trainer, resolve_device
+from ..errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_TESTS = "tests/test_gpu.py"
@@ -318,7 +319,7 @@ def _workflow_config() -> Path:
 
 
 def run_estimate_part(device: torch.device, settings: Settings, target: str = "table1") -> dict[str, Any]:
-    """freeadv.estimate on ``target`` at paper scale; --quick times a stand-in model instead of the
+    """freeadv.tools.estimate on ``target`` at paper scale; --quick times a stand-in model instead of the
     paper's (the same code, the paper's job list and sizes)."""
     plan = build_plan(**plan_inputs(cfg.load_yaml(_workflow_config()), "paper"))
     if settings.estimate_stand_in:
@@ -467,7 +468,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f})")
     p.add_argument("--experiment", default="full",
                    help=f"full (this check, the default) or a prepared experiment: "
-                        f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.gpu_experiments)")
+                        f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.tools.gpu_experiments)")
     p.add_argument("--stages", help="bridge: the stages this call runs, comma-separated (default all): "
                                     + ", ".join(gpu_experiments.STAGE_NAMES))
     p.add_argument("--prior", help="bridge: an earlier call's bridge.json (the same plan); its finished "
@@ -479,27 +480,27 @@ def _check_data(path: str) -> str:
     root = Path(path).expanduser()
     if root.is_file() or (root / JPEG_ARCHIVE).is_file() or (root / "cifar10-jpeg").is_dir():
         return str(root)
-    raise ValueError(f"--data has bad value '{path}': expected the folder holding {JPEG_ARCHIVE} (or the archive "
+    raise UserError(f"--data has bad value '{path}': expected the folder holding {JPEG_ARCHIVE} (or the archive "
                      "itself); nothing is downloaded")
 
 
 def cmd_gpucheck(args: argparse.Namespace) -> int:
     choices = ("full", *gpu_experiments.EXPERIMENTS)
     if args.experiment not in choices:
-        raise ValueError(f"--experiment has bad value '{args.experiment}': expected one of {', '.join(choices)}")
+        raise UserError(f"--experiment has bad value '{args.experiment}': expected one of {', '.join(choices)}")
     if args.budget_seconds is not None and not args.budget_seconds > 0:
-        raise ValueError(f"--budget-seconds has bad value {args.budget_seconds:g}: expected a number > 0")
+        raise UserError(f"--budget-seconds has bad value {args.budget_seconds:g}: expected a number > 0")
     if args.data is None and not args.quick:
-        raise ValueError(f"--data is required unless --quick: the folder holding {JPEG_ARCHIVE}, or the archive")
+        raise UserError(f"--data is required unless --quick: the folder holding {JPEG_ARCHIVE}, or the archive")
     data = None if args.quick else _check_data(args.data)
     try:
         device = resolve_device(args.device)
     except cfg.ConfigError:
-        raise ValueError(f"--device has bad value '{args.device}': CUDA is not available here "
+        raise UserError(f"--device has bad value '{args.device}': CUDA is not available here "
                          "(--device cpu --quick checks this command on a CPU)") from None
     if device.type != "cuda" and not (device.type == "cpu" and args.quick):
         what = "the full check" if args.experiment == "full" else f"experiment {args.experiment}"
-        raise ValueError(f"--device has bad value '{args.device}': {what} needs a CUDA device "
+        raise UserError(f"--device has bad value '{args.device}': {what} needs a CUDA device "
                          "(on a CPU use --device cpu --quick)")
     if args.experiment != "full":
         return gpu_experiments.run_experiment(args, device, data)

@@ -1,6 +1,6 @@
 """Export a finished run for others: the weights as a plain state_dict and a RobustBench model-info JSON.
 
-    from freeadv.export import export_run, load_exported
+    from freeadv.runs.export import export_run, load_exported
     info = export_run("results/mini/runs/<model>", "export/<model>",
                       evals=["results/mini/runs/<model>/evals/pgd20-eps8-step2.json"])
     model = load_exported("export/<model>")     # a fresh registry model with the exported weights
@@ -27,14 +27,15 @@ import torch
 import yaml
 from torch import nn
 
-from . import config as cfg
-from . import schemas
-from .attacks.spec import num
-from .checkpoints import load_tensors, save_tensors, weights_digest
-from .experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
-from .io import read_json, write_json
-from .training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
-from .training.runtime import model_for
+from .. import config as cfg
+from .. import schemas
+from ..attacks.spec import num
+from ..checkpoints import load_tensors, save_tensors, weights_digest
+from ..experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
+from ..io import read_json, write_json
+from ..training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
+from ..training.runtime import model_for
+from ..errors import UserError
 
 MODEL_INFO = "model_info.json"
 EXPORT_FILES = (MODEL, MODEL_INFO)
@@ -97,10 +98,10 @@ def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, A
     try:
         ev = schemas.load(path, label="eval file")
     except (OSError, ValueError) as err:   # ValueError: freeadv.schemas.BadFile (not UTF-8, not JSON)
-        raise ValueError(f"eval file '{path}' is not readable JSON: {str(err).splitlines()[0]}") from None
+        raise UserError(f"eval file '{path}' is not readable JSON: {str(err).splitlines()[0]}") from None
     if (not isinstance(ev, dict) or not isinstance(ev.get("attack"), dict)
             or not all(key in ev for key in ("clean_acc", "robust_acc", "n"))):
-        raise ValueError(f"eval file '{path}' is not an eval JSON of freeadv attack "
+        raise UserError(f"eval file '{path}' is not an eval JSON of freeadv attack "
                          "(needs clean_acc, robust_acc, n and attack)")
     schemas.check(ev, "eval", path, label="eval file")   # accuracies in [0, 100], n >= 1, finite numbers
     if "train_config" in ev:
@@ -112,7 +113,7 @@ def _read_eval(path: Path, run_dir: Path, config: dict[str, Any]) -> dict[str, A
         if isinstance(ev.get("train_config"), dict):
             keys = sorted(k for k in set(ev["train_config"]) | set(config) if ev["train_config"].get(k) != config.get(k))
             differ = f" (its training config differs in {', '.join(keys[:5])})"
-        raise ValueError(f"eval file '{path}' is not an evaluation of run '{run_dir}': it evaluates "
+        raise UserError(f"eval file '{path}' is not an evaluation of run '{run_dir}': it evaluates "
                          f"'{ev.get('run', 'another run')}'{differ}")
     return ev
 
@@ -123,7 +124,7 @@ def _check_weights(evals: list[tuple[Path, dict[str, Any]]], digest: str) -> Non
     without a digest (written before evals recorded one) cannot be checked and passes."""
     for path, ev in evals:
         if ev.get("weights_digest") not in (None, digest):
-            raise ValueError(f"eval file '{path}' was computed on weights {str(ev['weights_digest'])[:12]}, not on "
+            raise UserError(f"eval file '{path}' was computed on weights {str(ev['weights_digest'])[:12]}, not on "
                              f"the run's {MODEL} ({digest[:12]}); evaluate the exported weights instead")
 
 
@@ -153,18 +154,18 @@ def _largest(candidates: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[st
 def _check_out(out_dir: Path, run_dir: Path) -> None:
     """Refuse an --out that holds anything but an earlier export (never overwrite other files)."""
     if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out '{out_dir}' is a file, not a folder")
+        raise UserError(f"--out '{out_dir}' is a file, not a folder")
     if out_dir.resolve() == run_dir.resolve():
-        raise ValueError(f"--out '{out_dir}' is the run folder itself; export into a new folder")
+        raise UserError(f"--out '{out_dir}' is the run folder itself; export into a new folder")
     if out_dir.is_dir():
         others = sorted(p.name for p in out_dir.iterdir()
                         if p.name not in EXPORT_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")))
         if others:
-            raise ValueError(f"--out '{out_dir}' is not empty and holds no freeadv export "
+            raise UserError(f"--out '{out_dir}' is not empty and holds no freeadv export "
                              f"(it has {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
                              "choose a new or empty folder")
         if (out_dir / MODEL).exists() and not (out_dir / MODEL_INFO).exists():
-            raise ValueError(f"--out '{out_dir}' holds a {MODEL} but no {MODEL_INFO}: not a freeadv export; "
+            raise UserError(f"--out '{out_dir}' holds a {MODEL} but no {MODEL_INFO}: not a freeadv export; "
                              "choose a new or empty folder")
 
 
@@ -175,7 +176,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
     """Write ``out_dir/model.pt`` and ``out_dir/model_info.json`` for a finished run; returns the info.
 
     ``evals``: eval JSONs of ``freeadv attack`` on this run. Without any, clean accuracy is measured
-    here on the run's test split (its ``n_test``) with :func:`freeadv.attacks.run_attack`.
+    here on the run's test split (its ``n_test``) with :func:`freeadv.runs.run_attack`.
     Everything is checked before anything is written.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -196,7 +197,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
     }
     notes = []
     if used["clean_acc"] is None:   # no eval given: a clean pass over the run's test split, here
-        from .attacks import AttackSpec, run_attack
+        from ..attacks import AttackSpec
+        from .evaluation import run_attack
         clean = run_attack(run_dir, AttackSpec("none"), batch_size=batch_size, device=device)
         used["clean_acc"] = (None, clean)
         notes.append(f"clean_acc measured at export on the first {clean['n']} test images")
@@ -256,7 +258,7 @@ def load_exported(export_dir: str | Path, device: torch.device | str = "cpu") ->
     try:
         config = read_json(export_dir / MODEL_INFO)["config"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"'{export_dir / MODEL_INFO}' is not a freeadv model info (no config)") from None
+        raise UserError(f"'{export_dir / MODEL_INFO}' is not a freeadv model info (no config)") from None
     model = model_for(cfg.resolve(config))
     model.load_state_dict(load_tensors(export_dir / MODEL))
     return model.to(device).eval()

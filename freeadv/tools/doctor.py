@@ -103,8 +103,8 @@ def _data_status(dataset: str, root: Path, download: bool) -> Check:
 
 def _jpeg_archive_status(name: str, archive: Path) -> Check:
     """The archive's sha256 against the published one and its gzip CRC: a damaged copy is FAIL."""
-    from .data.catalog import DataError
-    from .data.jpeg import check_archive
+    from ..data.catalog import DataError
+    from ..data.jpeg import check_archive
     try:
         return Check("OK", name, f"'{archive}': {check_archive(archive)}")
     except DataError as err:
@@ -167,7 +167,7 @@ def check_tools() -> list[Check]:
     if git is None:
         checks.append(Check("WARN", "git", "not found: results will not record the commit that produced them"))
     else:
-        from .provenance import git_commit
+        from ..provenance import git_commit
         commit = git_commit()
         known = commit.get("commit") not in (None, "unknown")
         detail = (f"commit {commit['commit'][:12]}" + (" with uncommitted changes" if commit.get("dirty") else "")

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 import torch
 import torch.nn.functional as F
 
-from ..precision import at_least_fp32
+from .precision import at_least_fp32
 from torch import nn
 
 CW_CONFIDENCE = 50.0  # kappa of Madry et al.'s CW loss: -relu(z_y - max_{j != y} z_j + 50)

@@ -17,15 +17,18 @@ from typing import Any
 
 import pandas as pd
 
-from .io import atomic_write_text
-from .experiments.design import DATASET_TITLES
-from .experiments.layout import TABLE_FORMATS, table_file, train_path
-from .experiments.paper_values import paper_value
-from .experiments.robustbench import ENTRIES
-from .experiments.scales import unavailable_message
-from .sanity import check_model, check_training
-from .schemas import BadFile, read_checked
-from .stats import wilson
+from ..attacks import ATTACKS
+from ..attacks.spec import kind_flags
+from ..io import atomic_write_text
+from ..experiments.design import DATASET_TITLES
+from ..experiments.layout import TABLE_FORMATS, table_file, train_path
+from ..experiments.paper_values import paper_value
+from ..experiments.robustbench import ENTRIES
+from ..experiments.scales import unavailable_message
+from ..sanity import check_model, check_training
+from ..schemas import BadFile, read_checked
+from ..stats import wilson
+from ..errors import UserError
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
                 "commit", "noise_acc", "large_eps_pgd_acc", "large_eps_attack", "sanity_warnings"]
@@ -58,6 +61,15 @@ def read_result(results_dir: str | Path, relative: str, kind: str | None = None,
     if not path.exists():
         raise MissingResult(f"result file '{path}' is missing; build it with snakemake (it is an input of this target)")
     return read_checked(path, kind or result_kind(relative), error=BadResult, require=require)
+
+
+def with_kind_flags(ev: dict[str, Any]) -> dict[str, Any]:
+    """An eval record without the kind's flags in its ``attack`` entry gets them from the
+    registry, so its sanity checks still run."""
+    attack = ev["attack"]
+    if "gradient" in attack or attack["kind"] not in ATTACKS:
+        return ev
+    return {**ev, "attack": {**attack, **kind_flags(attack["kind"])}}
 
 
 def check_weights(result: dict[str, Any], train: dict[str, Any] | None, file: str | Path) -> None:
@@ -111,7 +123,7 @@ def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
     allows it (its table rule needs every file)."""
     entry = plan["targets"][target]
     if not entry["available"]:
-        raise ValueError(unavailable_message(plan, target))
+        raise UserError(unavailable_message(plan, target))
     metrics = entry["metrics"]
     metric_keys = {m["key"] for m in metrics}
     records, missing = [], []
@@ -198,7 +210,8 @@ def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any
     catastrophic overfitting shows in the table itself."""
     noise_id = next((a for a in sanity if a.startswith("noise")), None)
     large_id = next((a for a in sanity if not a.startswith("noise")), None)
-    warnings = check_training(train) + list(dict.fromkeys(check_model([e for e in evals if "attack" in e])))
+    warnings = check_training(train) + list(dict.fromkeys(check_model([with_kind_flags(e) for e in evals
+                                                                       if "attack" in e])))
     return {"noise_acc": metric_value(sanity[noise_id], "robust_acc") if noise_id else float("nan"),
             "large_eps_pgd_acc": metric_value(sanity[large_id], "robust_acc") if large_id else float("nan"),
             "large_eps_attack": large_id or "", "sanity_warnings": " | ".join(warnings)}

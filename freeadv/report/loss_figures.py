@@ -6,7 +6,7 @@ how fast the loss rises within the eps-ball along each direction, model beside m
 is the line of the surface grid through the image (the grid's centre row or column), so it needs
 no new computation: along the adversarial direction d1 it is ``losses[:, centre]``, along the
 Rademacher direction d2 ``losses[centre, :]`` (``losses[i][j]`` is the loss at
-x + axis[i] d1 + axis[j] d2, freeadv.analysis.loss_surface). All panels share one y-scale, so a
+x + axis[i] d1 + axis[j] d2, freeadv.runs.analysis.loss_surface). All panels share one y-scale, so a
 steeper rise reads as a steeper line.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 
 from .plotting import caption, commits, plt, stand_ins, title
 from .tables import read_result
+from ..errors import UserError
 
 DIRECTIONS = {"adv-rad": ("adversarial", "Rademacher"), "rad-rad": ("Rademacher 1", "Rademacher 2")}
 COLUMN_IN = 7.0          # a journal column: Figure 3 stays readable at this width (fonts >= 8 pt)
@@ -29,7 +30,7 @@ def _surfaces(plan: dict[str, Any], results: Path, name: str, plane: str | None 
     analyses = [a for a in plan["targets"][name]["analyses"] if plane is None or a["options"].get("plane") == plane]
     present = [a for a in analyses if (Path(results) / a["file"]).exists()]
     if not present:
-        raise ValueError(f"{name}: no loss surface{f' on the {plane} plane' if plane else ''} has been computed "
+        raise UserError(f"{name}: no loss surface{f' on the {plane} plane' if plane else ''} has been computed "
                          f"in '{results}'")
     return [(a, read_result(results, a["file"], "loss-surface")) for a in present]
 
@@ -44,7 +45,7 @@ def _centre(axis: list[float]) -> int:
     """The index of 0 on the grid's axis: the line through the image (the grid must hold it)."""
     centre = int(np.argmin(np.abs(axis)))
     if abs(axis[centre]) > 1e-9:
-        raise ValueError(f"the loss-surface grid has no point at 0 (axis {axis[:3]}...): use an odd --grid")
+        raise UserError(f"the loss-surface grid has no point at 0 (axis {axis[:3]}...): use an odd --grid")
     return centre
 
 
@@ -78,7 +79,7 @@ def _same_images(panels: list[tuple[dict, dict]]) -> int:
     n = min(len(d["images"]) for _, d in panels)
     indices = [[image["index"] for image in d["images"][:n]] for _, d in panels]
     if any(i != indices[0] for i in indices):
-        raise ValueError("figure3: the loss-surface files hold different test images; rebuild them")
+        raise UserError("figure3: the loss-surface files hold different test images; rebuild them")
     return n
 
 

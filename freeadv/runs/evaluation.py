@@ -9,13 +9,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import cpu, stats
+from .. import stats
 from ..checkpoints import weights_digest
 from ..provenance import stamp
 from ..sanity import check_eval
-from ..training import data_for, load_trained_model, resolve_device
-from .spec import EARLIER_SECONDS, AttackSpec, for_model
-from .steps import eval_mode, predict
+from ..attacks.spec import EARLIER_SECONDS, AttackSpec, for_model
+from ..perturb import eval_mode, predict
+from .opening import RUN_SPLIT, open_run
+from ..errors import UserError
 
 FLAGS_ENCODING = "base64 of numpy.packbits (big-endian bits)"
 
@@ -100,15 +101,14 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, b
     of the weights evaluated (readers check it against the run's train.json). A
     ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
     if n is not None and n < 1:
-        raise ValueError(f"--n has bad value {n}: expected an integer >= 1")
-    dev = resolve_device(device)
-    cpu.tune(dev, flush_denormal=False)
-    model, train_config = load_trained_model(run_dir, dev, weights=weights)
+        raise UserError(f"--n has bad value {n}: expected an integer >= 1")
+    run = open_run(run_dir, device, n_test=n if n else RUN_SPLIT, weights=weights)
+    model, train_config, dev = run.model, run.config, run.device
     spec = for_model(spec, train_config)
     for name, value in (("--eps", spec.eps), ("--step-size", spec.step_size)):
         if value is not None and not 0 < value <= 255:
-            raise ValueError(f"{name} has bad value {value}: expected a number in (0, 255] (pixel units)")
-    data = data_for(dict(train_config, augment=False, n_train=None, **({"n_test": n} if n else {})))
+            raise UserError(f"{name} has bad value {value}: expected a number in (0, 255] (pixel units)")
+    data = run.data
     start = time.perf_counter()
     with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
         if spec.attack.whole_set:

@@ -1,7 +1,7 @@
 """What the claims read: per-image flags of a plan row's evaluations, with the row's seeds.
 
 A claim compares models on the same test images, so it needs the per-image bitmaps an
-evaluation stores (``per_image``; freeadv.attacks.evaluation). A result that lacks them, a file
+evaluation stores (``per_image``; freeadv.runs.evaluation). A result that lacks them, a file
 that is not there, or a row the plan does not have makes the claim :class:`Undecided`: it prints
 INCONCLUSIVE with the reason, never PASS.
 
@@ -11,7 +11,7 @@ evaluation of the same attack (the same file name in its own run folder) counts 
 seed of the row where it exists.
 
 Each result under ``runs/<model>/`` is checked against that run's train.json
-(:func:`freeadv.tables.check_weights`): a claim never reads numbers of other weights.
+(:func:`freeadv.report.tables.check_weights`): a claim never reads numbers of other weights.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .stats import unpack_flags
-from .experiments.layout import train_path
+from ..stats import unpack_flags
+from ..experiments.layout import train_path
 from .tables import build_table, check_weights, read_result
 
 
