@@ -16,16 +16,15 @@ from . import __version__
 from .errors import UserError
 
 EXAMPLES = """examples:
-  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
+  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out-dir runs/free4
   freeadv attack --run runs/free4 --attack pgd --steps 20 --restarts 1 --out runs/free4/pgd20.json
-  freeadv export --run runs/free4 --eval runs/free4/pgd20.json --out export/free4
+  freeadv export --run runs/free4 --eval runs/free4/pgd20.json --out-dir export/free4
   freeadv claims --scale mini          # the paper's claims checked on results/mini (PASS / FAIL)
 """
 
 # The modules that register subcommands, in the order `freeadv --help` lists them.
-COMMANDS = ("freeadv.commands.train", "freeadv.commands.attack", "freeadv.tools.bench", "freeadv.commands.report",
-            "freeadv.commands.cost", "freeadv.tools.estimate", "freeadv.tools.doctor", "freeadv.commands.analysis",
-            "freeadv.commands.export", "freeadv.tools.gpucheck")
+COMMANDS = tuple(f"freeadv.commands.{name}" for name in (
+    "train", "attack", "bench", "report", "cost", "estimate", "doctor", "analysis", "export", "gpucheck"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,7 +63,8 @@ def test_one_free_row_per_replay_in_one_interleaved_run(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--batch", "0"], "--batch has bad value 0"),
+    (["--batch-size", "0"], "--batch-size has bad value 0"),
+    (["--batch", "0"], "--batch-size has bad value 0"),   # the former spelling, hidden from --help
     (["--methods", "pgd9"], "--methods has bad value 'pgd9'"),
     (["--replay", "2,0"], "--replay has bad value '0'"),
     (["--replay", "8,x"], "--replay has bad value 'x'"),

@@ -101,8 +101,9 @@ def test_a_subprocess_past_its_time_is_killed_and_reported(tmp_path):
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], "--data is required unless --quick"),
-    (["--data", "/nonexistent/folder"], "--data has bad value '/nonexistent/folder'"),
+    ([], "--data-root is required unless --quick"),
+    (["--data-root", "/nonexistent/folder"], "--data-root has bad value '/nonexistent/folder'"),
+    (["--data", "/nonexistent/folder"], "--data-root has bad value '/nonexistent/folder'"),
     (["--quick", "--budget-seconds", "0"], "--budget-seconds has bad value 0"),
     (["--device", "cpu", "--data", "."], None),
 ])

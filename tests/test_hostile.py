@@ -434,7 +434,7 @@ def test_resume_between_loss_reads_gives_the_same_loss_history(tmp_path, monkeyp
 
 @pytest.mark.parametrize("argv, culprit", [
     (["bench", "--arch", "nonesuch"], "nonesuch"),
-    (["bench", "--batch", "0"], "--batch"),
+    (["bench", "--batch-size", "0"], "--batch-size"),
     (["bench", "--replay", "-1"], "--replay"),
     (["estimate", "table1", "--scale", "nonesuch"], "nonesuch"),
     (["estimate", "nonesuch", "--scale", "smoke"], "nonesuch"),

@@ -15,7 +15,7 @@ FLOORS = {
     # what everything may use: files, statistics, schemas, checks on a record, the machine
     "freeadv.lazy": 1, "freeadv.units": 1, "freeadv.io": 1, "freeadv.keys": 1, "freeadv.stats": 1,
     "freeadv.schemas": 1, "freeadv.sanity": 1, "freeadv.cpu": 1, "freeadv.precision": 1,
-    "freeadv.distributed": 1,
+    "freeadv.distributed": 1, "freeadv.registry": 1,
     # the perturbation primitives, tensors on disk, where a number came from, the datasets
     "freeadv.perturb": 2, "freeadv.checkpoints": 2, "freeadv.provenance": 2, "freeadv.data": 2,
     # training methods and models
@@ -28,9 +28,10 @@ FLOORS = {
     "freeadv.training": 6, "freeadv.report": 6,
     # jobs on a finished run
     "freeadv.runs": 7,
-    # the commands and tools
-    "freeadv.commands": 8, "freeadv.tools": 8,
-    "freeadv.cli": 9, "freeadv.__main__": 10,
+    # the tools around the runs: bench, estimate, environment and GPU checks
+    "freeadv.tools": 8,
+    # every command's argument table, and the command line that gathers them
+    "freeadv.commands": 9, "freeadv.cli": 10, "freeadv.__main__": 11,
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from ..units import to_unit
 from ..errors import UserError
+from ..registry import Registry
 
 
 class AttackError(UserError):
@@ -98,7 +99,7 @@ class AttackKind:
         raise NotImplementedError(f"attack kind {self.name} evaluates batch by batch (perturb)")
 
 
-ATTACKS: dict[str, AttackKind] = {}
+ATTACKS: Registry[AttackKind] = Registry("attack kind")
 
 
 def register_attack(cls: type[AttackKind]) -> type[AttackKind]:
@@ -107,7 +108,7 @@ def register_attack(cls: type[AttackKind]) -> type[AttackKind]:
         raise TypeError(f"attack kind {cls.__name__}: name {cls.name!r} is empty or already registered")
     if cls.perturb is AttackKind.perturb:
         raise TypeError(f"attack kind {cls.__name__} does not implement perturb")
-    ATTACKS[cls.name] = cls()
+    ATTACKS.add(cls.name, cls())
     return cls
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import UserError
+from . import alias
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a finished run: model.pt (state_dict) + RobustBench model_info.json",
@@ -14,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "PGD-20 eval, 'autoattack_acc' from an AutoAttack eval, both at the training eps; "
                                    "without --eval the clean accuracy is measured on the run's test split.")
     p.add_argument("--run", type=Path, required=True, metavar="RUN_DIR", help="a finished training run folder")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR",
-                   help="export folder: new, empty, or holding an earlier export (replaced)")
+    p.add_argument("--out-dir", type=Path, metavar="DIR",
+                   help="export folder: new, empty, or holding an earlier export (replaced; required)")
+    alias(p, "--out", "out_dir", type=Path)
     p.add_argument("--eval", dest="evals", type=Path, action="append", default=[], metavar="EVAL.json",
                    help="an eval JSON of freeadv attack on this run (repeatable)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (only for the clean pass "
@@ -24,11 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.out_dir is None:
+        raise UserError("--out-dir is required: the export folder")
     from ..runs.export import export_run   # local: torch, not needed for --help
 
-    info = export_run(args.run, args.out, args.evals, device=args.device)
+    info = export_run(args.run, args.out_dir, args.evals, device=args.device)
     numbers = "  ".join(f"{key} {info[key]}" for key in ("clean_acc", "reported", "autoattack_acc")
                         if info[key] is not None)
-    print(f"[freeadv] exported {args.run} -> {args.out}: {info['name']} ({info['architecture']}, "
+    print(f"[freeadv] exported {args.run} -> {args.out_dir}: {info['name']} ({info['architecture']}, "
           f"{info['dataset']}, eps {info['eps']}) {numbers}")
     return 0

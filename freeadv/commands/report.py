@@ -38,6 +38,7 @@ from ..experiments.scales import available_targets, build_plan, load_plan, plan_
 from ..io import OutputError, atomic_write_text, check_distinct_outputs, check_output_file, write_json
 from ..report.tables import write_table
 from ..errors import UserError
+from . import DEFAULT_SCALE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,9 +55,10 @@ def _register_plan(sub: argparse._SubParsersAction) -> None:
                        description="Build the plan of one scale: every model (id and training config) and every "
                                    "result file each table and figure reads.")
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", type=Path, help="workflow config YAML (config/config.yaml); needs --scale")
+    source.add_argument("--config", type=Path, help="workflow config YAML (config/config.yaml), read at --scale")
     source.add_argument("--inputs", help="JSON {scale, settings, data} as the Snakefile passes it")
-    p.add_argument("--scale", help="scale name in the workflow config (paper, mini, smoke)")
+    p.add_argument("--scale", default=DEFAULT_SCALE,
+                   help=f"scale name in the workflow config (default {DEFAULT_SCALE}; with --config)")
     p.add_argument("--out", type=Path, help="write the plan JSON here (default: print a summary)")
     p.set_defaults(func=cmd_plan)
 
@@ -92,7 +94,7 @@ def _register_curves(sub: argparse._SubParsersAction) -> None:
 def _register_claims(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("claims", help="check the paper's claims (C1-C6) on results/<scale>: PASS / FAIL",
                        description=claims.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", default="mini", help="scale whose results/<scale>/ to read (default mini)")
+    p.add_argument("--scale", default=DEFAULT_SCALE, help=f"scale whose results/<scale>/ to read (default {DEFAULT_SCALE})")
     p.add_argument("--results", default=RESULTS_ROOT, help=f"results root (default {RESULTS_ROOT})")
     p.add_argument("--out", help="also write what is printed to this file")
     p.add_argument("--json", help="also write the verdicts as JSON to this file")
@@ -106,7 +108,7 @@ def _register_regenerate(sub: argparse._SubParsersAction) -> None:
                        description="Tables, figures and claims of results/<scale> from its plan.json and result "
                                    "files alone: what a fresh clone can do without retraining or re-attacking "
                                    "(Snakemake would retrain there, since the models are not committed).")
-    p.add_argument("--scale", default="mini", help="scale to rebuild (default mini)")
+    p.add_argument("--scale", default=DEFAULT_SCALE, help=f"scale to rebuild (default {DEFAULT_SCALE})")
     p.add_argument("--results", type=Path, default=Path(RESULTS_ROOT), help=f"results root (default {RESULTS_ROOT})")
     p.add_argument("--figures", type=Path, default=Path(FIGURES_ROOT), help=f"figures root (default {FIGURES_ROOT})")
     p.set_defaults(func=cmd_regenerate)

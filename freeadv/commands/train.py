@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import yaml
 
 from .. import config as cfg
+from ..errors import UserError
 from ..methods import METHODS, method_params
+from . import alias
 
 EXAMPLES = """examples:
-  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out runs/free4
-  freeadv train --set dataset=cifar10-jpeg --set method=pgd --set pgd_steps=7 --out runs/pgd7
+  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out-dir runs/free4
+  freeadv train --set dataset=cifar10-jpeg --set method=pgd --set pgd_steps=7 --out-dir runs/pgd7
 """
 
 
@@ -25,6 +28,12 @@ def _method_help() -> str:
     return "\n".join(lines)
 
 
+def _as_overrides(flags: dict[str, str]) -> list[str]:
+    """``--data-root`` and ``--device`` as the ``--set`` overrides they stand for (after the
+    user's own, so the flag wins), each value quoted as YAML would read it back as a string."""
+    return [f"{key}={json.dumps(value)}" for key, value in flags.items()]
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help=f"train one model ({', '.join(METHODS)}); resumes a killed run",
                        description="Train one model. Config = defaults < --config YAML < --set overrides. "
@@ -34,8 +43,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="YAML file of config keys (see freeadv/config.py for every key)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config key, value parsed as YAML (repeatable), e.g. --set replay=8")
-    p.add_argument("--out", type=Path, required=True, metavar="RUN_DIR",
-                   help="run folder: config.yaml, checkpoint.pt, model.pt, log.jsonl, train.json")
+    p.add_argument("--out-dir", type=Path, metavar="RUN_DIR",
+                   help="run folder: config.yaml, checkpoint.pt, model.pt, log.jsonl, train.json (required)")
+    alias(p, "--out", "out_dir", type=Path)
+    p.add_argument("--data-root", help="where the dataset lies (the config key data_root)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (the config key device)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--supersede", action="store_true",
@@ -49,17 +61,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    config = cfg.resolve(cfg.load_yaml(args.config) if args.config else {}, args.overrides)
+    flags = {key: getattr(args, key) for key in ("data_root", "device") if getattr(args, key) is not None}
+    config = cfg.resolve(cfg.load_yaml(args.config) if args.config else {}, [*args.overrides, *_as_overrides(flags)])
     if args.print_config:
         print(yaml.safe_dump(config, sort_keys=True), end="")
         return 0
+    if args.out_dir is None:
+        raise UserError("--out-dir is required: the run folder to train into (or resume)")
     from ..distributed import from_environment   # local: torch, not needed for --print-config
     from ..training import Trainer
 
-    result = Trainer(config, args.out, progress=not args.no_progress, supersede=args.supersede,
+    result = Trainer(config, args.out_dir, progress=not args.no_progress, supersede=args.supersede,
                      restore=args.restore_finished).run()
     if not from_environment().is_main:   # under torchrun, rank 0 reports
         return 0
-    print(f"[freeadv] trained {args.out}: {result['iterations']} iterations, {result['train_minutes']:.2f} min, "
+    print(f"[freeadv] trained {args.out_dir}: {result['iterations']} iterations, {result['train_minutes']:.2f} min, "
           f"{result['images_per_second']:.0f} images/s, final loss {result['final_loss']:.4f}")
     return 0

@@ -347,7 +347,7 @@ def cost_bench(targets: dict[str, Any], models: dict[str, Any]) -> dict[str, Any
     config = models[rows["natural"]["model"]]["config"]
     replays = sorted(models[row["model"]]["config"]["replay"] for key, row in rows.items() if key.startswith("free_m"))
     args = ["--arch", config["arch"], *(["--width", str(config["width"])] if config.get("width") else []),
-            "--dataset", config["dataset"], "--batch", str(config.get("batch_size", defaults()["batch_size"])),
+            "--dataset", config["dataset"], "--batch-size", str(config.get("batch_size", defaults()["batch_size"])),
             "--amp", "bf16" if config.get("amp") == "bf16" else "off", "--methods", "natural,free,pgd7",
             "--replay", ",".join(map(str, replays)), "--no-eval",
             "--reps", str(COST_BENCH_REPS), "--warmup", str(COST_BENCH_WARMUP)]

@@ -18,12 +18,13 @@ import pkgutil
 from typing import Any, Mapping
 
 from ..keys import ConfigError, Key
+from ..registry import Registry
 from .base import ATTACK_BN, Method, StepCost, attack_bn_statistics, frozen_bn_statistics
 
 __all__ = ["METHODS", "Method", "StepCost", "Key", "register_method", "get_method", "build_method",
            "method_keys", "method_params", "frozen_bn_statistics", "attack_bn_statistics", "ATTACK_BN"]
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("training method")
 _DECLARED = ("title", "id_fragment", "cost", "from_config")
 
 
@@ -57,8 +58,7 @@ def _check_declarations(cls: type) -> None:
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: check the declarations, then add the class to METHODS under ``cls.name``."""
     _check_declarations(cls)
-    METHODS[cls.name] = cls
-    return cls
+    return METHODS.add(cls.name, cls)
 
 
 def get_method(name: str) -> type[Method]:

@@ -8,18 +8,16 @@ from torch import nn
 
 from ..data.catalog import CIFAR10_MEAN, CIFAR10_STD
 from ..errors import UserError
+from ..registry import Registry
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
 
 
 def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator adding ``builder(num_classes, *, mean, std[, width]) -> nn.Module`` to MODELS."""
 
     def decorator(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in MODELS:
-            raise ValueError(f"model {name!r} is already registered")
-        MODELS[name] = builder
-        return builder
+        return MODELS.add(name, builder)
 
     return decorator
 

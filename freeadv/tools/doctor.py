@@ -6,7 +6,6 @@ to the output folders, and the tools the workflow and provenance stamps need.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 import os
 import shutil
@@ -192,24 +191,3 @@ def run_checks(config_path: str | None, roots: list[str], outputs: list[str]) ->
             checks.append(Check("FAIL", "config", f"cannot read '{config_path}': {err}"))
     return (checks + check_packages() + check_devices() + check_data(workflow_config, roots)
             + check_writable(outputs) + check_tools())
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("doctor", help="check versions, devices, data roots and write access before a long run",
-                       description=__doc__)
-    p.add_argument("--config", default="config/config.yaml" if Path("config/config.yaml").exists() else None,
-                   help="workflow config whose data roots to check (default config/config.yaml if present)")
-    p.add_argument("--data-root", action="append", default=[], metavar="DIR",
-                   help="another folder that should hold datasets (repeatable), e.g. ../shared/data")
-    p.add_argument("--out", action="append", default=None, metavar="DIR",
-                   help="folder that must be writable (repeatable; default results, figures, logs)")
-    p.set_defaults(func=cmd_doctor)
-
-
-def cmd_doctor(args: argparse.Namespace) -> int:
-    checks = run_checks(args.config, args.data_root, args.out or ["results", "figures", "logs"])
-    for check in checks:
-        print(check.line())
-    failed = [c for c in checks if c.status == "FAIL"]
-    print(f"{len(checks)} checks: {len(failed)} failed, {sum(c.status == 'WARN' for c in checks)} warnings")
-    return 1 if failed else 0

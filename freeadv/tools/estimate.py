@@ -10,9 +10,7 @@ still-robust examples). On a CPU the steps are timed at a small probe batch and 
 """
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,11 +20,9 @@ from ..attacks import AttackSpec
 from ..perturb import input_gradient
 from .bench import time_interleaved
 from ..data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
-from ..experiments.design import FIGURES, TABLES
-from ..experiments.scales import available_targets, build_plan, plan_inputs, row_evaluations, unavailable_message
+from ..experiments.scales import available_targets, row_evaluations, unavailable_message
 from ..methods import METHODS, get_method
-from ..provenance import device_info
-from ..training import make_optimizer, model_for, place_batch, place_model, resolve_device, setup_runtime
+from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime
 from ..errors import UserError
 
 CPU_PROBE_BATCH = 32
@@ -137,33 +133,3 @@ def format_estimate(result: dict[str, Any], device_name: str) -> str:
         lines.append(f"{j['job']:<7}{j['model']:<52}{j['method']:<24}{j['iterations']:>12}{human(j['seconds']):>12}")
     lines.append(f"\ntotal, one job at a time: {human(result['total_seconds'])}")
     return "\n".join(lines)
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("estimate", help="expected wall time of a table's or figure's jobs on this device",
-                       description=__doc__)
-    p.add_argument("target", help="a table or figure (table1 ... table5, yopo, trials, fast, figure1 ... figure4), "
-                                  "or all")
-    p.add_argument("--scale", default="paper", help="scale of config/config.yaml (default paper)")
-    p.add_argument("--config", default="config/config.yaml", help="workflow config (default config/config.yaml)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--probe-batch", type=int, help="time steps at this batch and scale linearly "
-                                                   f"(default: the job's batch on CUDA, {CPU_PROBE_BATCH} on CPU)")
-    p.add_argument("--reps", type=int, default=3, help="timed repetitions per step (default 3)")
-    p.set_defaults(func=cmd_estimate)
-
-
-def cmd_estimate(args: argparse.Namespace) -> int:
-
-    if args.target not in TABLES + FIGURES + ("all",):
-        raise UserError(f"target '{args.target}' is unknown: choose one of "
-                         f"{', '.join(list(TABLES) + list(FIGURES))} or all")
-    for name in ("probe_batch", "reps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
-    workflow_config = cfg.load_yaml(Path(args.config))
-    plan = build_plan(**plan_inputs(workflow_config, args.scale))
-    result = estimate(plan, args.target, device=args.device, probe_batch=args.probe_batch, reps=args.reps)
-    print(format_estimate(result, device_info(resolve_device(args.device))["name"]))
-    return 0

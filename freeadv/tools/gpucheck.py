@@ -39,7 +39,6 @@ against 7-PGD at the paper's pass ratio, with PGD-20 and APGD).
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -57,16 +56,14 @@ from typing import Any, Callable
 import torch
 
 from .. import config as cfg
-from . import gpu_experiments
 from ..attacks import AttackSpec
 from ..runs.evaluation import run_attack
 from .bench import run_bench
 from .estimate import estimate, format_estimate, human, measure_step_costs
 from ..experiments.scales import build_plan, plan_inputs
-from ..io import atomic_write_text, read_json, write_json
+from ..io import read_json
 from ..provenance import device_info, stamp
-from ..training import Trainer, resolve_device
-from ..errors import UserError
+from ..training import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 GPU_TESTS = "tests/test_gpu.py"
@@ -199,7 +196,7 @@ def _summary(result: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
 
 def bench_command(device: torch.device, settings: Settings, config: dict[str, Any], out: Path) -> list[str]:
     """``freeadv bench`` for one configuration, as a subprocess runs it."""
-    command = [sys.executable, "-m", "freeadv", "bench", "--arch", config["arch"], "--batch", str(settings.bench_batch),
+    command = [sys.executable, "-m", "freeadv", "bench", "--arch", config["arch"], "--batch-size", str(settings.bench_batch),
                "--device", str(device), "--amp", config["amp"], "--methods", ",".join(METHODS), "--replay", "8",
                "--warmup", str(settings.bench_warmup), "--reps", str(settings.bench_reps), "--no-eval",
                "--out", str(out)]
@@ -451,77 +448,3 @@ def format_markdown(result: dict[str, Any]) -> str:
                 message = part.get("failure_messages", {}).get(test_id, "").splitlines()
                 lines.append(f"  - {test_id}" + (f": {message[0]}" if message else ""))
     return "\n".join(lines) + "\n"
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("gpucheck", help="GPU acceptance: device tests, bench with MFU, a timed Free m=8 run "
-                                        "with PGD-20, and table1's projected time (at most 8 min on one H100)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda", help="cuda or cuda:N (default cuda); cpu with --quick")
-    p.add_argument("--data", help=f"the folder holding {JPEG_ARCHIVE}, or the archive (required unless --quick)")
-    p.add_argument("--quick", action="store_true", help="tiny stand-ins and synthetic data: checks this command "
-                                                        "in about half a minute (on a CPU too)")
-    p.add_argument("--out-dir", help="where the .json and .md go (default results/gpu; "
-                                     "results/gpu/<experiment> for an experiment)")
-    p.add_argument("--budget-seconds", type=float,
-                   help="full: training time of part 3 (default 180; --quick caps it at 4); an experiment: "
-                        f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f})")
-    p.add_argument("--experiment", default="full",
-                   help=f"full (this check, the default) or a prepared experiment: "
-                        f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.tools.gpu_experiments)")
-    p.add_argument("--stages", help="bridge: the stages this call runs, comma-separated (default all): "
-                                    + ", ".join(gpu_experiments.STAGE_NAMES))
-    p.add_argument("--prior", help="bridge: an earlier call's bridge.json (the same plan); its finished "
-                                   "records stand for the stages this call does not run")
-    p.set_defaults(func=cmd_gpucheck)
-
-
-def _check_data(path: str) -> str:
-    root = Path(path).expanduser()
-    if root.is_file() or (root / JPEG_ARCHIVE).is_file() or (root / "cifar10-jpeg").is_dir():
-        return str(root)
-    raise UserError(f"--data has bad value '{path}': expected the folder holding {JPEG_ARCHIVE} (or the archive "
-                     "itself); nothing is downloaded")
-
-
-def cmd_gpucheck(args: argparse.Namespace) -> int:
-    choices = ("full", *gpu_experiments.EXPERIMENTS)
-    if args.experiment not in choices:
-        raise UserError(f"--experiment has bad value '{args.experiment}': expected one of {', '.join(choices)}")
-    if args.budget_seconds is not None and not args.budget_seconds > 0:
-        raise UserError(f"--budget-seconds has bad value {args.budget_seconds:g}: expected a number > 0")
-    if args.data is None and not args.quick:
-        raise UserError(f"--data is required unless --quick: the folder holding {JPEG_ARCHIVE}, or the archive")
-    data = None if args.quick else _check_data(args.data)
-    try:
-        device = resolve_device(args.device)
-    except cfg.ConfigError:
-        raise UserError(f"--device has bad value '{args.device}': CUDA is not available here "
-                         "(--device cpu --quick checks this command on a CPU)") from None
-    if device.type != "cuda" and not (device.type == "cpu" and args.quick):
-        what = "the full check" if args.experiment == "full" else f"experiment {args.experiment}"
-        raise UserError(f"--device has bad value '{args.device}': {what} needs a CUDA device "
-                         "(on a CPU use --device cpu --quick)")
-    if args.experiment != "full":
-        return gpu_experiments.run_experiment(args, device, data)
-    args.budget_seconds = 180.0 if args.budget_seconds is None else args.budget_seconds
-    args.out_dir = "results/gpu" if args.out_dir is None else args.out_dir
-    settings = settings_for(args.quick, data)
-    threads = torch.get_num_threads()
-    if settings.quick and device.type == "cpu":
-        # tiny models gain nothing from more threads, and on a busy machine (CI) two OpenMP threads
-        # fighting other jobs for two cores made the quick check 3x slower (measured)
-        torch.set_num_threads(1)
-    try:
-        result = run_gpucheck(device, settings, args.budget_seconds)
-    finally:
-        torch.set_num_threads(threads)
-    out_dir = Path(args.out_dir)
-    stem = slug(result["device"]["name"]) + ("-quick" if args.quick else "")
-    result["files"] = {"json": str(out_dir / f"{stem}.json"), "md": str(out_dir / f"{stem}.md")}
-    markdown = format_markdown(result)
-    write_json(out_dir / f"{stem}.json", result)
-    atomic_write_text(out_dir / f"{stem}.md", markdown)
-    print(markdown)
-    print(f"[gpucheck] wrote {result['files']['json']} and {result['files']['md']}")
-    return 0 if result["ok"] else 1

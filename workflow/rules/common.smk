@@ -101,7 +101,7 @@ ATTACK_CODE = code("freeadv.commands.attack")
 ANALYSIS_CODE = code("freeadv.commands.analysis")
 REPORT_CODE = code("freeadv.commands.report")  # plan, table, figure and claims
 COST_CODE = code("freeadv.commands.cost")
-BENCH_CODE = code("freeadv.tools.bench")
+BENCH_CODE = code("freeadv.commands.bench")
 
 
 # --- models, attacks, analyses -------------------------------------------------------------------

@@ -31,7 +31,7 @@ rule train:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out {params.run_dir:q} --no-progress"
+        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out-dir {params.run_dir:q} --no-progress"
         " --supersede $(test {resources.attempt} -gt 1 && echo --restore-finished) > {log:q} 2>&1"
 
 
