@@ -181,3 +181,10 @@ def test_an_h100_runs_against_its_datasheet_peak(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA B300")
     unknown = bench.device_peak(cuda, bf16=True)
     assert unknown["tflops"] is None and unknown["reason"].startswith("peak unknown")
+
+
+def test_the_checkout_files_the_check_runs_are_where_it_looks():
+    """The device tests and the workflow config are read from the checkout that holds the package."""
+    assert (gpucheck.REPO / gpucheck.GPU_TESTS).is_file()
+    assert (gpucheck.REPO / "config" / "config.yaml").is_file()
+    assert (gpucheck.REPO / "freeadv" / "tools" / "gpucheck.py").is_file()

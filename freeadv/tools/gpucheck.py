@@ -65,7 +65,7 @@ from ..io import read_json
 from ..provenance import device_info, stamp
 from ..training import Trainer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]   # the checkout: freeadv/tools/gpucheck.py -> ./
 GPU_TESTS = "tests/test_gpu.py"
 JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
 TOTAL_TARGET_S = 440          # the whole check on one H100: under 8 minutes with room to spare
