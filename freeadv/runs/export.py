@@ -171,6 +171,32 @@ def _check_out(out_dir: Path, run_dir: Path) -> None:
 
 # --- the export ------------------------------------------------------------------------------------
 
+def _accuracies_used(loaded: list[tuple[str, dict[str, Any]]], eps: float, run_dir: Path, device: str,
+                     batch_size: int) -> tuple[dict[str, tuple[str | None, dict[str, Any]] | None], list[str]]:
+    """Which eval gives each exported accuracy (the largest n of its kind at the training eps), and
+    the footnote's words on where each came from; without any eval, a clean pass measured here."""
+    used: dict[str, tuple[str | None, dict[str, Any]] | None] = {
+        "clean_acc": _largest(loaded),
+        "reported": _largest([(p, e) for p, e in loaded if _matches(e, eps, **REPORTED_ATTACK)]),
+        "autoattack_acc": _largest([(p, e) for p, e in loaded if _matches(e, eps, kind=AUTOATTACK)]),
+    }
+    notes = []
+    if used["clean_acc"] is None:   # no eval given: a clean pass over the run's test split, here
+        from ..attacks import AttackSpec
+        from .evaluation import run_attack
+        clean = run_attack(run_dir, AttackSpec("none"), batch_size=batch_size, device=device)
+        used["clean_acc"] = (None, clean)
+        notes.append(f"clean_acc measured at export on the first {clean['n']} test images")
+    words = {"clean_acc": "clean_acc", "reported": f"reported (PGD-20, eps {num(eps)}/255)",
+             "autoattack_acc": f"autoattack_acc (AutoAttack, eps {num(eps)}/255)"}
+    for field in ("clean_acc", "reported", "autoattack_acc"):
+        if used[field] is None:
+            notes.append(f"{words[field]}: no eval given")
+        elif used[field][0] is not None:
+            notes.append(f"{words[field]} from {used[field][0]} (n={used[field][1]['n']})")
+    return used, notes
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | Path] = (), *,
                device: str = "auto", batch_size: int = 500) -> dict[str, Any]:
     """Write ``out_dir/model.pt`` and ``out_dir/model_info.json`` for a finished run; returns the info.
@@ -190,28 +216,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
     summary = _train_summary(run_dir)
     eps = float(config["eps"])
 
-    used: dict[str, tuple[str, dict[str, Any]] | None] = {
-        "clean_acc": _largest(loaded),
-        "reported": _largest([(p, e) for p, e in loaded if _matches(e, eps, **REPORTED_ATTACK)]),
-        "autoattack_acc": _largest([(p, e) for p, e in loaded if _matches(e, eps, kind=AUTOATTACK)]),
-    }
-    notes = []
-    if used["clean_acc"] is None:   # no eval given: a clean pass over the run's test split, here
-        from ..attacks import AttackSpec
-        from .evaluation import run_attack
-        clean = run_attack(run_dir, AttackSpec("none"), batch_size=batch_size, device=device)
-        used["clean_acc"] = (None, clean)
-        notes.append(f"clean_acc measured at export on the first {clean['n']} test images")
+    used, notes = _accuracies_used(loaded, eps, run_dir, device, batch_size)
     numbers = {"clean_acc": used["clean_acc"][1]["clean_acc"],
                "reported": used["reported"][1]["robust_acc"] if used["reported"] else None,
                "autoattack_acc": used["autoattack_acc"][1]["robust_acc"] if used["autoattack_acc"] else None}
-    words = {"clean_acc": "clean_acc", "reported": f"reported (PGD-20, eps {num(eps)}/255)",
-             "autoattack_acc": f"autoattack_acc (AutoAttack, eps {num(eps)}/255)"}
-    for field in ("clean_acc", "reported", "autoattack_acc"):
-        if used[field] is None:
-            notes.append(f"{words[field]}: no eval given")
-        elif used[field][0] is not None:
-            notes.append(f"{words[field]} from {used[field][0]} (n={used[field][1]['n']})")
 
     model_id = model_id_of(run_dir, config)
     commit = (summary.get("git") or {}).get("commit")

@@ -200,6 +200,51 @@ def _timed_steps(methods: tuple[str, ...], replays: tuple[int, ...]) -> list[tup
             for name in methods for m in (replays if name == "free" else (None,))]
 
 
+def _training_steps(shared: dict[str, Any], methods: tuple[str, ...], replays: tuple[int, ...], x, y, dev,
+                    autocast, channels_last: bool, compile: bool):
+    """Each timed training step as a callable on the batch (x, y), with its FLOPs and what it is
+    (method and m): one freshly seeded model and optimizer per step, as a run would start."""
+    steps: dict[str, Callable[[], Any]] = {}
+    flops: dict[str, int] = {}
+    what: dict[str, dict[str, Any]] = {}   # label -> the step's method and m, what readers match on
+    for name, overrides in _timed_steps(methods, replays):
+        config = cfg.resolve({**shared, **overrides})
+        torch.manual_seed(0)
+        model = place_model(model_for(config), dev, channels_last)
+        model.train()
+        optimizer = make_optimizer(model, config)
+        method = build_method(config, autocast=autocast)
+        generator = torch.Generator(device=dev).manual_seed(0)
+        label = _label(name, config)
+        what[label] = {"step": name, "method": config["method"], "replay": config.get("replay")}
+        # as the engine does: the optimizer holds the module's parameters, the step runs the compiled wrapper
+        step_model = torch.compile(model) if compile else model
+        if name == "xgrad":
+            flops[label] = count_flops(partial(_step_with_input_gradient, method, model, optimizer, x, y))
+            steps[label] = partial(_step_with_input_gradient, method, step_model, optimizer, x, y)
+        else:
+            flops[label] = count_flops(partial(method.step, model, optimizer, x, y, generator))
+            steps[label] = partial(method.step, step_model, optimizer, x, y, generator)
+    return steps, flops, what
+
+
+def _evaluation_rows(base: dict[str, Any], x, y, dev, channels_last: bool, attack_steps: int, reps: int,
+                     flops: dict[str, int]) -> list[dict[str, Any]]:
+    """PGD-``attack_steps`` on the natural model, freeadv's and a plain loop, in fp32 and eager as
+    ``freeadv attack`` runs it; their FLOPs go into ``flops``."""
+    torch.manual_seed(0)
+    model = place_model(model_for(base), dev, channels_last).eval()
+    eps, step = to_unit(8), to_unit(PAPER_STEP["cifar"])   # the paper's CIFAR PGD: eps 8, step 2
+    attacks = {f"PGD-{attack_steps} eval (freeadv)":
+               lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
+               f"PGD-{attack_steps} eval (plain autograd loop)":
+               lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps)}
+    with eval_mode(model):
+        flops.update({label: count_flops(fn) for label, fn in attacks.items()})
+        timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
+    return [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
+
+
 def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto",
               replay: int | tuple[int, ...] = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
@@ -225,42 +270,11 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)
 
     replays = (replay,) if isinstance(replay, int) else tuple(replay)
-    steps: dict[str, Callable[[], Any]] = {}
-    flops: dict[str, int] = {}
-    what: dict[str, dict[str, Any]] = {}   # label -> the step's method and m, what readers match on
-    for name, overrides in _timed_steps(methods, replays):
-        config = cfg.resolve({**shared, **overrides})
-        torch.manual_seed(0)
-        model = place_model(model_for(config), dev, channels_last)
-        model.train()
-        optimizer = make_optimizer(model, config)
-        method = build_method(config, autocast=autocast)
-        generator = torch.Generator(device=dev).manual_seed(0)
-        label = _label(name, config)
-        what[label] = {"step": name, "method": config["method"], "replay": config.get("replay")}
-        # as the engine does: the optimizer holds the module's parameters, the step runs the compiled wrapper
-        step_model = torch.compile(model) if compile else model
-        if name == "xgrad":
-            flops[label] = count_flops(partial(_step_with_input_gradient, method, model, optimizer, x, y))
-            steps[label] = partial(_step_with_input_gradient, method, step_model, optimizer, x, y)
-        else:
-            flops[label] = count_flops(partial(method.step, model, optimizer, x, y, generator))
-            steps[label] = partial(method.step, step_model, optimizer, x, y, generator)
+    steps, flops, what = _training_steps(shared, methods, replays, x, y, dev, autocast, channels_last, compile)
     rows = [{"name": label, "kind": "train", **what[label], **timing}
             for label, timing in time_interleaved(steps, dev, warmup=warmup, reps=reps).items()]
-
     if eval_rows:
-        torch.manual_seed(0)
-        model = place_model(model_for(base), dev, channels_last).eval()
-        eps, step = to_unit(8), to_unit(PAPER_STEP["cifar"])   # the paper's CIFAR PGD: eps 8, step 2
-        attacks = {f"PGD-{attack_steps} eval (freeadv)":
-                   lambda: pgd(model, x, y, eps=eps, step_size=step, steps=attack_steps),
-                   f"PGD-{attack_steps} eval (plain autograd loop)":
-                   lambda: plain_autograd_pgd(model, x, y, eps, step, attack_steps)}
-        with eval_mode(model):
-            flops.update({label: count_flops(fn) for label, fn in attacks.items()})
-            timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
-        rows += [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
+        rows += _evaluation_rows(base, x, y, dev, channels_last, attack_steps, reps, flops)
 
     # training rows run in the chosen precision; the evaluation rows in fp32, as attacks always do
     peaks = {"train": device_peak(dev, bf16), "eval": device_peak(dev, False)}
