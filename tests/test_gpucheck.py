@@ -188,3 +188,11 @@ def test_the_checkout_files_the_check_runs_are_where_it_looks():
     assert (gpucheck.REPO / gpucheck.GPU_TESTS).is_file()
     assert (gpucheck.REPO / "config" / "config.yaml").is_file()
     assert (gpucheck.REPO / "freeadv" / "tools" / "gpucheck.py").is_file()
+
+
+def test_the_full_check_outside_a_checkout_is_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(gpucheck, "REPO", tmp_path)
+    assert gpucheck.checkout_files_missing() == ["tests/test_gpu.py", "config/config.yaml"]
+    assert main(["gpucheck", "--quick", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tests/test_gpu.py and config/config.yaml are not in" in err

@@ -69,6 +69,11 @@ def cmd_gpucheck(args: argparse.Namespace) -> int:
                          "(on a CPU use --device cpu --quick)")
     if args.experiment != "full":
         return gpu_experiments.run_experiment(args, device, data)
+    missing = tool.checkout_files_missing()
+    if missing:
+        raise UserError(f"the full check runs the device tests and reads the workflow config of a source "
+                        f"checkout, and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {tool.REPO}: run it from a clone of the "
+                        f"repository (the --experiment runs need only the installed package)")
     args.budget_seconds = 180.0 if args.budget_seconds is None else args.budget_seconds
     args.out_dir = "results/gpu" if args.out_dir is None else args.out_dir
     settings = settings_for(args.quick, data)

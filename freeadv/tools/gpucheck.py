@@ -355,6 +355,12 @@ def _part(title: str, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str
     return record
 
 
+def checkout_files_missing() -> list[str]:
+    """What the full check reads from the checkout and does not find there (the package installed
+    without its repository has neither the device tests nor the workflow config)."""
+    return [name for name in (GPU_TESTS, "config/config.yaml") if not (REPO / name).is_file()]
+
+
 def run_gpucheck(device: torch.device, settings: Settings, budget_seconds: float) -> dict[str, Any]:
     start = time.perf_counter()
     parts: dict[str, dict[str, Any]] = {}
