@@ -1,7 +1,8 @@
 """Training configuration: the paper's hyperparameters in one commented place, plus validation.
 
 A run is fully described by one flat dict (the *resolved config*). It is built from, in order:
-the defaults below, the per-dataset defaults, the per-method defaults, a YAML file, then
+the defaults below, the dataset's defaults (the ``train_defaults`` of its DatasetSpec in
+freeadv.data.catalog: the paper's schedules of section 5 and 7), the per-method defaults, a YAML file, then
 ``--set key=value`` overrides. The resolved dict is saved next to every output so a number can be
 traced back to exactly what produced it.
 
@@ -28,7 +29,7 @@ from .methods import METHODS, get_method, method_keys
 # --- Defaults shared by every run --------------------------------------------------------------
 DEFAULTS: dict[str, Any] = {
     # data
-    "dataset": "cifar10",        # cifar10 | cifar100 | cifar10-jpeg | imagenet | synthetic
+    "dataset": "cifar10",        # a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, cifar10-jpeg, ...
     "data_root": "data",         # folder holding the dataset files (or the cifar10-jpeg archive)
     "download": False,           # let torchvision download CIFAR when missing
     "n_train": None,             # deterministic subset of the training split (None = all)
@@ -88,23 +89,6 @@ DEFAULTS: dict[str, Any] = {
                                  # accuracy (the earlier on a tie; robust_eval_source validation); model.pt stays
                                  # the final weights, the paper's protocol
 }
-
-# The paper's schedules, per dataset (section 5 and 7).
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cifar10": {},
-    "cifar100": {},
-    "cifar10-jpeg": {"data_root": "../shared/data"},
-    "imagenet": {
-        "arch": "resnet50", "batch_size": 256, "iterations": None, "epochs": 90,
-        "lr_step_epochs": 30, "weight_decay": 1e-4, "eps": 4.0, "pgd_step_size": 1.0,
-        # the official ImageNet code: SGD(model.parameters(), weight_decay=1e-4) decays BN and biases too
-        "weight_decay_all": True,
-    },
-    # smoke runs and tests: passes of a few batches, where 512-image PGD-10 checks would cost 5x the training
-    "synthetic": {"arch": "small_cnn", "iterations": 400, "batch_size": 64, "log_every": 50,
-                  "checkpoint_every": 100, "robust_eval_n": 64},
-}
-
 
 LR_SCHEDULES = ("step", "cyclic")
 ROBUST_EVAL_SOURCES = ("validation", "test", "first_train_batch")
@@ -218,10 +202,10 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     overrides, then validate."""
     merged = _merge(user, overrides)
     dataset = merged.get("dataset", DEFAULTS["dataset"])
-    if dataset not in DATASETS:
+    if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ConfigError(f"dataset '{dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
     config = defaults()
-    config.update(DATASET_DEFAULTS[dataset])
+    config.update(DATASETS[dataset].train_defaults)
     config.update(merged)
     if config["amp"] is False:   # YAML 1.1 reads a bare `amp: off` (and --set amp=off) as false
         config["amp"] = "off"
@@ -270,7 +254,7 @@ def validate(config: dict[str, Any]) -> None:
     def bad(key: str, allowed: str) -> ConfigError:
         return bad_value(key, config[key], allowed)
 
-    if config["dataset"] not in DATASETS:
+    if not isinstance(config["dataset"], str) or config["dataset"] not in DATASETS:
         raise bad("dataset", f"one of {', '.join(DATASETS)}")
     if config["arch"] not in MODELS:
         raise bad("arch", f"one of {', '.join(sorted(MODELS))}")

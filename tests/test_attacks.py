@@ -12,6 +12,7 @@ from freeadv.perturb import cw_margin, pgd
 from freeadv.runs import evaluate, worst_case
 from freeadv.attacks.spec import for_model
 from freeadv.stats import unpack_flags
+from freeadv.cli import main
 
 
 def trained_toy_model():
@@ -111,8 +112,30 @@ def test_attack_uses_eval_mode_and_restores_training_mode():
 def test_attack_spec_rejects_bad_values():
     with pytest.raises(ValueError, match="unknown attack 'fgsmx'"):
         AttackSpec("fgsmx")
-    with pytest.raises(ValueError, match="restarts=0"):
+    with pytest.raises(ValueError, match="attack pgd has bad restarts 0: expected an integer >= 1"):
         AttackSpec("pgd", restarts=0)
+
+
+@pytest.mark.parametrize("fields, field, value", [
+    ({"steps": -1}, "steps", -1), ({"restarts": 0}, "restarts", 0), ({"n": 0}, "n", 0),
+    ({"eps": 300.0}, "eps", 300.0), ({"step_size": 0.0}, "step_size", 0.0),
+    ({"kind": "cw", "steps": 10, "restarts": 1, "n": -3}, "n", -3),
+])
+def test_a_spec_names_the_field_it_refuses(fields, field, value):
+    """The spec checks every field once; the command line names its own option from ``field``."""
+    with pytest.raises(AttackError) as caught:
+        AttackSpec(**{"kind": "pgd", "steps": 20, **fields})
+    assert (caught.value.field, caught.value.value) == (field, value)
+
+
+def test_the_command_line_names_the_option_of_a_bad_spec_field(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for argv, text in ((["--attack", "autoattack", "--step-size", "2"], "--step-size has bad value 2: autoattack "
+                        "chooses its own steps"), (["--restarts", "0"], "--restarts has bad value 0: expected"),
+                       (["--eps", "300"], "--eps has bad value 300.0: expected a number in (0, 255]")):
+        assert main(["attack", "--run", str(run), *argv, "--out", str(tmp_path / "e.json")]) == 2
+        assert text in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("attack_id", ["clean", "noise-eps8", "pgd20-eps8-step2", "pgd20-eps8-step2-r10",

@@ -145,7 +145,7 @@ def test_cli_autoattack_writes_sub_attacks_and_removes_its_state(natural_run, tm
 @pytest.mark.slow
 def test_run_attack_matches_the_direct_evaluation(natural_run, test_set):
     model, x, y = test_set
-    result = run_attack(natural_run, AttackSpec("autoattack", CHEAP, 2.0), n=48, batch_size=16, device="cpu")
+    result = run_attack(natural_run, AttackSpec("autoattack", CHEAP, 2.0, n=48), batch_size=16, device="cpu")
     direct = _autoattack(model, x[:48], y[:48], 2.0, batch_size=16)
     assert result["robust_correct"] == direct["robust_correct"] and "flags" not in result
     # per image: the final flags, and each sub-attack's flags after it, bit i = test image i

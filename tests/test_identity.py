@@ -88,8 +88,8 @@ def test_train_json_records_the_digests_of_its_weight_files(best_run):
 @pytest.mark.slow   # trains or attacks a model: over ~2 s
 def test_evals_and_analyses_record_the_digest_of_their_runs_weights(best_run):
     train = _train_json(best_run)
-    final = run_attack(best_run, AttackSpec("none"), n=16, device="cpu")
-    best = run_attack(best_run, AttackSpec("none"), n=16, device="cpu", weights="best")
+    final = run_attack(best_run, AttackSpec("none", n=16), device="cpu")
+    best = run_attack(best_run, AttackSpec("none", n=16), device="cpu", weights="best")
     assert final["weights_digest"] == train["weights_digest"]
     assert best["weights_digest"] == train["best_weights_digest"]
     assert adv_examples(best_run, steps=1, last=1, device="cpu")["weights_digest"] == train["weights_digest"]
@@ -166,7 +166,7 @@ def test_the_claims_accept_matching_or_missing_digests(tmp_path, eval_digest, tr
 
 @pytest.mark.slow   # trains or attacks a model: over ~2 s
 def test_export_refuses_an_eval_of_other_weights(best_run, tmp_path):
-    ev = run_attack(best_run, AttackSpec("none"), n=16, device="cpu")
+    ev = run_attack(best_run, AttackSpec("none", n=16), device="cpu")
     (tmp_path / "good.json").write_text(json.dumps(ev))
     (tmp_path / "old.json").write_text(json.dumps({k: v for k, v in ev.items() if k != "weights_digest"}))
     (tmp_path / "other.json").write_text(json.dumps({**ev, "weights_digest": OTHER}))

@@ -182,7 +182,7 @@ def test_export_refuses_an_impossible_clean_accuracy(trained_run, tmp_path, caps
     from freeadv.attacks import AttackSpec
     from freeadv.runs import run_attack
 
-    ev = run_attack(trained_run, AttackSpec("none"), device="cpu", n=16)
+    ev = run_attack(trained_run, AttackSpec("none", n=16), device="cpu")
     ev["clean_acc"] = clean
     path = tmp_path / "clean.json"
     path.write_text(json.dumps(ev))

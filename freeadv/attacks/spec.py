@@ -14,13 +14,22 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from ..data.catalog import DATASETS
 from ..units import to_unit
 from ..errors import UserError
 from ..registry import Registry
 
 
 class AttackError(UserError):
-    """A bad attack id or spec; one line saying what form is expected."""
+    """A bad attack id or spec; one line saying what form is expected. A bad field of a spec
+    carries ``field``, ``value`` and ``expected``, so a command line can name its own option."""
+    field: str | None = None
+
+    @classmethod
+    def bad(cls, kind: str, field: str, value: Any, expected: str) -> "AttackError":
+        err = cls(f"attack {kind} has bad {field} {value}: {expected}")
+        err.field, err.value, err.expected = field, value, expected
+        return err
 
 
 def num(value: float) -> str:
@@ -123,17 +132,23 @@ class AttackSpec:
     n: int | None = None               # first n test images; None = the model's test subset
 
     def __post_init__(self) -> None:
+        """Every check of a spec, in one place: the command line, the plan and the Python API
+        build a spec, so each bad value is refused here, once, with the field it belongs to."""
         if self.kind not in ATTACKS:
             raise AttackError(f"unknown attack '{self.kind}'; choose one of: {', '.join(ATTACKS)}")
-        if self.steps < 0 or self.restarts < 1:
-            raise AttackError(f"attack needs steps >= 0 and restarts >= 1, got steps={self.steps} "
-                              f"restarts={self.restarts}")
+        if self.steps < 0:
+            raise AttackError.bad(self.kind, "steps", self.steps, "expected an integer >= 0")
+        if self.restarts < 1:
+            raise AttackError.bad(self.kind, "restarts", self.restarts, "expected an integer >= 1")
         if self.restarts > 1 and not self.attack.uses_restarts:
-            raise AttackError(f"attack {self.kind} has bad restarts {self.restarts}: {self.kind} runs once "
-                              f"(it has no restarts); use restarts 1")
-        if self.n is not None and (self.n < 1 or not self.attack.sized):
-            raise AttackError(f"attack {self.kind} has bad n {self.n}: the clean pass runs on the whole test "
-                              f"subset; an attack's n must be >= 1")
+            raise AttackError.bad(self.kind, "restarts", self.restarts, f"{self.kind} runs once (it has no restarts)")
+        if self.step_size is not None and not self.attack.uses_step:
+            raise AttackError.bad(self.kind, "step_size", num(self.step_size), f"{self.kind} chooses its own steps")
+        for field, value in (("eps", self.eps), ("step_size", self.step_size)):
+            if value is not None and not 0 < value <= 255:
+                raise AttackError.bad(self.kind, field, value, "expected a number in (0, 255] (pixel units)")
+        if self.n is not None and self.n < 1:
+            raise AttackError.bad(self.kind, "n", self.n, "expected an integer >= 1 (or none: all test images)")
 
     @property
     def attack(self) -> AttackKind:
@@ -202,12 +217,15 @@ def kind_flags(kind: str) -> dict[str, bool]:
     return {"gradient": registered.gradient, "whole_set": registered.whole_set}
 
 
-# The paper's attack step in pixel units: 2/255 on CIFAR (Madry et al.), 1/255 on ImageNet.
-PAPER_STEP = {"cifar": 2.0, "imagenet": 1.0}
+# The paper's attack step in pixel units, by the paper's two kinds of data (each its datasets'
+# paper_step, freeadv.data.catalog): 2/255 on CIFAR (Madry et al.), 1/255 on ImageNet.
+PAPER_STEP = {"cifar": DATASETS["cifar10"].paper_step, "imagenet": DATASETS["imagenet"].paper_step}
 
 
 def default_step(dataset: str) -> float:
-    return PAPER_STEP["imagenet" if dataset == "imagenet" else "cifar"]
+    """The step of an attack that names none: the paper's step on ``dataset`` (its spec's
+    paper_step), so a model is attacked as the paper attacks models of its data."""
+    return DATASETS.pick(dataset, "dataset").paper_step
 
 
 def for_model(spec: AttackSpec, train_config: dict[str, Any]) -> AttackSpec:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..attacks import ATTACKS, AttackSpec
+from ..attacks import ATTACKS, AttackError, AttackSpec
 from ..runs.evaluation import run_attack
 from ..config import check_device
 from ..io import check_output_file, write_json
@@ -48,30 +48,28 @@ def state_file(out: Path) -> Path:
     return out.with_name(f"{out.stem}.state.json")
 
 
+def spec_of(args: argparse.Namespace, steps: int) -> AttackSpec:
+    """The options as the one AttackSpec they describe; a bad field is named by its option."""
+    try:
+        return AttackSpec(args.attack, steps, args.eps, args.step_size, args.restarts, n=args.n)
+    except AttackError as err:
+        if err.field is None:
+            raise
+        raise UserError(f"--{err.field.replace('_', '-')} has bad value {err.value}: {err.expected}") from None
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     kind = ATTACKS[args.attack]
-    args.steps = kind.default_steps if args.steps is None else args.steps
-    if args.step_size is not None and not kind.uses_step:
-        raise UserError(f"--step-size has bad value {args.step_size:g}: {args.attack} chooses its own steps")
-    if args.steps < 0:
-        raise UserError(f"--steps has bad value {args.steps}: expected an integer >= 0")
-    if args.restarts < 1:
-        raise UserError(f"--restarts has bad value {args.restarts}: expected an integer >= 1")
-    if args.restarts > 1 and not kind.uses_restarts:
-        raise UserError(f"--restarts has bad value {args.restarts}: {args.attack} runs once (it has no "
-                         f"restarts); leave --restarts out")
+    spec = spec_of(args, kind.default_steps if args.steps is None else args.steps)
     if args.batch_size < 1:
         raise UserError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
-    if args.n is not None and args.n < 1:
-        raise UserError(f"--n has bad value {args.n}: expected an integer >= 1 (or leave it out: all test images)")
     check_device(args.device, "--device")
     if not args.run.is_dir():
         raise FileNotFoundError(f"--run '{args.run}' is not a folder; give a finished training run folder")
     # before the attack, not after it: an unwritable --out would lose the whole evaluation
     check_output_file(args.out, inputs=tuple(args.run / name for name in (*RUN_FILES, LOCK)) + (args.run,))
-    spec = AttackSpec(args.attack, args.steps, args.eps, args.step_size, args.restarts)
     state = state_file(args.out) if kind.whole_set else None
-    result = run_attack(args.run, spec, n=args.n, batch_size=args.batch_size, seed=args.seed, device=args.device,
+    result = run_attack(args.run, spec, batch_size=args.batch_size, seed=args.seed, device=args.device,
                         progress=not args.no_progress, state_path=state, weights=args.weights)
     write_json(args.out, result)
     if state is not None:

@@ -2,12 +2,13 @@
 
 Modules by concern:
 
-* ``catalog``   -- facts (names, class counts, normalisation, split sizes) and ``DataError``; no torch
+* ``catalog``   -- one ``DatasetSpec`` per dataset in ``DATASETS`` (names, class counts, normalisation,
+  split sizes, loader), ``register_dataset`` and ``DataError``; no torch
 * ``bundle``    -- ``DataBundle``/``TensorBundle``, the seeding and determinism contract, augmentation
 * ``subsets``   -- the seeded ``n_train`` subset, the validation images held out of training, and
   the ``n_test`` prefix
 * ``cifar``, ``jpeg``, ``synthetic``, ``imagenet`` -- one source each
-* ``loading``   -- ``load_data``, the entry point
+* ``loading``   -- ``load_data``, the entry point: calls the loader the dataset's spec names
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 from ..lazy import lazy_attributes
 from .catalog import (CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, DATASETS,
                       IMAGENET_MEAN, IMAGENET_STD, MEAN_STD, NUM_CLASSES, SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES,
-                      DataError)
+                      DataError, DatasetSpec, LoadOptions, register_dataset)
 
 # Everything below needs torch (and numpy, PIL or torchvision), so it is imported on first use
 # (PEP 562 module __getattr__) rather than here: the experiment plan, the Snakefile and
@@ -34,7 +35,7 @@ _LAZY = {
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_MEAN", "CIFAR100_STD", "DATASETS",
            "IMAGENET_MEAN", "IMAGENET_STD", "MEAN_STD", "NUM_CLASSES", "SPLIT_SIZES", "SYNTHETIC_DEFAULT_SIZES",
-           "DataError", *_LAZY]
+           "DataError", "DatasetSpec", "LoadOptions", "register_dataset", *_LAZY]
 
 if TYPE_CHECKING:  # let type checkers and IDEs see the lazy names
     from .bundle import CIFAR_PAD, DataBundle, TensorBundle, random_crop_flip

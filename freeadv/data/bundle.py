@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..precision import unit_float
-from .catalog import MEAN_STD, NUM_CLASSES, DataError
+from .catalog import DATASETS, DataError
 from ..errors import UserError
 
 CIFAR_PAD = 2  # pixels of zero padding per side before the random 32x32 crop (the paper's code)
@@ -78,12 +78,13 @@ class DataBundle:
     validation_indices: Tensor | None = None
 
     def __init__(self, name: str, image_size: int, n_train: int, n_test: int) -> None:
+        spec = DATASETS[name]
         self.name = name
-        self.num_classes = NUM_CLASSES[name]
+        self.num_classes = spec.num_classes
         self.image_size = image_size
         self.n_train = n_train
         self.n_test = n_test
-        self.mean, self.std = MEAN_STD[name]
+        self.mean, self.std = spec.mean_std
 
     def num_train_batches(self, batch_size: int) -> int:
         """Batches per pass: the last, smaller batch is dropped or kept as ``drop_last`` says."""

@@ -7,7 +7,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .catalog import DataError
+from .bundle import DataBundle
+from .catalog import DATASETS, DatasetSpec, DataError, LoadOptions
+from .subsets import bundle_of_splits
+
+
+def load_cifar(spec: DatasetSpec, root: Path, options: LoadOptions) -> DataBundle:
+    """The loader of cifar10 and cifar100 (their DatasetSpec): the fixed splits, subset as asked."""
+    return bundle_of_splits(spec.name, load_torchvision_cifar(spec.name, root, options.download), options)
 
 
 def load_torchvision_cifar(name: str, root: Path, download: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -15,8 +22,8 @@ def load_torchvision_cifar(name: str, root: Path, download: bool) -> tuple[Tenso
     ``root``: uint8 ``(N, 3, 32, 32)`` and int64 in torchvision's order."""
     from torchvision import datasets
 
-    dataset_class, folder = {"cifar10": (datasets.CIFAR10, "cifar-10-batches-py"),
-                             "cifar100": (datasets.CIFAR100, "cifar-100-python")}[name]
+    dataset_class = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}[name]
+    folder = DATASETS[name].files[0]   # the folder torchvision extracts, which doctor looks for too
     expected = root / folder
     try:
         train = dataset_class(str(root), train=True, download=download)

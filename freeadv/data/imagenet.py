@@ -10,10 +10,10 @@ import torch.utils.data
 from torch import Tensor
 
 from .bundle import DataBundle, mix_seed
-from .catalog import DataError
+from .catalog import DATASETS, DatasetSpec, DataError, LoadOptions
 from .subsets import check_subset_size, split_indices
 
-IMAGENET_SIZE = 224
+IMAGENET_SIZE = DATASETS["imagenet"].input_size   # the side of the crops the model sees
 
 
 class _SeededAugmentation(torch.utils.data.Dataset):
@@ -109,29 +109,30 @@ class ImageFolderBundle(DataBundle):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
 
 
-def load_imagenet(root: Path, n_train: int | None, n_test: int | None, data_seed: int, augment: bool,
-                  num_workers: int, n_validation: int = 0) -> ImageFolderBundle:
-    """``root/train`` and ``root/val`` as an ``ImageFolderBundle``, checked to share their classes;
-    ``n_validation`` images of ``train`` held out as validation images (freeadv.data.subsets)."""
+def load_imagenet(spec: DatasetSpec, root: Path, options: LoadOptions) -> ImageFolderBundle:
+    """``root/train`` and ``root/val`` (the spec's files) as an ``ImageFolderBundle``, checked to
+    share their classes; ``n_validation`` images of ``train`` held out as validation images
+    (freeadv.data.subsets)."""
     from torchvision.datasets import ImageFolder
 
-    folders = {}
-    for split in ("train", "val"):
+    name, folders = spec.name, {}
+    train_name, test_name = spec.files
+    for split in (train_name, test_name):
         path = root / split
         if not path.is_dir():
-            raise DataError(f"imagenet: missing folder '{path}'; expected ImageFolder layout "
-                            f"{root}/train/<wnid>/*.JPEG and {root}/val/<wnid>/*.JPEG (set data_root to their parent)")
+            raise DataError(f"{name}: missing folder '{path}'; expected ImageFolder layout {root}/{train_name}/<wnid>/"
+                            f"*.JPEG and {root}/{test_name}/<wnid>/*.JPEG (set data_root to their parent)")
         try:
             folders[split] = ImageFolder(str(path))
         except (FileNotFoundError, OSError) as err:
-            raise DataError(f"imagenet: cannot read '{path}' as an ImageFolder ({err})") from err
-    if folders["train"].classes != folders["val"].classes:
-        raise DataError(f"imagenet: class folders of '{root / 'train'}' and '{root / 'val'}' differ; "
+            raise DataError(f"{name}: cannot read '{path}' as an ImageFolder ({err})") from err
+    train, test = folders[train_name], folders[test_name]
+    if train.classes != test.classes:
+        raise DataError(f"{name}: class folders of '{root / train_name}' and '{root / test_name}' differ; "
                         f"both need the same <wnid> subfolders")
-    check_subset_size("imagenet", "train", n_train, len(folders["train"]), minimum=1)
-    check_subset_size("imagenet", "test", n_test, len(folders["val"]), minimum=0)
-    train_indices, validation_indices = split_indices("imagenet", len(folders["train"]), n_train, n_validation,
-                                                      data_seed)
-    return ImageFolderBundle("imagenet", folders["train"], folders["val"], train_indices,
-                             len(folders["val"]) if n_test is None else n_test, augment, num_workers,
-                             validation_indices)
+    check_subset_size(name, "train", options.n_train, len(train), minimum=1)
+    check_subset_size(name, "test", options.n_test, len(test), minimum=0)
+    train_indices, validation_indices = split_indices(name, len(train), options.n_train, options.n_validation,
+                                                      options.data_seed)
+    return ImageFolderBundle(name, train, test, train_indices, len(test) if options.n_test is None else options.n_test,
+                             options.augment, options.num_workers, validation_indices)

@@ -34,11 +34,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .catalog import CIFAR10_CLASSES, CIFAR10_JPEG_BYTES, CIFAR10_JPEG_SHA256, DataError
+from .bundle import DataBundle
+from .catalog import (CIFAR10_CLASSES, CIFAR10_JPEG_BYTES, CIFAR10_JPEG_SHA256, DATASETS, DatasetSpec, DataError,
+                      LoadOptions)
+from .subsets import bundle_of_splits
 from ..errors import UserError
 
-_JPEG_ARCHIVE = "cifar10-jpeg.tar.gz"
-_JPEG_FOLDER = "cifar10-jpeg"
+_JPEG_ARCHIVE, _JPEG_FOLDER = DATASETS["cifar10-jpeg"].files   # cifar10-jpeg.tar.gz, or cifar10-jpeg/ extracted
 _JPEG_CACHE_VERSION = 2              # 2: keyed by the archive's sha256
 _CACHE_PREFIX = "cifar10-jpeg-v"
 # A 32x32 JPEG q75 is about 1 KB (the largest in the archive 1.6 KB); 1 MiB refuses a bomb unread.
@@ -203,6 +205,11 @@ def _jpeg_source(root: Path) -> tuple[Path, str]:
         return folder, f"folder-{_folder_fingerprint(folder)}"
     raise DataError(f"cifar10-jpeg: found neither '{root / _JPEG_ARCHIVE}' nor '{folder}'; place {_JPEG_ARCHIVE} "
                     f"(e.g. from ../shared/data) in that folder or set data_root to the folder holding it")
+
+
+def load_jpeg(spec: DatasetSpec, root: Path, options: LoadOptions) -> DataBundle:
+    """The loader of cifar10-jpeg (its DatasetSpec): the decoded splits, subset as asked."""
+    return bundle_of_splits(spec.name, load_cifar10_jpeg(root), options)
 
 
 def load_cifar10_jpeg(root: Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:

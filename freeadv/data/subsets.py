@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .bundle import TensorBundle, seeded_generator
-from .catalog import DataError
+from .catalog import DataError, LoadOptions
 
 
 def check_subset_size(name: str, split: str, requested: int | None, available: float, minimum: int) -> None:
@@ -72,3 +72,10 @@ def subset_bundle(name: str, train_x: Tensor, train_y: Tensor, test_x: Tensor, t
                           validation=(train_x[held_out].contiguous(), train_y[held_out].contiguous()))
     bundle.train_indices, bundle.validation_indices = keep, held_out
     return bundle
+
+
+def bundle_of_splits(name: str, tensors: tuple[Tensor, Tensor, Tensor, Tensor], options: LoadOptions) -> TensorBundle:
+    """:func:`subset_bundle` of fixed train and test splits (images, labels, images, labels) as a
+    run's ``options`` ask: what the loader of any dataset held in memory returns."""
+    return subset_bundle(name, *tensors, n_train=options.n_train, n_test=options.n_test, data_seed=options.data_seed,
+                         augment=options.augment, n_validation=options.n_validation)

@@ -3,13 +3,15 @@ for tests and CPU-sized reproductions (no files needed)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .bundle import seeded_generator
-from .catalog import DataError
+from .bundle import TensorBundle, seeded_generator
+from .catalog import DatasetSpec, DataError, LoadOptions
+from .subsets import check_subset_size
 
 SYNTHETIC_SIGNAL = 0.06        # class template amplitude per pixel (RMS), ~2x eps=8/255
 SYNTHETIC_CLUTTER = 0.06       # RMS of the random mix of all templates added to every image
@@ -80,3 +82,15 @@ def synthetic_validation(count: int, data_seed: int = 0) -> tuple[Tensor, Tensor
     and adding them leaves both splits as they were."""
     _check_count("validation_n", count)
     return _synthetic_split(_synthetic_templates(data_seed), count, data_seed, split_id=3)
+
+
+def load_synthetic(spec: DatasetSpec, root: Path | None, options: LoadOptions) -> TensorBundle:
+    """The loader of ``synthetic`` (its DatasetSpec): ``root`` is not read; ``n_train`` / ``n_test``
+    images (the spec's default_sizes when unset) and ``n_validation`` more from a stream of their own."""
+    default_train, default_test = spec.default_sizes
+    check_subset_size(spec.name, "train", options.n_train, math.inf, minimum=1)
+    check_subset_size(spec.name, "test", options.n_test, math.inf, minimum=0)
+    n_test = default_test if options.n_test is None else options.n_test
+    tensors = make_synthetic(options.n_train or default_train, n_test, options.data_seed)
+    validation = synthetic_validation(options.n_validation, options.data_seed) if options.n_validation else None
+    return TensorBundle(spec.name, *tensors, augment=options.augment, validation=validation)

@@ -17,15 +17,17 @@ from typing import Any
 from ..attacks import AttackSpec
 from ..attacks.kinds import AUTOATTACK_ITERATIONS
 from ..attacks.spec import PAPER_STEP, num
+from ..data.catalog import DATASETS, dataset_facts
 from ..methods import get_method, method_params
 from ..errors import UserError
 
-PAPER_DATASETS = ("cifar10", "cifar100", "imagenet")
+# The paper's datasets, in the order the catalog registers them: cifar10, cifar100, imagenet.
+PAPER_DATASETS = tuple(dict.fromkeys(spec.paper_family for spec in DATASETS.values() if spec.paper_family))
 # The architectures the design names (a scale maps each onto what it trains): the paper's, and
 # PreAct ResNet-18 for Wong et al.'s FGSM-RS recipe in the comparison table.
 PAPER_ARCHS = ("wrn32_10", "wrn34_10", "resnet50", "resnet101", "resnet152", "preact_resnet18")
-DATASET_TITLES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100", "imagenet": "ImageNet",
-                  "cifar10-jpeg": "CIFAR-10 (JPEG q75)", "synthetic": "synthetic"}
+# Each registered dataset's title ("CIFAR-10 (JPEG q75)"), read from its spec on each access.
+DATASET_TITLES = dataset_facts(lambda spec: spec.title)
 ARCH_TITLES = {"wrn32_10": "WRN-32-10", "wrn34_10": "WRN-34-10", "resnet50": "ResNet-50",
                "resnet101": "ResNet-101", "resnet152": "ResNet-152", "small_cnn": "small CNN",
                "preact_resnet18": "PreAct ResNet-18", "wrn32_k": "WRN-32"}   # wrn32_k: WRN-32 at any width

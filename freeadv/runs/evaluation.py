@@ -16,7 +16,6 @@ from ..sanity import check_eval
 from ..attacks.spec import EARLIER_SECONDS, AttackSpec, for_model
 from ..perturb import eval_mode, predict
 from .opening import RUN_SPLIT, open_run
-from ..errors import UserError
 
 FLAGS_ENCODING = "base64 of numpy.packbits (big-endian bits)"
 
@@ -93,21 +92,18 @@ def evaluate_whole_set(model: nn.Module, data, spec: AttackSpec, *, batch_size: 
     return {**metrics, "per_image": per_image(flags["clean"], flags["robust"])}
 
 
-def run_attack(run_dir: str | Path, spec: AttackSpec, *, n: int | None = None, batch_size: int = 500,
-               seed: int = 0, device: str = "auto", progress: bool = False,
-               state_path: str | Path | None = None, weights: str = "final") -> dict:
-    """Evaluate a finished run under ``spec`` (eps / step default to the run's eps and the paper's
-    step for its dataset); returns the eval JSON as a dict, with the sanity warnings and the digest
-    of the weights evaluated (readers check it against the run's train.json). A
-    ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
-    if n is not None and n < 1:
-        raise UserError(f"--n has bad value {n}: expected an integer >= 1")
-    run = open_run(run_dir, device, n_test=n if n else RUN_SPLIT, weights=weights)
+def run_attack(run_dir: str | Path, spec: AttackSpec, *, batch_size: int = 500, seed: int = 0,
+               device: str = "auto", progress: bool = False, state_path: str | Path | None = None,
+               weights: str = "final") -> dict:
+    """Evaluate a finished run under ``spec`` on its first ``spec.n`` test images (None: the run's
+    own test subset); eps and step default to the run's eps and the paper's step for its dataset.
+    Returns the eval JSON as a dict, whose ``attack`` entry is the spec as evaluated, with the
+    sanity warnings and the digest of the weights evaluated (readers check it against the run's
+    train.json). A ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and
+    resumes from it."""
+    run = open_run(run_dir, device, n_test=spec.n or RUN_SPLIT, weights=weights)
     model, train_config, dev = run.model, run.config, run.device
     spec = for_model(spec, train_config)
-    for name, value in (("--eps", spec.eps), ("--step-size", spec.step_size)):
-        if value is not None and not 0 < value <= 255:
-            raise UserError(f"{name} has bad value {value}: expected a number in (0, 255] (pixel units)")
     data = run.data
     start = time.perf_counter()
     with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:

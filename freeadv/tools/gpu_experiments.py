@@ -173,20 +173,20 @@ def _model_name(config: dict[str, Any]) -> str:
     return config["arch"] + (f" width {config['width']}" if config["width"] else "")
 
 
-def attack_spec(plan: BridgePlan, attack: str) -> tuple[AttackSpec, int | None]:
-    """The attack and its image count. ``apgd`` is the registered kind of AutoAttack's APGD-CE
+def attack_spec(plan: BridgePlan, attack: str) -> AttackSpec:
+    """The attack, with its image count as its ``n``. ``apgd`` is the registered kind of AutoAttack's APGD-CE
     followed by APGD-T on the points APGD-CE left robust (pyautoattack, standard settings), run
     through run_attack as ``freeadv attack`` runs it; its record keeps the robust flags after each
     sub-attack, so APGD-CE's accuracy and the combined (worst-case) one are both there."""
     if attack == "pgd20":
-        return AttackSpec("pgd", 20, 8.0, 2.0, 1, n=plan.pgd_n), plan.pgd_n
-    return AttackSpec("apgd", plan.apgd_steps, 8.0, n=plan.apgd_n), plan.apgd_n
+        return AttackSpec("pgd", 20, 8.0, 2.0, 1, n=plan.pgd_n)
+    return AttackSpec("apgd", plan.apgd_steps, 8.0, n=plan.apgd_n)
 
 
 def run_evaluation(ctx: Context, records: dict[str, dict[str, Any]], method: str, attack: str) -> dict[str, Any]:
     """An attack on a trained model's test images, with the eval JSON (per-image flags) inside."""
-    spec, n = attack_spec(ctx.plan, attack)
-    evaluated = run_attack(ctx.workdir / method, spec, n=n, batch_size=ctx.plan.eval_batch, seed=0,
+    spec = attack_spec(ctx.plan, attack)
+    evaluated = run_attack(ctx.workdir / method, spec, batch_size=ctx.plan.eval_batch, seed=0,
                            device=str(ctx.device))
     trained = records[f"train-{method}"]["weights_digest"]
     return {"method": METHODS[method], "attack": spec.id, "attack_description": spec.describe(),
