@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data import DATASETS
 from ..errors import UserError
 from ..io import write_json
 from ..tools import bench as tool
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=int, help="small_cnn width or wrn32_k factor k")
     p.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     alias(p, "--batch", "batch_size", type=int)
-    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "cifar10-jpeg", "cifar100", "imagenet", "synthetic"],
+    p.add_argument("--dataset", default="cifar10", choices=list(DATASETS),
                    help="decides input size (224 for imagenet) and class count")
     p.add_argument("--replay", default="8", help="m for the free step, or a comma-separated list of m "
                                                  "(one Free row each: 2,4,8,10) (default 8)")

@@ -31,6 +31,7 @@ class DatasetSpec:
 
     ``loader`` is ``"module:function"``, imported on the first load so that reading the record
     costs no torch: ``function(spec, root, options)`` returns a ``DataBundle`` (freeadv.data.bundle;
+    ``root`` is the data root as a Path, or None where a caller of generated data gives none;
     ``options`` is a :class:`LoadOptions`). A dataset has fixed ``split_sizes`` or, when its
     images are generated, ``default_sizes``: the (train, test) images of a run that sets neither
     ``n_train`` nor ``n_test``.

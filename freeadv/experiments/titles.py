@@ -5,7 +5,8 @@ and architectures; a scale fills them with what it actually trains. So a mini ti
 "WRN-32 width 1" where the paper's reads "WRN-32-10", and the paper's own wording appears only at
 the scale that trains it. The fields of a template:
 
-- ``{cifar10}``, ``{cifar100}``, ``{imagenet}``: the dataset trained for it ("CIFAR-10 (JPEG q75)");
+- ``{cifar10}``, ``{cifar100}``, ``{imagenet}``: the dataset trained for it, by the title of its
+  DatasetSpec ("CIFAR-10 (JPEG q75)");
 - ``{wrn32_10}``, ..., ``{preact_resnet18}``: the architecture trained for it ("WRN-32 width 1");
 - ``{training}``: the training subset and budget a scale sets for the target's models, as
   " (8,000 training images, 1,600 iterations)", or "" where they keep the paper's data and schedule;
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .design import ARCH_TITLES, DATASET_TITLES, PAPER_ARCHS, PAPER_DATASETS
+from .design import ARCH_TITLES, PAPER_ARCHS, PAPER_DATASETS
+from ..data.catalog import DATASETS
 from ..errors import UserError
 
 # The keys of a training config that a scale may set to shrink the paper's data and budget, as words.
@@ -32,7 +34,9 @@ def arch_title(config: dict[str, Any]) -> str:
 
 
 def dataset_title(name: str) -> str:
-    return DATASET_TITLES.get(name, name)
+    """The title of a registered dataset ('CIFAR-10 (JPEG q75)'); a name the catalog does not hold
+    (a scale's typo, which the plan reports elsewhere) stands for itself."""
+    return DATASETS[name].title if name in DATASETS else name
 
 
 def name_fields(settings: dict[str, Any]) -> dict[str, str]:

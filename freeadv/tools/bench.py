@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .. import config as cfg
 from ..attacks.spec import PAPER_STEP
+from ..data import DATASETS
 from ..perturb import eval_mode, pgd
 from ..methods import METHODS, build_method, method_params
 from ..provenance import stamp
@@ -32,7 +33,6 @@ from ..training import make_optimizer, model_for, place_batch, place_model, setu
 from ..units import to_unit
 from ..errors import UserError
 
-IMAGE_SIZE = {"imagenet": 224}
 
 # Dense peak TFLOP/s per precision, for MFU. From NVIDIA's datasheets (H100: "NVIDIA H100 Tensor
 # Core GPU" datasheet; H200: "NVIDIA H200 Tensor Core GPU" datasheet; A100: "NVIDIA A100 Tensor
@@ -264,7 +264,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     bf16 = uses_bf16(base, dev)
     if compile:
         torch.compiler.reset()   # earlier compilations (another run_bench in this process) neither help nor count
-    size = IMAGE_SIZE.get(dataset, 32)
+    size = DATASETS[dataset].input_size
     g = torch.Generator().manual_seed(0)
     x = place_batch(torch.rand(batch, 3, size, size, generator=g).to(dev), channels_last)
     y = torch.randint(0, 10, (batch,), generator=g).to(dev)

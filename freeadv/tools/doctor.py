@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..data.catalog import DATASETS, DataError, import_function
+
 MINIMUM = {"torch": "2.4", "torchvision": "0.19", "pandas": "2.0", "matplotlib": "3.7", "pyyaml": "6.0"}
 OPTIONAL = {"snakemake": "8.0", "pytest": "7.4"}
 
@@ -77,37 +79,53 @@ def check_devices() -> list[Check]:
 
 
 def _data_status(dataset: str, root: Path, download: bool) -> Check:
+    """What of ``dataset``'s files (its DatasetSpec's ``files``) ``root`` holds: any one of them, or
+    every one where the spec names the layout they make up; an archive is checked too."""
     name = f"data {dataset}"
-    if dataset == "synthetic":
+    if dataset not in DATASETS:
+        return Check("FAIL", name, f"not a dataset freeadv knows; choose one of: {', '.join(DATASETS)}")
+    spec = DATASETS[dataset]
+    if not spec.files:
         return Check("OK", name, "generated on the fly")
     if not root.is_dir():
-        if dataset in ("cifar10", "cifar100") and download:
+        if spec.download and download:
             return Check("WARN", name, f"'{root}' does not exist yet; torchvision will download it there")
         return Check("FAIL", name, f"data root '{root}' does not exist")
-    expected = {"cifar10": ["cifar-10-batches-py"], "cifar100": ["cifar-100-python"],
-                "cifar10-jpeg": ["cifar10-jpeg.tar.gz", "cifar10-jpeg"], "imagenet": ["train", "val"]}[dataset]
-    present = [e for e in expected if (root / e).exists()]
-    if dataset == "imagenet":
-        ok = len(present) == 2
-        return Check("OK" if ok else "FAIL", name, f"'{root}' " + ("has train/ and val/" if ok else
-                                                                   "needs train/ and val/ (ImageFolder layout)"))
-    if dataset == "cifar10-jpeg" and present and (root / present[0]).is_file():
-        return _jpeg_archive_status(name, root / present[0])
+    present = [e for e in spec.files if (root / e).exists()]
+    if spec.layout:
+        ok = len(present) == len(spec.files)
+        folders = " and ".join(f"{folder}/" for folder in spec.files)
+        return Check("OK" if ok else "FAIL", name, f"'{root}' " + (f"has {folders}" if ok else
+                                                                   f"needs {folders} ({spec.layout})"))
+    if spec.archive_check and present and (root / present[0]).is_file():
+        return _archive_status(name, root / present[0], spec.archive_check)
     if present:
         return Check("OK", name, f"'{root / present[0]}'")
-    if download:
-        return Check("WARN", name, f"'{root}' has no {expected[0]}; torchvision will download it")
-    return Check("FAIL", name, f"'{root}' has none of {', '.join(expected)}")
+    if spec.download and download:
+        return Check("WARN", name, f"'{root}' has no {spec.files[0]}; torchvision will download it")
+    return Check("FAIL", name, f"'{root}' has none of {', '.join(spec.files)}")
 
 
-def _jpeg_archive_status(name: str, archive: Path) -> Check:
-    """The archive's sha256 against the published one and its gzip CRC: a damaged copy is FAIL."""
-    from ..data.catalog import DataError
-    from ..data.jpeg import check_archive
+def _archive_status(name: str, archive: Path, archive_check: str) -> Check:
+    """The archive checked by its spec's ``archive_check`` (cifar10-jpeg: its sha256 against the
+    published one and its gzip CRC): a damaged copy is FAIL."""
     try:
-        return Check("OK", name, f"'{archive}': {check_archive(archive)}")
+        return Check("OK", name, f"'{archive}': {import_function(archive_check)(archive)}")
     except DataError as err:
         return Check("FAIL", name, str(err))
+
+
+def _root_status(root: str) -> list[Check]:
+    """Which datasets with files ``root`` holds; each archive there checked on a line of its own
+    (its digest and CRC, OK or FAIL)."""
+    path = Path(root)
+    with_files = [spec for spec in DATASETS.values() if spec.files]
+    found = [spec.name for spec in with_files if _data_status(spec.name, path, False).status == "OK"]
+    checks = [_archive_status(f"data {spec.name}", path / spec.files[0], spec.archive_check)
+              for spec in with_files if spec.archive_check and (path / spec.files[0]).is_file()]
+    checks.append(Check("OK" if found else "WARN", f"data root {root}",
+                        f"holds {', '.join(found)}" if found else "holds no dataset freeadv knows"))
+    return checks
 
 
 def check_data(workflow_config: dict[str, Any] | None, extra_roots: Iterable[str]) -> list[Check]:
@@ -120,13 +138,7 @@ def check_data(workflow_config: dict[str, Any] | None, extra_roots: Iterable[str
             continue
         checks.append(_data_status(dataset, Path(root), bool((settings or {}).get("download"))))
     for root in extra_roots:
-        path = Path(root)
-        found = [d for d in ("cifar10", "cifar100", "cifar10-jpeg", "imagenet")
-                 if _data_status(d, path, False).status == "OK"]
-        if (path / "cifar10-jpeg.tar.gz").is_file():   # its digest and CRC, OK or FAIL, on a line of its own
-            checks.append(_jpeg_archive_status("data cifar10-jpeg", path / "cifar10-jpeg.tar.gz"))
-        checks.append(Check("OK" if found else "WARN", f"data root {root}",
-                            f"holds {', '.join(found)}" if found else "holds no dataset freeadv knows"))
+        checks += _root_status(root)
     return checks
 
 

@@ -19,24 +19,28 @@ from .. import config as cfg
 from ..attacks import AttackSpec
 from ..perturb import input_gradient
 from .bench import time_interleaved
-from ..data import SPLIT_SIZES, SYNTHETIC_DEFAULT_SIZES
+from ..data import DATASETS
 from ..experiments.scales import available_targets, row_evaluations, unavailable_message
 from ..methods import METHODS, get_method
 from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime
 from ..errors import UserError
 
 CPU_PROBE_BATCH = 32
+# A step cost's record says whether it was measured at ImageNet's input size ("imagenet": true).
+IMAGENET_INPUT = DATASETS["imagenet"].input_size
 
 
 def split_size(config: dict[str, Any], split: str) -> int:
     """Images in a split: n_train / n_test where set, else the dataset's size (a whole training
-    split less the validation images the run holds out of it; synthetic draws those apart)."""
+    split less the validation images the run holds out of it; generated data such as synthetic
+    draws those apart, and has the default sizes of its DatasetSpec)."""
     requested = config["n_train" if split == "train" else "n_test"]
     if requested is not None:
         return requested
-    if config["dataset"] == "synthetic":
-        return SYNTHETIC_DEFAULT_SIZES[0 if split == "train" else 1]
-    train, test = SPLIT_SIZES[config["dataset"]]
+    spec = DATASETS[config["dataset"]]
+    if spec.split_sizes is None:
+        return spec.default_sizes[0 if split == "train" else 1]
+    train, test = spec.split_sizes
     return train - cfg.validation_size(config) if split == "train" else test
 
 
@@ -50,7 +54,7 @@ def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | N
     dev, autocast, channels_last = setup_runtime({**config, "device": device})
     batch = config["batch_size"]
     probe = probe_batch or (batch if dev.type == "cuda" else min(batch, CPU_PROBE_BATCH))
-    size = 224 if config["dataset"] == "imagenet" else 32
+    size = DATASETS[config["dataset"]].input_size
     torch.manual_seed(0)
     x = torch.rand(probe, 3, size, size, device=dev)
     y = torch.randint(0, 2, (probe,), device=dev)
@@ -66,7 +70,8 @@ def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | N
 
 
 def _arch_key(config: dict[str, Any]) -> tuple:
-    return (config["arch"], config["width"], config["dataset"] == "imagenet", config["batch_size"])
+    """What a step's cost depends on: the model, its input size and the batch."""
+    return (config["arch"], config["width"], DATASETS[config["dataset"]].input_size, config["batch_size"])
 
 
 def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_batch: int | None = None,
@@ -109,7 +114,8 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
                          "seconds": seconds})
     total = sum(j["seconds"] for j in jobs)
     return {"target": target, "scale": plan["scale"], "jobs": jobs, "total_seconds": total,
-            "step_costs": [{"arch": k[0], "width": k[1], "imagenet": k[2], **v} for k, v in costs.items()]}
+            "step_costs": [{"arch": k[0], "width": k[1], "imagenet": k[2] == IMAGENET_INPUT, **v}
+                           for k, v in costs.items()]}
 
 
 def human(seconds: float) -> str:
