@@ -23,7 +23,7 @@ import yaml
 from .data import DATASETS
 from .io import atomic_write_text
 from .keys import ConfigError, bad_value, check, is_number
-from .methods import METHODS, get_method, method_keys
+from .methods import METHODS, default_replay, get_method, method_keys
 
 
 # --- Defaults shared by every run --------------------------------------------------------------
@@ -213,7 +213,7 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
         config["robust_eval_source"] = SOURCE_ALIASES.get(config["robust_eval_source"], config["robust_eval_source"])
     method = get_method(config["method"])
     if config["replay"] is None:
-        config["replay"] = method.replay_default or 1
+        config["replay"] = default_replay(method)
     validate(config)
     return config
 

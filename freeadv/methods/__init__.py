@@ -72,11 +72,17 @@ def method_keys() -> dict[str, Key]:
     return {key: declared for cls in METHODS.values() for key, declared in cls.keys.items()}
 
 
+def default_replay(cls: type[Method]) -> int:
+    """m when a config does not set ``replay``: the method's own default, else 1 (the method sees
+    each minibatch once). The one place this default is computed."""
+    return cls.replay_default or 1
+
+
 def method_params(name: str, given: Mapping[str, Any]) -> dict[str, Any]:
     """The method's own keys (and replay) from ``given``, defaults filled: what title / id read."""
     cls = get_method(name)
     params = {key: declared.default for key, declared in cls.keys.items()}
-    params["replay"] = cls.replay_default or 1
+    params["replay"] = default_replay(cls)
     params.update((k, v) for k, v in given.items() if k in params or k == "eps")
     return params
 
