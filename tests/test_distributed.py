@@ -17,6 +17,7 @@ from freeadv.io import read_json
 from freeadv.methods import frozen_bn_statistics
 from freeadv.training import data_for, make_optimizer, model_for, place_model, setup_runtime
 from freeadv.units import to_unit
+from freeadv.training import schedule as lr_schedule
 
 REPO = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -65,7 +66,7 @@ def single_process_equivalent(settings: dict = SETTINGS, world: int = WORLD) -> 
     data = data_for(config)
     model = place_model(model_for(config, data), device, channels_last)
     optimizer = make_optimizer(model, config)
-    total, milestones = cfg.schedule(config, data.num_train_batches(config["batch_size"]))
+    total, milestones = lr_schedule.schedule(config, data.num_train_batches(config["batch_size"]))
     free_step = config["free_step"] if config["free_step"] is not None else config["eps"]   # Algorithm 1: eps
     eps, step = to_unit(config["eps"]), to_unit(free_step)
     delta = torch.zeros(config["batch_size"], 3, 32, 32)
@@ -75,7 +76,7 @@ def single_process_equivalent(settings: dict = SETTINGS, world: int = WORLD) -> 
         for x, y in data.train_batches(config["batch_size"], epoch=epoch, seed=config["seed"], device=device):
             for _ in range(config["replay"]):
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.learning_rate(config, milestones, iteration)
+                    group["lr"] = lr_schedule.learning_rate(config, milestones, iteration)
                 leaf = delta[: len(x)].clone().requires_grad_(True)
                 x_adv = (x + leaf).clamp(0, 1).contiguous(memory_format=torch.channels_last)
                 optimizer.zero_grad(set_to_none=True)

@@ -11,6 +11,7 @@ from freeadv import config as cfg
 from freeadv.tools import gpu_experiments as gx
 from freeadv import stats
 from freeadv.cli import main
+from freeadv.training import schedule as lr_schedule
 
 QUICK_BOUND_S = 90   # the quick bridge takes ~15 s on 2 cores; generous for a busy CI machine
 TRAIN_KEYS = {"stage", "status", "seconds", "iterations", "passes", "natural_epochs", "train_images_per_s",
@@ -30,7 +31,7 @@ def test_the_full_plan_resolves_to_the_papers_recipe():
         assert (config["dataset"], config["data_root"], config["n_train"], config["data_seed"]) == (
             "cifar10-jpeg", "/data", 4000, 0)
         assert config["iterations"] == 3200 and config["n_test"] is None and not config["robust_eval_n"]
-        assert cfg.schedule(config, 31) == (3200, [1600, 2400]) and config["lr"] == 0.1
+        assert lr_schedule.schedule(config, 31) == (3200, [1600, 2400]) and config["lr"] == 0.1
     assert (free["method"], free["replay"], free["free_step"]) == ("free", 8, None)   # step = eps
     assert (pgd7["method"], pgd7["replay"], pgd7["pgd_steps"], pgd7["pgd_step_size"]) == ("pgd", 1, 7, 2.0)
     assert 3200 * 128 / 4000 == pytest.approx(102.4)   # natural epochs; Free m=8: 12.8 passes

@@ -14,6 +14,7 @@ from freeadv.experiments.design import TARGETS
 from freeadv.methods import build_method
 from freeadv.models.layers import PerImageStandardize
 from freeadv.training import make_optimizer, model_for
+from freeadv.training import schedule as lr_schedule
 
 
 def _tiny(**overrides):
@@ -106,19 +107,19 @@ def test_standardisation_floor_is_tf_s_on_0_255_pixels():
 # 5. The CIFAR step schedule: tf.train.piecewise_constant keeps the old rate through the boundary step.
 def test_cifar_rate_changes_after_the_boundary_step():
     config = cfg.resolve({"dataset": "cifar10", "arch": "small_cnn", "width": 4, "method": "free", "replay": 8})
-    total, milestones = cfg.schedule(config, 390)
+    total, milestones = lr_schedule.schedule(config, 390)
     assert milestones == [40_000, 60_000]
-    rates = [cfg.learning_rate(config, milestones, i, total) for i in (39_999, 40_000, 40_001, 60_000, 60_001)]
+    rates = [lr_schedule.learning_rate(config, milestones, i, total) for i in (39_999, 40_000, 40_001, 60_000, 60_001)]
     assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001])
 
 
 def test_imagenet_rate_changes_at_the_pass_start():
     config = cfg.resolve({"dataset": "imagenet", "arch": "small_cnn", "width": 4, "method": "free", "replay": 4})
-    total, milestones = cfg.schedule(config, 10)
+    total, milestones = lr_schedule.schedule(config, 10)
     first = milestones[0]
     assert first == 8 * 4 * 10      # ceil(30 / 4) passes of 10 batches replayed 4 times
-    assert cfg.learning_rate(config, milestones, first - 1, total) == pytest.approx(0.1)
-    assert cfg.learning_rate(config, milestones, first, total) == pytest.approx(0.01)
+    assert lr_schedule.learning_rate(config, milestones, first - 1, total) == pytest.approx(0.1)
+    assert lr_schedule.learning_rate(config, milestones, first, total) == pytest.approx(0.01)
 
 
 # 6. Figure 3: like the authors' get_surface.py, no clipping and one Rademacher pair for all images.

@@ -5,6 +5,7 @@ import torch
 
 from freeadv import config as cfg
 from freeadv.training import Trainer, make_optimizer, model_for
+from freeadv.training import schedule as lr_schedule
 
 TINY = {"dataset": "synthetic", "arch": "small_cnn", "width": 8, "n_train": 256, "n_test": 64, "batch_size": 64,
         "iterations": 16, "log_every": 1, "checkpoint_every": 8, "eval_n": None, "robust_eval_n": None,
@@ -17,7 +18,7 @@ def tiny(**overrides):
 
 def test_cyclic_rate_is_torchs_triangle_zero_peak_zero():
     config, total = tiny(lr_schedule="cyclic", lr=0.2), 100
-    rates = [cfg.learning_rate(config, [], t, total) for t in range(total + 1)]
+    rates = [lr_schedule.learning_rate(config, [], t, total) for t in range(total + 1)]
     assert rates[0] == 0.0 and rates[50] == pytest.approx(0.2) and rates[100] == 0.0
     assert rates[25] == pytest.approx(0.1) and rates[75] == pytest.approx(0.1)
     assert rates[99] == pytest.approx(0.2 / 50)
@@ -37,10 +38,10 @@ def test_cyclic_rate_is_torchs_triangle_zero_peak_zero():
 
 def test_cyclic_schedule_has_no_milestones_and_needs_the_total():
     config = tiny(lr_schedule="cyclic")
-    assert cfg.schedule(config, 4) == (16, [])
-    assert cfg.schedule(tiny(), 4) == (16, [8, 12])   # the step schedule is unchanged
+    assert lr_schedule.schedule(config, 4) == (16, [])
+    assert lr_schedule.schedule(tiny(), 4) == (16, [8, 12])   # the step schedule is unchanged
     with pytest.raises(ValueError, match="total"):
-        cfg.learning_rate(config, [], 3)
+        lr_schedule.learning_rate(config, [], 3)
 
 
 def test_training_uses_the_cyclic_rate_at_every_iteration(tmp_path):

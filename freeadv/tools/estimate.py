@@ -24,6 +24,7 @@ from ..experiments.scales import available_targets, row_evaluations, unavailable
 from ..methods import METHODS, get_method
 from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime
 from ..errors import UserError
+from ..training import schedule as lr_schedule
 
 CPU_PROBE_BATCH = 32
 # A step cost's record says whether it was measured at ImageNet's input size ("imagenet": true).
@@ -46,7 +47,7 @@ def split_size(config: dict[str, Any], split: str) -> int:
 
 def iterations(config: dict[str, Any]) -> int:
     batches = math.ceil(split_size(config, "train") / config["batch_size"])
-    return cfg.schedule(config, batches)[0]
+    return lr_schedule.schedule(config, batches)[0]
 
 
 def measure_step_costs(config: dict[str, Any], device: str, probe_batch: int | None, reps: int) -> dict[str, float]:

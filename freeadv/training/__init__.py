@@ -11,6 +11,7 @@ Modules by concern:
   and optimizer of a config, the per-step random generator, clean accuracy
 * ``state``   -- ``Setup`` (built once per process) and ``LoopState`` (what the loop changes)
 * ``engine``  -- ``Trainer``: build, restore, the replay loop, loss reads, checkpoints, evaluation
+* ``schedule`` -- the run's length in iterations, the step schedule's milestones, each update's rate
 * ``robust``  -- robust accuracy checks during training, catastrophic overfitting (Wong et al. 2020)
 * ``folder``  -- the run folder: checks before training, log.jsonl, train.json, model.pt and
   model_best.pt, loading (``load_trained_model``: final or best weights),

@@ -46,6 +46,7 @@ from .. import config as cfg
 from .. import distributed
 from ..methods import build_method
 from . import folder, lock, robust
+from . import schedule as lr_schedule
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
 from .state import LoopState, Setup, close_segment, open_segment
@@ -127,7 +128,7 @@ class Trainer:
         optimizer = make_optimizer(model, config)   # DDP shares these parameters
         method = build_method(config, autocast=autocast)
         batches_per_pass = data.num_train_batches(config["batch_size"])
-        total, milestones = cfg.schedule(config, batches_per_pass)
+        total, milestones = lr_schedule.schedule(config, batches_per_pass)
         return Setup(context, device, channels_last, data, model, optimizer, method, batches_per_pass,
                      total, milestones)
 
@@ -211,7 +212,7 @@ class Trainer:
     def _step(self, setup: Setup, state: LoopState, x: torch.Tensor, y: torch.Tensor) -> float:
         """One parameter update at the scheduled learning rate; returns that rate."""
         config, method = self.config, setup.method
-        lr = cfg.learning_rate(config, setup.milestones, state.iteration, setup.total)
+        lr = lr_schedule.learning_rate(config, setup.milestones, state.iteration, setup.total)
         for group in setup.optimizer.param_groups:
             group["lr"] = lr
         generator = (step_generator(setup.device, config["seed"], state.iteration, setup.context.rank)
@@ -320,7 +321,7 @@ class Trainer:
 
     def _last_lr(self, setup: Setup, state: LoopState) -> float:
         """The rate of the latest update (of the first one before any)."""
-        return cfg.learning_rate(self.config, setup.milestones, max(state.iteration - 1, 0), setup.total)
+        return lr_schedule.learning_rate(self.config, setup.milestones, max(state.iteration - 1, 0), setup.total)
 
 
 @contextmanager
