@@ -16,7 +16,7 @@ from . import __version__
 from .errors import UserError
 
 EXAMPLES = """examples:
-  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out-dir runs/free4
+  freeadv train --set dataset=synthetic --set arch=small_cnn --set iterations=200 --set method=free --set replay=4 --out-dir runs/free4
   freeadv attack --run runs/free4 --attack pgd --steps 20 --restarts 1 --out runs/free4/pgd20.json
   freeadv export --run runs/free4 --eval runs/free4/pgd20.json --out-dir export/free4
   freeadv claims --scale mini          # the paper's claims checked on results/mini (PASS / FAIL)

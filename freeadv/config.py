@@ -21,94 +21,85 @@ import yaml
 
 from .data import DATASETS
 from .io import atomic_write_text
-from .keys import ConfigError, bad_value, check, is_number
+from .keys import ConfigError, Key, bad_value, check
 from .methods import METHODS, default_replay, get_method, method_keys
 
 
-# --- Defaults shared by every run --------------------------------------------------------------
-DEFAULTS: dict[str, Any] = {
+# --- The keys every run has: each declared once, with its default, its kind and what it means --
+# (each registered training method declares its own keys the same way, on its class in
+# freeadv/methods/; a dataset's schedule overrides defaults in its record, freeadv.data.DATASETS)
+KEYS: dict[str, Key] = {
     # data
-    "dataset": "cifar10",        # a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, cifar10-jpeg, ...
-    "data_root": "data",         # folder holding the dataset files (or the cifar10-jpeg archive)
-    "download": False,           # let torchvision download CIFAR when missing
-    "n_train": None,             # deterministic subset of the training split (None = all)
-    "n_test": None,              # first N of the test split in its fixed order (None = all)
-    "data_seed": 0,              # picks the n_train subset; independent of the training seed
-    "augment": True,             # CIFAR: 2-pixel pad + random 32 crop + flip; ImageNet: RRC(224) + flip
-    "num_workers": 4,            # ImageNet DataLoader workers
+    "dataset": Key("cifar10", "name", "a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, "
+                                      "cifar10-jpeg, ..."),
+    "data_root": Key("data", "path", "folder holding the dataset files (or the cifar10-jpeg archive)"),
+    "download": Key(False, "bool", "let torchvision download CIFAR when missing"),
+    "n_train": Key(None, "int>=1|null", "deterministic subset of the training split (None = all)"),
+    "n_test": Key(None, "int>=1|null", "first N of the test split in its fixed order (None = all)"),
+    "data_seed": Key(0, "seed", "picks the n_train subset; independent of the training seed"),
+    "augment": Key(True, "bool", "CIFAR: 2-pixel pad + random 32 crop + flip; ImageNet: RRC(224) + flip"),
+    "num_workers": Key(4, "int>=0", "ImageNet DataLoader workers"),
     # model
-    "arch": "wrn32_10",
-    "width": None,               # small_cnn's width, wrn32_k's factor k (null: the builder's default)
-    # method (Algorithm 1 and baselines); each method's own keys (pgd_steps, ...) are declared on
-    # its class in freeadv/methods/ and added to the resolved config of runs of that method only
-    "method": "free",            # a name in freeadv.methods.METHODS (freeadv train --help lists them)
-    "replay": None,              # m: minibatch replays (free, natural); None = the method's default (free 8, natural 1)
-    "eps": 8.0,                  # perturbation bound, pixel units /255 (also the default attack eps)
-    # optimisation: SGD + momentum, schedule counted in iterations
-    "batch_size": 128,
-    "iterations": 80000,         # total parameter updates (CIFAR: 80k); None = derive from epochs
-    "epochs": None,              # natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) passes
-    "lr": 0.1,
-    "lr_milestones": [0.5, 0.75],  # fractions of the iterations (CIFAR: 40k and 60k of 80k)
-    "lr_step_epochs": None,      # ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides lr_milestones)
-    "lr_gamma": 0.1,
-    "lr_schedule": "step",       # step: the milestones above | cyclic: 0 -> lr -> 0, linear, peak at half the
-                                 # iterations (Wong et al. 2020; lr_milestones, lr_step_epochs unused)
-    "momentum": 0.9,
-    "weight_decay": 2e-4,
-    "weight_decay_all": False,   # true: decay every parameter (Wong et al.'s and the official ImageNet code)
+    "arch": Key("wrn32_10", "name", "a registered model (freeadv.models.MODELS)"),
+    "width": Key(None, "int>=1|null", "small_cnn's width, wrn32_k's factor k (null: the builder's default)"),
+    # method (Algorithm 1 and baselines)
+    "method": Key("free", "name", "a name in freeadv.methods.METHODS (freeadv train --help lists them)"),
+    "replay": Key(None, "int>=1|null", "m: minibatch replays (free, natural); None = the method's default "
+                                       "(free 8, natural 1)"),
+    "eps": Key(8.0, "pixels", "perturbation bound, pixel units /255 (also the default attack eps)"),
+    # optimisation: SGD + momentum, schedule counted in iterations (freeadv.training.schedule)
+    "batch_size": Key(128, "int>=1", "minibatch size"),
+    "iterations": Key(80000, "int>=1|null", "total parameter updates (CIFAR: 80k); None = derive from epochs"),
+    "epochs": Key(None, "int>=1|null", "natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) "
+                                       "passes"),
+    "lr": Key(0.1, "number>0", "the learning rate"),
+    "lr_milestones": Key([0.5, 0.75], "fractions", "fractions of the iterations (CIFAR: 40k and 60k of 80k)"),
+    "lr_step_epochs": Key(None, "int>=1|null", "ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides "
+                                               "lr_milestones)"),
+    "lr_gamma": Key(0.1, "fraction", "the step schedule's factor at each milestone"),
+    "lr_schedule": Key("step", "lr_schedule", "step: the milestones above | cyclic: 0 -> lr -> 0, linear, peak "
+                                              "at half the iterations (Wong et al. 2020; lr_milestones, "
+                                              "lr_step_epochs unused)"),
+    "momentum": Key(0.9, "momentum", "SGD momentum"),
+    "weight_decay": Key(2e-4, "number>=0", "SGD weight decay"),
+    "weight_decay_all": Key(False, "bool", "true: decay every parameter (Wong et al.'s and the official "
+                                           "ImageNet code)"),
     # execution
-    "seed": 0,
-    "device": "auto",            # auto | cpu | cuda | cuda:N
-    "amp": "off",                # off: fp32, as the authors trained | bf16: bf16 autocast (training only;
-                                 # attacks always run in fp32) | auto: bf16 on CUDA, fp32 on CPU (older runs)
-    "channels_last": "auto",     # auto (= true) | true | false
-    "compile": False,            # torch.compile the model
-    "log_every": 100,            # iterations between loss reads (the only host syncs in the loop)
-    "checkpoint_every": 1000,    # iterations between resumable checkpoints
-    "eval_n": 500,               # images of the end-of-pass clean accuracy in the log (null = skip): the first eval_n
-                                 # test images, or of the validation images (at most all of them) when the checks
-                                 # attack those (below)
+    "seed": Key(0, "seed", "the training seed: initialisation, data order, random starts"),
+    "device": Key("auto", "device", "auto | cpu | cuda | cuda:N"),
+    "amp": Key("off", "amp", "off: fp32, as the authors trained | bf16: bf16 autocast (training only; attacks "
+                             "always run in fp32) | auto: bf16 on CUDA, fp32 on CPU (older runs)"),
+    "channels_last": Key("auto", "auto|bool", "auto (= true) | true | false"),
+    "compile": Key(False, "bool", "torch.compile the model"),
+    "log_every": Key(100, "int>=1", "iterations between loss reads (the only host syncs in the loop)"),
+    "checkpoint_every": Key(1000, "int>=1", "iterations between resumable checkpoints"),
+    "eval_n": Key(500, "int>=1|null", "images of the end-of-pass clean accuracy in the log (null = skip): the "
+                                      "first eval_n test images, or of the validation images (at most all of "
+                                      "them) when the checks attack those"),
     # robust accuracy during training (freeadv.training.robust): PGD-K, the run's eps, the paper's step
-    "robust_eval_n": 512,        # images per check (null or 0 = no checks)
-    "robust_eval_every": None,   # the checks' cadence: iterations between checks; null = at the end of every pass
-    "robust_eval_steps": 10,     # K of the check's PGD
-    "robust_eval_source": "validation",  # what the checks attack:
-                                 #   validation: the first robust_eval_n validation images (training images the run
-                                 #     does not train on); the pass-end clean accuracy (eval_n) reads them too
-                                 #   test: the first robust_eval_n test images ('heldout' is read as test); monitoring
-                                 #     only: early_stop and keep_best refuse it
-                                 #   first_train_batch: Wong et al.: each pass's first training batch, at its start
-    "validation_n": None,        # validation images (source validation); null = robust_eval_n. Drawn by data_seed
-                                 # from the training images n_train leaves unused; with n_train null they are held
-                                 # out of the whole split, so the run trains on (split - validation_n) images:
-                                 # 49,488 of CIFAR's 50,000 by default
-    "early_stop": False,         # stop at catastrophic overfitting, keeping the last check's weights before it
-    "keep_best": False,          # also write model_best.pt: the weights of the check with the highest robust
-                                 # accuracy (the earlier on a tie; robust_eval_source validation); model.pt stays
-                                 # the final weights, the paper's protocol
+    "robust_eval_n": Key(512, "int>=0|null", "images per check (null or 0 = no checks)"),
+    "robust_eval_every": Key(None, "int>=1|null", "the checks' cadence: iterations between checks; null = at "
+                                                  "the end of every pass"),
+    "robust_eval_steps": Key(10, "int>=1", "K of the check's PGD"),
+    "robust_eval_source": Key("validation", "robust_eval_source",
+                              "what the checks attack. validation: the first robust_eval_n validation images "
+                              "(training images the run does not train on); the pass-end clean accuracy "
+                              "(eval_n) reads them too. test: the first robust_eval_n test images ('heldout' "
+                              "is read as test); monitoring only: early_stop and keep_best refuse it. "
+                              "first_train_batch: Wong et al.: each pass's first training batch, at its start"),
+    "validation_n": Key(None, "int>=1|null", "validation images (source validation); null = robust_eval_n. "
+                                             "Drawn by data_seed from the training images n_train leaves unused; "
+                                             "with n_train null they are held out of the whole split, so the run "
+                                             "trains on (split - validation_n) images: 49,488 of CIFAR's 50,000 "
+                                             "by default"),
+    "early_stop": Key(False, "bool", "stop at catastrophic overfitting, keeping the last check's weights before "
+                                     "it"),
+    "keep_best": Key(False, "bool", "also write model_best.pt: the weights of the check with the highest "
+                                    "robust accuracy (the earlier on a tie; robust_eval_source validation); "
+                                    "model.pt stays the final weights, the paper's protocol"),
 }
-
-LR_SCHEDULES = ("step", "cyclic")
-ROBUST_EVAL_SOURCES = ("validation", "test", "first_train_batch")
+DEFAULTS: dict[str, Any] = {key: declared.default for key, declared in KEYS.items()}
 SOURCE_ALIASES = {"heldout": "test"}   # the test-image check's older name, in the configs of earlier runs
-
-# The kind of each shared key (freeadv.keys.CHECKS); validate() checks these and the methods' keys.
-KINDS: dict[str, str] = {
-    **dict.fromkeys(("batch_size", "log_every", "checkpoint_every", "robust_eval_steps"), "int>=1"),
-    **dict.fromkeys(("n_train", "n_test", "iterations", "epochs", "lr_step_epochs", "width", "eval_n",
-                     "robust_eval_every", "validation_n"), "int>=1|null"),
-    **dict.fromkeys(("seed", "data_seed"), "seed"),
-    "num_workers": "int>=0",
-    "data_root": "path",
-    "momentum": "momentum",
-    "lr_gamma": "fraction",
-    "robust_eval_n": "int>=0|null",
-    "lr": "number>0",
-    "weight_decay": "number>=0",
-    **dict.fromkeys(("download", "augment", "compile", "weight_decay_all", "early_stop", "keep_best"), "bool"),
-    "eps": "pixels",
-}
 
 
 def _type_name(value: Any) -> str:
@@ -229,21 +220,20 @@ def _check_method(config: dict[str, Any]) -> None:
 
 
 def check_values(settings: dict[str, Any]) -> None:
-    """The typed checks of the keys ``settings`` holds (KINDS and the methods' keys), without the
+    """The typed checks of the keys ``settings`` holds (KEYS and the methods' keys), without the
     model registry: torch-free, so the plan (and Snakemake, while it parses) can refuse a bad
     value in a scale's settings before any job starts."""
     declared = method_keys()
     for key, value in settings.items():
-        kind = KINDS.get(key) or (declared[key].kind if key in declared else None)
+        found = KEYS.get(key) or declared.get(key)
+        kind = found.kind if found is not None else None
         if kind is not None:
             check(key, value, kind)
 
 
 def check_device(value: Any, key: str = "device") -> None:
     """auto, cpu, cuda or cuda:N (the devices freeadv runs on), before torch is asked."""
-    device = str(value)
-    if not (device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())):
-        raise bad_value(key, value, "auto, cpu, cuda or cuda:N")
+    check(key, value, "device")
 
 
 def validate(config: dict[str, Any]) -> None:
@@ -258,20 +248,13 @@ def validate(config: dict[str, Any]) -> None:
     if config["arch"] not in MODELS:
         raise bad("arch", f"one of {', '.join(sorted(MODELS))}")
     _check_method(config)
-    for key, kind in KINDS.items():
-        check(key, config[key], kind)
+    for key, declared in KEYS.items():
+        if declared.kind != "name":   # the registered names: dataset, arch and method, checked above
+            check(key, config[key], declared.kind)
     if config["iterations"] is None and config["epochs"] is None:
         raise ConfigError("config needs 'iterations' or 'epochs' to know how long to train; both are null")
-    milestones = config["lr_milestones"]
-    if not isinstance(milestones, list) or not all(is_number(v) and 0 < v < 1 for v in milestones):
-        raise bad("lr_milestones", "a list of fractions of the training length, each in (0, 1)")
     if config["width"] is not None and not accepts_width(config["arch"]):
         raise bad("width", f"null unless arch is one of {', '.join(sorted(a for a in MODELS if accepts_width(a)))}")
-    if config["amp"] not in ("auto", "bf16", "off"):
-        raise bad("amp", "auto, bf16 or off")
-    if config["channels_last"] not in ("auto", True, False):
-        raise bad("channels_last", "auto, true or false")
-    check_device(config["device"])
     if config["n_train"] is not None and config["batch_size"] > config["n_train"]:
         raise ConfigError(f"config key 'batch_size' has bad value {config['batch_size']}: "
                           f"larger than n_train={config['n_train']}")
@@ -286,11 +269,7 @@ def check_combinations(settings: dict[str, Any]) -> None:
 
 def _check_robust_and_schedule(config: dict[str, Any]) -> None:
     """The choice keys of the schedule and the robust checks, and the combinations that cannot work."""
-    if config["lr_schedule"] not in LR_SCHEDULES:
-        raise bad_value("lr_schedule", config["lr_schedule"], " or ".join(LR_SCHEDULES))
     source = config["robust_eval_source"]
-    if source not in ROBUST_EVAL_SOURCES:
-        raise bad_value("robust_eval_source", source, "validation, test or first_train_batch")
     if config["robust_eval_every"] is not None and source == "first_train_batch":
         raise bad_value("robust_eval_every", config["robust_eval_every"],
                         "null when robust_eval_source is first_train_batch (that check runs at the start of each pass)")

@@ -1,6 +1,6 @@
 """Process-wide CPU settings that make training and attack steps faster without changing results.
 
-Two costs were measured on the 2-core EPYC these numbers come from (README "Performance"):
+Two costs were measured on the 2-core EPYC these numbers come from (docs/performance.md):
 
 * Denormal floats: gradients of small-loss batches underflow into denormals, which x86 handles
   in microcode. Flushing them to zero removed most of the gap between a Free and a natural step.

@@ -1,7 +1,7 @@
 """Config keys: one typed declaration each, and the checks behind their one-line errors.
 
-``config.DEFAULTS`` holds the keys every run has; each registered training method declares its own
-as :class:`Key` objects (``freeadv.methods``). Both are validated by :func:`check` with the same
+``config.KEYS`` declares the keys every run has as :class:`Key` objects; each registered training
+method declares its own the same way (``freeadv.methods``). Both are validated by :func:`check` with the same
 wording: ``config key 'K' has bad value V: expected ...``.
 """
 from __future__ import annotations
@@ -19,6 +19,12 @@ def is_int(value: Any) -> bool:
 
 def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _device(value: Any) -> bool:
+    """auto, cpu, cuda or cuda:N: the devices freeadv runs on, checked before torch is asked."""
+    device = str(value)
+    return device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
 
 
 def _pixels(value: Any) -> bool:
@@ -46,6 +52,16 @@ CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pixels": (_pixels, "a number in (0, 255] (pixel units, 8 means 8/255)"),
     "pixels|null": (lambda v: v is None or _pixels(v), "a number in (0, 255] (pixel units) or null"),
     "update|frozen": (lambda v: v in ("update", "frozen"), "update or frozen"),
+    # a registered name (dataset, arch, method): its registry checks it where it is loaded
+    "name": (lambda v: isinstance(v, str) and v != "", "a registered name"),
+    "fractions": (lambda v: isinstance(v, list) and all(is_number(x) and 0 < x < 1 for x in v),
+                  "a list of fractions of the training length, each in (0, 1)"),
+    "lr_schedule": (lambda v: v in ("step", "cyclic"), "step or cyclic"),
+    "robust_eval_source": (lambda v: v in ("validation", "test", "first_train_batch"),
+                           "validation, test or first_train_batch"),
+    "device": (_device, "auto, cpu, cuda or cuda:N"),
+    "amp": (lambda v: v in ("auto", "bf16", "off"), "auto, bf16 or off"),
+    "auto|bool": (lambda v: v in ("auto", True, False), "auto, true or false"),
 }
 
 
@@ -67,7 +83,7 @@ def check(key: str, value: Any, kind: str) -> None:
 
 @dataclass(frozen=True)
 class Key:
-    """One config key a method reads: its default, its kind (a name in CHECKS) and what it means."""
+    """One config key: its default, its kind (a name in CHECKS) and what it means."""
     default: Any
     kind: str
     doc: str

@@ -13,7 +13,7 @@ from ..methods import METHODS, method_params
 from . import alias
 
 EXAMPLES = """examples:
-  freeadv train --config config/smoke.yaml --set method=free --set replay=4 --out-dir runs/free4
+  freeadv train --set dataset=synthetic --set arch=small_cnn --set iterations=200 --set method=free --set replay=4 --out-dir runs/free4
   freeadv train --set dataset=cifar10-jpeg --set method=pgd --set pgd_steps=7 --out-dir runs/pgd7
 """
 

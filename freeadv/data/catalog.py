@@ -47,7 +47,7 @@ class DatasetSpec:
     input_size: int = 32                         # the side of the square images the model sees
     paper_step: float = 2.0                      # the paper's attack step, pixels /255
     paper_family: str | None = None              # the paper's dataset it is, or stands in for
-    # Training config defaults of the dataset's schedule, over freeadv.config.DEFAULTS.
+    # Training config defaults of the dataset's schedule, over freeadv.config.KEYS.
     train_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
     # What ``freeadv doctor`` looks for under data_root: any one of ``files``, or every one of them
     # when ``layout`` names the layout they make up; none: the loader reads no files.

@@ -83,7 +83,7 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
     unknown = sorted(set(config) - set(defaults()))
     if unknown:
         raise PlanError(f"training key '{unknown[0]}' (from the scale's settings) is not a freeadv config key; "
-                        f"see freeadv/config.py DEFAULTS and the methods' keys (freeadv train --help)")
+                        f"see freeadv/config.py KEYS and the methods' keys (freeadv train --help)")
     try:
         check_values(config)
         check_combinations(config)   # across keys too (e.g. keep_best needs checks on validation images)

@@ -67,7 +67,7 @@ class Method:
 
     - ``name``: the config value ``method: NAME`` and the registry key.
     - ``keys``: the config keys only this method reads, as :class:`freeadv.keys.Key` (default,
-      kind, meaning). The shared keys (``eps``, ``replay``, schedule, ...) live in config.DEFAULTS.
+      kind, meaning). The shared keys (``eps``, ``replay``, schedule, ...) are declared in config.KEYS.
     - ``replay_default``: m when the config does not set ``replay``; ``None`` means the method sees
       each minibatch once and ``replay`` must stay 1.
     - ``needs_randomness``: the engine passes a generator seeded from (seed, iteration, rank) to

@@ -12,7 +12,7 @@ Why each part exists:
    natural (~1) and 7-PGD / natural (the paper's ~8; (3+2K)/3 = 5.67 with input-only attack
    steps) on WRN-32-10 (Table 1's model) and PreAct ResNet-18 (the FGSM-RS comparison's), batch 128, fp32 (TF32 convolutions, PyTorch's default) and bf16 autocast,
    eager and torch.compile'd, with MFU against the card's datasheet peak. On a CPU the claim could
-   not be checked (the README's C3): this is where it is.
+   not be checked (C3 in docs/reproduction.md): this is where it is.
 3. **Training** (freeadv.training.Trainer, then freeadv.runs.evaluation.run_attack): one real
    run end to end, the code ``freeadv train`` and ``freeadv attack`` run: PreAct ResNet-18 Free m=8
    on cifar10-jpeg for ``--budget-seconds`` (iterations sized from a measured step time), then
