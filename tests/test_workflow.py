@@ -395,10 +395,10 @@ def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
         return dry
 
     assert "Nothing to be done" in output(dry_run())
-    for unused in ("doctor.py", "estimate.py", "cli.py"):   # no rule's command imports them
+    for unused in ("tools/doctor.py", "tools/estimate.py", "commands/doctor.py", "cli.py"):   # no rule's command imports them
         _edit(repo / "freeadv" / unused)
     assert "Nothing to be done" in output(dry_run())
-    _edit(repo / "freeadv" / "bench.py")   # the interleaved cost job, and the claims that read it
+    _edit(repo / "freeadv" / "tools" / "bench.py")   # the interleaved cost job, and the claims that read it
     assert job_counts(output(dry_run())) == {"cost_bench": 1, "claims": 1, "all": 1, "total": 3}
     _edit(repo / "freeadv" / "sanity.py")   # read by freeadv attack (check_eval) and the tables (check_model)
     counts = job_counts(output(dry_run()))
