@@ -2,7 +2,8 @@
 model in eval mode with its config, and the test split in its fixed order."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,11 @@ class OpenRun:
     model: nn.Module
     config: dict[str, Any]
     n_test: int | str | None = RUN_SPLIT
-    _data: Any = field(default=None, repr=False)
 
-    @property
+    @cached_property
     def data(self):
-        if self._data is None:
-            split = {} if self.n_test == RUN_SPLIT else {"n_test": self.n_test}
-            self._data = data_for(dict(self.config, augment=False, n_train=None, **split))
-        return self._data
+        split = {} if self.n_test == RUN_SPLIT else {"n_test": self.n_test}
+        return data_for(dict(self.config, augment=False, n_train=None, **split))
 
 
 def open_run(run_dir: str | Path, device: str | torch.device = "auto", *, n_test: int | str | None = RUN_SPLIT,
