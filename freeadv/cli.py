@@ -88,6 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     bug and keeps its traceback."""
     import yaml
 
+    from .plugins import PluginError, load_plugins
+
+    try:
+        load_plugins()   # before the parsers: a plugin's method keys and names are in the help
+    except PluginError as err:
+        print(f"freeadv: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         with _sigterm_raises():

@@ -21,7 +21,9 @@ import yaml
 
 from .data import DATASETS
 from .io import atomic_write_text
-from .keys import ConfigError, Key, bad_value, check
+from .keys import (AMP, AUTO_OR_BOOL, BOOL, DEVICE, FRACTION, FRACTIONS, INT_NONNEG, INT_NONNEG_OR_NULL, INT_POS,
+                   INT_POS_OR_NULL, MOMENTUM, NAME, NUMBER_NONNEG, NUMBER_POS, PATH, PIXELS, SEED, ConfigError, Key,
+                   bad_value, choice)
 from .methods import METHODS, default_replay, get_method, method_keys
 
 
@@ -30,74 +32,75 @@ from .methods import METHODS, default_replay, get_method, method_keys
 # freeadv/methods/; a dataset's schedule overrides defaults in its record, freeadv.data.DATASETS)
 KEYS: dict[str, Key] = {
     # data
-    "dataset": Key("cifar10", "name", "a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, "
+    "dataset": Key("cifar10", NAME, "a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, "
                                       "cifar10-jpeg, ..."),
-    "data_root": Key("data", "path", "folder holding the dataset files (or the cifar10-jpeg archive)"),
-    "download": Key(False, "bool", "let torchvision download CIFAR when missing"),
-    "n_train": Key(None, "int>=1|null", "deterministic subset of the training split (None = all)"),
-    "n_test": Key(None, "int>=1|null", "first N of the test split in its fixed order (None = all)"),
-    "data_seed": Key(0, "seed", "picks the n_train subset; independent of the training seed"),
-    "augment": Key(True, "bool", "CIFAR: 2-pixel pad + random 32 crop + flip; ImageNet: RRC(224) + flip"),
-    "num_workers": Key(4, "int>=0", "ImageNet DataLoader workers"),
+    "data_root": Key("data", PATH, "folder holding the dataset files (or the cifar10-jpeg archive)"),
+    "download": Key(False, BOOL, "let torchvision download CIFAR when missing"),
+    "n_train": Key(None, INT_POS_OR_NULL, "deterministic subset of the training split (None = all)"),
+    "n_test": Key(None, INT_POS_OR_NULL, "first N of the test split in its fixed order (None = all)"),
+    "data_seed": Key(0, SEED, "picks the n_train subset; independent of the training seed"),
+    "augment": Key(True, BOOL, "CIFAR: 2-pixel pad + random 32 crop + flip; ImageNet: RRC(224) + flip"),
+    "num_workers": Key(4, INT_NONNEG, "ImageNet DataLoader workers"),
     # model
-    "arch": Key("wrn32_10", "name", "a registered model (freeadv.models.MODELS)"),
-    "width": Key(None, "int>=1|null", "small_cnn's width, wrn32_k's factor k (null: the builder's default)"),
+    "arch": Key("wrn32_10", NAME, "a registered model (freeadv.models.MODELS)"),
+    "width": Key(None, INT_POS_OR_NULL, "small_cnn's width, wrn32_k's factor k (null: the builder's default)"),
     # method (Algorithm 1 and baselines)
-    "method": Key("free", "name", "a name in freeadv.methods.METHODS (freeadv train --help lists them)"),
-    "replay": Key(None, "int>=1|null", "m: minibatch replays (free, natural); None = the method's default "
+    "method": Key("free", NAME, "a name in freeadv.methods.METHODS (freeadv train --help lists them)"),
+    "replay": Key(None, INT_POS_OR_NULL, "m: minibatch replays (free, natural); None = the method's default "
                                        "(free 8, natural 1)"),
-    "eps": Key(8.0, "pixels", "perturbation bound, pixel units /255 (also the default attack eps)"),
+    "eps": Key(8.0, PIXELS, "perturbation bound, pixel units /255 (also the default attack eps)"),
     # optimisation: SGD + momentum, schedule counted in iterations (freeadv.training.schedule)
-    "batch_size": Key(128, "int>=1", "minibatch size"),
-    "iterations": Key(80000, "int>=1|null", "total parameter updates (CIFAR: 80k); None = derive from epochs"),
-    "epochs": Key(None, "int>=1|null", "natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) "
+    "batch_size": Key(128, INT_POS, "minibatch size"),
+    "iterations": Key(80000, INT_POS_OR_NULL, "total parameter updates (CIFAR: 80k); None = derive from epochs"),
+    "epochs": Key(None, INT_POS_OR_NULL, "natural-training epoch budget (ImageNet: 90); free runs ceil(epochs/m) "
                                        "passes"),
-    "lr": Key(0.1, "number>0", "the learning rate"),
-    "lr_milestones": Key([0.5, 0.75], "fractions", "fractions of the iterations (CIFAR: 40k and 60k of 80k)"),
-    "lr_step_epochs": Key(None, "int>=1|null", "ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides "
+    "lr": Key(0.1, NUMBER_POS, "the learning rate"),
+    "lr_milestones": Key([0.5, 0.75], FRACTIONS, "fractions of the iterations (CIFAR: 40k and 60k of 80k)"),
+    "lr_step_epochs": Key(None, INT_POS_OR_NULL, "ImageNet: decay every ceil(lr_step_epochs/m) passes (overrides "
                                                "lr_milestones)"),
-    "lr_gamma": Key(0.1, "fraction", "the step schedule's factor at each milestone"),
-    "lr_schedule": Key("step", "lr_schedule", "step: the milestones above | cyclic: 0 -> lr -> 0, linear, peak "
-                                              "at half the iterations (Wong et al. 2020; lr_milestones, "
-                                              "lr_step_epochs unused)"),
-    "momentum": Key(0.9, "momentum", "SGD momentum"),
-    "weight_decay": Key(2e-4, "number>=0", "SGD weight decay"),
-    "weight_decay_all": Key(False, "bool", "true: decay every parameter (Wong et al.'s and the official "
+    "lr_gamma": Key(0.1, FRACTION, "the step schedule's factor at each milestone"),
+    "lr_schedule": Key("step", choice("step", "cyclic"), "step: the milestones above | cyclic: 0 -> lr -> 0, "
+                                                         "linear, peak at half the iterations (Wong et al. 2020; "
+                                                         "lr_milestones, lr_step_epochs unused)"),
+    "momentum": Key(0.9, MOMENTUM, "SGD momentum"),
+    "weight_decay": Key(2e-4, NUMBER_NONNEG, "SGD weight decay"),
+    "weight_decay_all": Key(False, BOOL, "true: decay every parameter (Wong et al.'s and the official "
                                            "ImageNet code)"),
     # execution
-    "seed": Key(0, "seed", "the training seed: initialisation, data order, random starts"),
-    "device": Key("auto", "device", "auto | cpu | cuda | cuda:N"),
-    "amp": Key("off", "amp", "off: fp32, as the authors trained | bf16: bf16 autocast (training only; attacks "
+    "seed": Key(0, SEED, "the training seed: initialisation, data order, random starts"),
+    "device": Key("auto", DEVICE, "auto | cpu | cuda | cuda:N"),
+    "amp": Key("off", AMP, "off: fp32, as the authors trained | bf16: bf16 autocast (training only; attacks "
                              "always run in fp32) | auto: bf16 on CUDA, fp32 on CPU (older runs)"),
-    "channels_last": Key("auto", "auto|bool", "auto (= true) | true | false"),
-    "compile": Key(False, "bool", "torch.compile the model"),
-    "log_every": Key(100, "int>=1", "iterations between loss reads (the only host syncs in the loop)"),
-    "checkpoint_every": Key(1000, "int>=1", "iterations between resumable checkpoints"),
-    "eval_n": Key(500, "int>=1|null", "images of the end-of-pass clean accuracy in the log (null = skip): the "
+    "channels_last": Key("auto", AUTO_OR_BOOL, "auto (= true) | true | false"),
+    "compile": Key(False, BOOL, "torch.compile the model"),
+    "log_every": Key(100, INT_POS, "iterations between loss reads (the only host syncs in the loop)"),
+    "checkpoint_every": Key(1000, INT_POS, "iterations between resumable checkpoints"),
+    "eval_n": Key(500, INT_POS_OR_NULL, "images of the end-of-pass clean accuracy in the log (null = skip): the "
                                       "first eval_n test images, or of the validation images (at most all of "
                                       "them) when the checks attack those"),
     # robust accuracy during training (freeadv.training.robust): PGD-K, the run's eps, the paper's step
-    "robust_eval_n": Key(512, "int>=0|null", "images per check (null or 0 = no checks)"),
-    "robust_eval_every": Key(None, "int>=1|null", "the checks' cadence: iterations between checks; null = at "
+    "robust_eval_n": Key(512, INT_NONNEG_OR_NULL, "images per check (null or 0 = no checks)"),
+    "robust_eval_every": Key(None, INT_POS_OR_NULL, "the checks' cadence: iterations between checks; null = at "
                                                   "the end of every pass"),
-    "robust_eval_steps": Key(10, "int>=1", "K of the check's PGD"),
-    "robust_eval_source": Key("validation", "robust_eval_source",
+    "robust_eval_steps": Key(10, INT_POS, "K of the check's PGD"),
+    "robust_eval_source": Key("validation", choice("validation", "test", "first_train_batch"),
                               "what the checks attack. validation: the first robust_eval_n validation images "
                               "(training images the run does not train on); the pass-end clean accuracy "
                               "(eval_n) reads them too. test: the first robust_eval_n test images ('heldout' "
                               "is read as test); monitoring only: early_stop and keep_best refuse it. "
                               "first_train_batch: Wong et al.: each pass's first training batch, at its start"),
-    "validation_n": Key(None, "int>=1|null", "validation images (source validation); null = robust_eval_n. "
+    "validation_n": Key(None, INT_POS_OR_NULL, "validation images (source validation); null = robust_eval_n. "
                                              "Drawn by data_seed from the training images n_train leaves unused; "
                                              "with n_train null they are held out of the whole split, so the run "
                                              "trains on (split - validation_n) images: 49,488 of CIFAR's 50,000 "
                                              "by default"),
-    "early_stop": Key(False, "bool", "stop at catastrophic overfitting, keeping the last check's weights before "
+    "early_stop": Key(False, BOOL, "stop at catastrophic overfitting, keeping the last check's weights before "
                                      "it"),
-    "keep_best": Key(False, "bool", "also write model_best.pt: the weights of the check with the highest "
+    "keep_best": Key(False, BOOL, "also write model_best.pt: the weights of the check with the highest "
                                     "robust accuracy (the earlier on a tie; robust_eval_source validation); "
                                     "model.pt stays the final weights, the paper's protocol"),
 }
+# The shared keys' defaults as a dict, for the callers that read them so; defaults() adds the methods' keys.
 DEFAULTS: dict[str, Any] = {key: declared.default for key, declared in KEYS.items()}
 SOURCE_ALIASES = {"heldout": "test"}   # the test-image check's older name, in the configs of earlier runs
 
@@ -168,10 +171,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def declared_keys() -> dict[str, Key]:
+    """Every key a config holds: KEYS, then every registered method's own keys (pgd_steps,
+    free_step, ...), read from the registry at call time, so a method registered later is included."""
+    return {**KEYS, **method_keys()}
+
+
 def defaults() -> dict[str, Any]:
-    """DEFAULTS plus every registered method's own keys (pgd_steps, free_step, ...) with their
-    defaults: read from the registry at call time, so a method registered later is included."""
-    return {**DEFAULTS, **{key: declared.default for key, declared in method_keys().items()}}
+    """Every declared key with its default (see :func:`declared_keys`)."""
+    return {key: declared.default for key, declared in declared_keys().items()}
+
+
+def _layered(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` over what they resolve against: the library's defaults, then their dataset's
+    schedule (its ``train_defaults``). An unregistered dataset adds no schedule; its check names it."""
+    dataset = settings.get("dataset", KEYS["dataset"].default)
+    schedule = DATASETS[dataset].train_defaults if isinstance(dataset, str) and dataset in DATASETS else {}
+    return {**defaults(), **schedule, **settings}
 
 
 def _merge(user: dict[str, Any] | None, overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
@@ -191,12 +207,10 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     """Merge defaults, dataset defaults, the method's replay default, the user's values and
     overrides, then validate."""
     merged = _merge(user, overrides)
-    dataset = merged.get("dataset", DEFAULTS["dataset"])
+    dataset = merged.get("dataset", KEYS["dataset"].default)
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ConfigError(f"dataset '{dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
-    config = defaults()
-    config.update(DATASETS[dataset].train_defaults)
-    config.update(merged)
+    config = _layered(merged)
     if config["amp"] is False:   # YAML 1.1 reads a bare `amp: off` (and --set amp=off) as false
         config["amp"] = "off"
     if isinstance(config["robust_eval_source"], str):
@@ -208,67 +222,81 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     return config
 
 
-def _check_method(config: dict[str, Any]) -> None:
+def check_values(settings: dict[str, Any]) -> None:
+    """Each declared key that ``settings`` holds checks its value against its kind: a scale's
+    partial settings in the plan, or a whole config in :func:`validate`, with the same words.
+    Keys nobody declares are left to the caller, which names them in its own terms. Needs no
+    model registry and no torch, so the plan (and Snakemake, while it parses) refuses a bad
+    value before any job starts."""
+    declared = declared_keys()
+    for key, value in settings.items():
+        if key in declared:
+            declared[key].check(key, value)
+
+
+def check_device(value: Any, key: str = "device") -> None:
+    """auto, cpu, cuda or cuda:N (the devices freeadv runs on), before torch is asked; ``key`` may
+    be a command-line option ('--device')."""
+    DEVICE.check(key, value)
+
+
+def validate(config: dict[str, Any]) -> None:
+    """Check every value of a resolved config before any work starts; raise ConfigError with one
+    line naming the culprit. What only the registries know (the names, a method's replay), then
+    each key's kind (:func:`check_values`), then the combinations of keys."""
+    missing = [key for key in declared_keys() if key not in config]
+    if missing:
+        raise ConfigError(f"config lacks key '{missing[0]}'; resolve() fills in every key")
+    _check_names(config)
+    _check_replay(config)
+    check_values(config)
+    _check_width(config)
+    _check_across(config)
+
+
+def check_combinations(settings: dict[str, Any]) -> None:
+    """The checks across keys (schedule, robust checks, weight selection) of partial settings,
+    over the defaults they resolve against, without the model registry (no torch: the workflow's
+    plan runs them at parse time)."""
+    _check_across(_layered(settings))
+
+
+def _check_names(config: dict[str, Any]) -> None:
+    """dataset, arch and method name registered entries; their kind only refuses what is no name."""
+    from .models import MODELS   # local: the model registry imports torch; the plan reads this module without it
+    if not isinstance(config["dataset"], str) or config["dataset"] not in DATASETS:
+        raise bad_value("dataset", config["dataset"], f"one of {', '.join(DATASETS)}")
+    if not isinstance(config["arch"], str) or config["arch"] not in MODELS:
+        raise bad_value("arch", config["arch"], f"one of {', '.join(sorted(MODELS))}")
+    get_method(config["method"])
+
+
+def _check_replay(config: dict[str, Any]) -> None:
+    """replay is set (resolve fills in the method's default), and above 1 only for a method that replays."""
     method = get_method(config["method"])
-    check("replay", config["replay"], "int>=1")
+    INT_POS.check("replay", config["replay"])
     if method.replay_default is None and config["replay"] != 1:
         replaying = ", ".join(name for name, cls in METHODS.items() if cls.replay_default is not None)
         raise bad_value("replay", config["replay"], f"1 (method {method.name} sees each minibatch once; "
                                                     f"replay is for {replaying})")
-    for key, declared in method_keys().items():
-        check(key, config[key], declared.kind)
 
 
-def check_values(settings: dict[str, Any]) -> None:
-    """The typed checks of the keys ``settings`` holds (KEYS and the methods' keys), without the
-    model registry: torch-free, so the plan (and Snakemake, while it parses) can refuse a bad
-    value in a scale's settings before any job starts."""
-    declared = method_keys()
-    for key, value in settings.items():
-        found = KEYS.get(key) or declared.get(key)
-        kind = found.kind if found is not None else None
-        if kind is not None:
-            check(key, value, kind)
+def _check_width(config: dict[str, Any]) -> None:
+    """width sizes only the architectures whose builder takes one."""
+    from .models import MODELS, accepts_width   # local, as in _check_names
+    if config["width"] is not None and not accepts_width(config["arch"]):
+        raise bad_value("width", config["width"],
+                        f"null unless arch is one of {', '.join(sorted(a for a in MODELS if accepts_width(a)))}")
 
 
-def check_device(value: Any, key: str = "device") -> None:
-    """auto, cpu, cuda or cuda:N (the devices freeadv runs on), before torch is asked."""
-    check(key, value, "device")
-
-
-def validate(config: dict[str, Any]) -> None:
-    """Check every value before any work starts; raise ConfigError with one line naming the culprit."""
-    from .models import MODELS, accepts_width   # local: the model registry imports torch; the plan reads this module without it
-
-    def bad(key: str, allowed: str) -> ConfigError:
-        return bad_value(key, config[key], allowed)
-
-    if not isinstance(config["dataset"], str) or config["dataset"] not in DATASETS:
-        raise bad("dataset", f"one of {', '.join(DATASETS)}")
-    if config["arch"] not in MODELS:
-        raise bad("arch", f"one of {', '.join(sorted(MODELS))}")
-    _check_method(config)
-    for key, declared in KEYS.items():
-        if declared.kind != "name":   # the registered names: dataset, arch and method, checked above
-            check(key, config[key], declared.kind)
+def _check_across(config: dict[str, Any]) -> None:
+    """The combinations of keys that cannot work, each key's own kind already checked: a length to
+    train, a batch no larger than the training set, the robust checks and the weight selection."""
     if config["iterations"] is None and config["epochs"] is None:
         raise ConfigError("config needs 'iterations' or 'epochs' to know how long to train; both are null")
-    if config["width"] is not None and not accepts_width(config["arch"]):
-        raise bad("width", f"null unless arch is one of {', '.join(sorted(a for a in MODELS if accepts_width(a)))}")
     if config["n_train"] is not None and config["batch_size"] > config["n_train"]:
         raise ConfigError(f"config key 'batch_size' has bad value {config['batch_size']}: "
                           f"larger than n_train={config['n_train']}")
-    _check_robust_and_schedule(config)
-
-
-def check_combinations(settings: dict[str, Any]) -> None:
-    """The checks across keys (schedule, robust checks, weight selection) of partial settings over
-    the defaults, without the model registry (no torch: the workflow's plan runs them at parse time)."""
-    _check_robust_and_schedule({**defaults(), **settings})
-
-
-def _check_robust_and_schedule(config: dict[str, Any]) -> None:
-    """The choice keys of the schedule and the robust checks, and the combinations that cannot work."""
     source = config["robust_eval_source"]
     if config["robust_eval_every"] is not None and source == "first_train_batch":
         raise bad_value("robust_eval_every", config["robust_eval_every"],

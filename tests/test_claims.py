@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from freeadv.report import claims
+from freeadv.experiments.plan import CostBench, Plan
 from freeadv.report.evidence import Evidence
 from freeadv.io import write_json
 from freeadv.stats import pack_flags
@@ -88,14 +89,16 @@ def write_results(root, effects=None, flags=None, surfaces=None, seeds=None, dro
                 write_json(root / file, eval_json(clean, clean if metric == "nat" else robust))
         for seed, robust in enumerate((seeds or {}).get(row, []), start=1):
             write_json(root / f"runs/{model_id(row, seed)}/evals/pgd20.json", eval_json(robust, robust))
-        rows.append({"key": row, "model": model_id(row), "metrics": metrics})
+        rows.append({"key": row, "label": row, "paper_ref": ["table1", row], "model": model_id(row),
+                     "metrics": metrics})
     analyses = []
     for row, data in {**SURFACES, **(surfaces or {})}.items():
         file = f"runs/{model_id(row)}/analysis/surface.json"
-        analyses.append({"label": row, "model": model_id(row), "file": file, "options": {"plane": "adv-rad", "span": 2}})
+        analyses.append({"kind": "loss-surface", "id": "surface", "label": row, "model": model_id(row), "file": file,
+                         "options": {"plane": "adv-rad", "span": 2}})
         if f"surface:{row}" not in drop:
             write_json(root / file, data)
-    plan = {"models": models, "targets": {"table1": {"rows": rows}, "figure3": {"analyses": analyses}}}
+    plan = Plan.from_json({"models": models, "targets": {"table1": {"rows": rows}, "figure3": {"analyses": analyses}}})
     times = {"natural": 10.0, "free_m2": 10.2, "free_m4": 10.3, "free_m8": 10.4, "free_m10": 10.5, "pgd7": 62.0}
     table = pd.DataFrame([{"row": row, "train_min_ours": minutes} for row, minutes in times.items()])
     return Evidence(plan, root, table=table)
@@ -212,7 +215,7 @@ def interleaved_plan(ev: Evidence, root, **ratios: float) -> Evidence:
     rows += [{"kind": "train", "method": "pgd" if key == "pgd7" else "free",
               "replay": 1 if key == "pgd7" else int(key[6:]), "median_s": 0.1 * ratio} for key, ratio in steps.items()]
     write_json(root / "cost" / "interleaved.json", {"rows": rows})
-    ev.plan["cost_bench"] = {"file": "cost/interleaved.json"}
+    ev.plan.cost_bench = CostBench("cost/interleaved.json", [], "")
     return ev
 
 

@@ -14,6 +14,7 @@ import pytest
 from freeadv.config import load_yaml
 from freeadv.report.cost import CostError, Job, plan_jobs, read_benchmark, write_cost_table
 from freeadv.experiments import scales
+from freeadv.experiments.plan import Plan, PlanAnalysis
 from freeadv.experiments.layout import benchmark_path, resources_path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,24 +31,29 @@ def metric(model, attack):
             "attack": attack}
 
 
-PLAN = {
+def row(key, model, metrics, **more):
+    return {"key": key, "label": key, "paper_ref": ["table1", key], "model": model, "metrics": metrics, **more}
+
+
+PLAN = Plan.from_json({
     "scale": "tiny",
     "models": {name: {"config": {}} for name in ("m-nat", "m-free", "m-imagenet")},
     "targets": {
         "table1": {"available": True, "analyses": [], "rows": [
-            {"model": "m-nat", "metrics": {"pgd20": metric("m-nat", "pgd20"), "train_min": metric("m-nat", None)},
-             "sanity": [metric("m-nat", "noise")]},
-            {"model": "m-free", "metrics": {"pgd20": metric("m-free", "pgd20")}, "sanity": []},
-            {"model": None, "metrics": {}},   # a paper-only row: no job
+            row("natural", "m-nat", {"pgd20": metric("m-nat", "pgd20"), "train_min": metric("m-nat", None)},
+                sanity=[metric("m-nat", "noise")]),
+            row("free_m8", "m-free", {"pgd20": metric("m-free", "pgd20")}, sanity=[]),
+            row("paper", None, {}),   # a paper-only row: no job
         ]},
-        "figure3": {"available": True, "rows": [], "analyses": [{"model": "m-free", "id": "surface",
-                                                                 "file": "runs/m-free/analysis/surface.json"}]},
+        "figure3": {"available": True, "rows": [], "analyses": [
+            {"kind": "loss-surface", "label": "Free", "model": "m-free", "id": "surface",
+             "file": "runs/m-free/analysis/surface.json"}]},
         "table3": {"available": False, "analyses": [], "rows": [   # not at this scale: no jobs
-            {"model": "m-imagenet", "metrics": {"pgd20": metric("m-imagenet", "pgd20")}}]},
+            row("free_m2", "m-imagenet", {"pgd20": metric("m-imagenet", "pgd20")})]},
         "fast": {"available": True, "analyses": [], "rows": [   # the same job as table1's: listed once
-            {"model": "m-free", "metrics": {"pgd20": metric("m-free", "pgd20")}}]},
+            row("free_m8", "m-free", {"pgd20": metric("m-free", "pgd20")})]},
     },
-}
+})
 USED = {  # job -> (wall s, max RSS MB, CPU s) as text
     "train/m-free": ("120.50", "800.25", "230.00"),
     "train/m-nat": ("100.00", "700.00", "190.00"),
@@ -73,7 +79,7 @@ def results(tmp_path):
         path = folder / benchmark_path(*job.split("/"))
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(HEADER + tsv(*values))
-    (folder / "plan.json").write_text(json.dumps(PLAN))
+    (folder / "plan.json").write_text(json.dumps(PLAN.to_json()))
     return folder
 
 
@@ -95,7 +101,7 @@ def test_plan_jobs_are_the_available_targets_jobs_once_each_in_table_order():
 def test_smoke_plan_has_a_job_per_model_evaluation_and_analysis():
     plan = scales.build_plan(**scales.plan_inputs(load_yaml(REPO / "config" / "config.yaml"), "smoke"))
     jobs = plan_jobs(plan)
-    files = {f for name in scales.available_targets(plan) for f in scales.target_files(plan, name)}
+    files = {f for name in plan.available_targets() for f in plan.target_files(name)}
     assert sum(j.kind == "train" for j in jobs) == len({f for f in files if f.endswith("/train.json")}) == 26
     assert sum(j.kind == "attack" for j in jobs) == len({f for f in files if "/evals/" in f})
     assert sum(j.kind == "analysis" for j in jobs) == len({f for f in files if "/analysis/" in f}) > 0
@@ -178,8 +184,8 @@ def test_rebuilt_table_lists_jobs_planned_after_the_run_as_not_run(results, tmp_
     the totals; one whose output exists but whose benchmark is missing is still an error."""
     first = write_cost_table(PLAN, results, results / "tables", ASKED)
     plan = copy.deepcopy(PLAN)
-    plan["targets"]["figure3"]["analyses"].append({"model": "m-nat", "id": "surface",
-                                                  "file": "runs/m-nat/analysis/surface.json"})
+    plan.targets["figure3"].analyses.append(PlanAnalysis("loss-surface", "Natural", "m-nat", "surface", {}, [],
+                                                         "runs/m-nat/analysis/surface.json"))
     again = write_cost_table(plan, results, tmp_path / "again")
     assert again[0].read_bytes() == first[0].read_bytes()    # the CSV: the jobs that ran
     assert "Planned but not run (1, not in the totals): `analysis/m-nat/surface`." in again[1].read_text()

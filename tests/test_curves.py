@@ -25,24 +25,24 @@ def _checks(top, source="heldout", steps=10, n=512):
 def _write_trains(tmp_path, plan, table, collapse_row=None, wong_row=None):
     """A train.json per row: held-out PGD-10 checks; ``wong_row`` checks PGD-5 on its first
     training batch (Wong et al.'s recipe), 15 points higher."""
-    for row in plan["targets"][table]["rows"]:
-        if not row["model"]:
+    for row in plan.targets[table].rows:
+        if not row.model:
             continue
-        wong = row["key"] == wong_row
-        train = {"config": plan["models"][row["model"]]["config"], "catastrophic_overfitting": None,
+        wong = row.key == wong_row
+        train = {"config": plan.models[row.model].config, "catastrophic_overfitting": None,
                  "robust_checks": _checks(75.0, "first_train_batch", 5, 128) if wong else _checks(60.0),
                  "lr_milestones": [] if wong else [20, 25], "batches_per_pass": 10, "replay": 1, "passes": 3.0,
                  "n_train": 256, "git": {"commit": "abcdef0123456789", "dirty": False}}
-        if row["key"] == collapse_row:
+        if row.key == collapse_row:
             train["catastrophic_overfitting"] = {"iteration": 30, "previous_iteration": 20,
                                                  "robust_before": 30.0, "robust_after": 2.0}
-        path = tmp_path / train_path(row["model"])
+        path = tmp_path / train_path(row.model)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(train))
 
 
 def _rows(plan, table):
-    return [r for r in plan["targets"][table]["rows"] if r["model"]]
+    return [r for r in plan.targets[table].rows if r.model]
 
 
 def _labels(ax):
@@ -85,7 +85,7 @@ def test_first_training_batch_checks_are_never_in_a_held_out_panel(tmp_path):
     fig = training_curves(plan, "fast", tmp_path)
     assert len(fig.axes) == 4
     held_clean, held_robust, batch_clean, batch_robust = fig.axes
-    wong = next(r["label"] for r in _rows(plan, "fast") if r["key"] == "fgsm_rs_wong")
+    wong = next(r.label for r in _rows(plan, "fast") if r.key == "fgsm_rs_wong")
     for ax in (batch_clean, batch_robust):
         assert _labels(ax) == [wong.split(" (")[0]]
     for ax in (held_clean, held_robust):
@@ -113,7 +113,7 @@ def test_validation_and_test_checks_get_panels_of_their_own_and_heldout_reads_as
     _write_trains(tmp_path, plan, "table1")
     rows = _rows(plan, "table1")
     for row, source in zip(rows, ("validation", "test", "heldout")):   # 'heldout': earlier runs' 'test'
-        path = tmp_path / train_path(row["model"])
+        path = tmp_path / train_path(row.model)
         train = json.loads(path.read_text())
         train["robust_checks"] = _checks(60.0, source)
         path.write_text(json.dumps(train))
@@ -154,7 +154,7 @@ def test_runs_without_robust_checks_draw_clean_from_the_log():
 def test_cli_curves_and_a_figure_name_is_refused(tmp_path, capsys):
     plan = scales.build_plan("small", SMALL_SCALE)
     _write_trains(tmp_path, plan, "fast")
-    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    (tmp_path / "plan.json").write_text(json.dumps(plan.to_json()))
     out = tmp_path / "curves_fast.png"
     assert main(["curves", "fast", "--results", str(tmp_path), "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".pdf").exists()

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from freeadv.tools import estimate
-from freeadv.experiments.scales import build_plan, plan_inputs, target_files
+from freeadv.experiments.scales import build_plan, plan_inputs
 from freeadv.cli import main
 from freeadv.config import load_yaml
 
@@ -23,7 +23,7 @@ def test_table1_estimate_covers_every_job_and_charges_pgd_for_its_steps(smoke_pl
     trains = {j["model"]: j for j in result["jobs"] if j["job"] == "train"}
     attacks = [j for j in result["jobs"] if j["job"] == "attack"]
     assert len(trains) == 6
-    assert len(attacks) == len(target_files(smoke_plan, "table1")) - 6
+    assert len(attacks) == len(smoke_plan.target_files("table1")) - 6
     natural = next(j for m, j in trains.items() if "natural" in m)
     free = next(j for m, j in trains.items() if "free-m8" in m)
     pgd7 = next(j for m, j in trains.items() if "pgd7" in m)

@@ -10,6 +10,7 @@ import pytest
 
 from freeadv.config import load_yaml
 from freeadv.experiments import deps, design, layout, scales
+from freeadv.experiments.plan import load_plan
 from freeadv.methods import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ def test_committed_plan_is_the_one_the_config_builds(scale):
     """results/<scale>/plan.json (what the committed results were built from) = the plan of today's code."""
     plan = _plan(scale)
     committed = json.loads((REPO / "results" / scale / "plan.json").read_text())
-    assert json.loads(json.dumps(plan)) == committed
+    assert json.loads(json.dumps(plan.to_json())) == committed
 
 
 # --- the design --------------------------------------------------------------------------------------
@@ -70,27 +71,27 @@ def test_titles_and_labels_at_mini_name_what_mini_trains(scale, iterations):
     design's architectures (WRN-32-10, WRN-34-10 for YOPO's row, PreAct ResNet-18 for Wong et
     al.'s) appear in no title or row label, and no title names a row mini omits (TRADES)."""
     plan = _plan(scale)
-    for name in scales.available_targets(plan):
-        entry = plan["targets"][name]
-        title = entry["title"]
+    for name in plan.available_targets():
+        entry = plan.targets[name]
+        title = entry.title
         assert "WRN-32 width 1" in title and f"(8,000 training images, {iterations} iterations)" in title, name
-        texts = [title] + [r["label"] for r in entry["rows"] if r["model"]] + [a["label"] for a in entry["analyses"]]
+        texts = [title] + [r.label for r in entry.rows if r.model] + [a.label for a in entry.analyses]
         for paper_arch in ("WRN-32-10", "WRN-34-10", "PreAct ResNet-18", "{", "}"):
             assert not [t for t in texts if paper_arch in t], (name, paper_arch)
-    assert "TRADES" not in plan["targets"]["fast"]["title"]
-    assert plan["targets"]["fast"]["title"].endswith(": FGSM-RS, Free m=8 and 7-PGD")
-    assert plan["targets"]["yopo"]["rows"][0]["label"] == "WRN-32 width 1 Free m=10, batch 256"
+    assert "TRADES" not in plan.targets["fast"].title
+    assert plan.targets["fast"].title.endswith(": FGSM-RS, Free m=8 and 7-PGD")
+    assert plan.targets["yopo"].rows[0].label == "WRN-32 width 1 Free m=10, batch 256"
 
 
 def test_the_paper_scale_keeps_the_papers_wording():
     settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
                 "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
-    targets = scales.build_plan("paper", settings)["targets"]
-    assert targets["table1"]["title"] == "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness"
-    assert targets["yopo"]["rows"][0]["label"] == "WRN-34-10 Free m=10, batch 256"
-    assert "TRADES beta=6" in targets["fast"]["title"]
-    assert "PreAct ResNet-18" in next(r["label"] for r in targets["fast"]["rows"] if r["key"] == "fgsm_rs_wong")
-    assert [r["label"] for r in targets["table5"]["rows"]] == ["ResNet-50", "ResNet-101", "ResNet-152"]
+    targets = scales.build_plan("paper", settings).targets
+    assert targets["table1"].title == "Table 1: CIFAR-10, WRN-32-10, eps 8: accuracy and robustness"
+    assert targets["yopo"].rows[0].label == "WRN-34-10 Free m=10, batch 256"
+    assert "TRADES beta=6" in targets["fast"].title
+    assert "PreAct ResNet-18" in next(r.label for r in targets["fast"].rows if r.key == "fgsm_rs_wong")
+    assert [r.label for r in targets["table5"].rows] == ["ResNet-50", "ResNet-101", "ResNet-152"]
 
 
 def test_title_fields_say_the_subset_and_budget_and_refuse_a_misspelt_field():
@@ -126,10 +127,10 @@ def test_one_layout_for_every_file_of_a_scale():
 
 
 def test_plan_files_follow_the_layout():
-    plan = json.loads((REPO / "results/mini1600/plan.json").read_text())
-    row = plan["targets"]["table1"]["rows"][1]
-    assert row["metrics"]["pgd20"]["file"] == layout.eval_path(row["model"], row["metrics"]["pgd20"]["attack"])
-    assert layout.train_path(row["model"]) in scales.target_files(plan, "table1")
+    plan = load_plan(REPO / "results/mini1600/plan.json")
+    row = plan.targets["table1"].rows[1]
+    assert row.metrics["pgd20"].file == layout.eval_path(row.model, row.metrics["pgd20"].attack)
+    assert layout.train_path(row.model) in plan.target_files("table1")
 
 
 # --- the import graph --------------------------------------------------------------------------------

@@ -115,7 +115,7 @@ def test_model_id_from_the_scale_plan(trained_run, tmp_path):
     run = tmp_path / "results" / "mini" / "runs" / "synthetic-small_cnn-w8-natural-s0"
     shutil.copytree(trained_run, run)
     write_json(tmp_path / "results" / "mini" / "plan.json",
-               {"models": {run.name: {"config": {"dataset": "synthetic", "arch": "small_cnn", "width": 8}}}})
+               {"models": {run.name: {"config": {"dataset": "synthetic", "arch": "small_cnn", "width": 8}}}, "targets": {}})
     info = export_run(run, tmp_path / "out", device="cpu")
     assert info["model_id"] == info["name"] == run.name
 

@@ -28,12 +28,12 @@ def _surface(plane, model, scale, clip=False, eps=8.0, method="free"):
 
 def _write_surfaces(tmp_path, plan, clip=False):
     for name in ("figure3", "figure3_surfaces"):
-        for k, analysis in enumerate(plan["targets"][name]["analyses"]):
-            method = "natural" if "natural" in analysis["model"] else "free"
-            scale = (0.1 * (k + 1)) if analysis["options"]["plane"] == "adv-rad" else 0.0
-            path = tmp_path / analysis["file"]
+        for k, analysis in enumerate(plan.targets[name].analyses):
+            method = "natural" if "natural" in analysis.model else "free"
+            scale = (0.1 * (k + 1)) if analysis.options["plane"] == "adv-rad" else 0.0
+            path = tmp_path / analysis.file
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_surface(analysis["options"]["plane"], analysis["model"], scale, clip,
+            path.write_text(json.dumps(_surface(analysis.options["plane"], analysis.model, scale, clip,
                                                 method=method)))
 
 
@@ -55,7 +55,7 @@ def test_slices_are_the_grid_lines_through_the_image():
 def test_figure3_overlays_every_model_on_one_y_scale_and_marks_the_eps_ball(tmp_path, plan):
     _write_surfaces(tmp_path, plan)
     fig = figure3(plan, tmp_path)
-    models = [a["label"] for a in plan["targets"]["figure3"]["analyses"]]
+    models = [a.label for a in plan.targets["figure3"].analyses]
     assert len(fig.axes) == 4   # 2 images x (adversarial, Rademacher)
     assert len({ax.get_ylim() for ax in fig.axes}) == 1
     for ax in fig.axes:
@@ -75,7 +75,7 @@ def test_the_supplement_says_whether_its_surfaces_are_clipped(tmp_path, plan):
     fig = figure3_surfaces(plan, tmp_path)
     heading = fig._suptitle.get_text()
     assert "not clipped to [0, 1]" in heading and "clip(" not in heading
-    assert len(fig.axes) == 2 * len(plan["targets"]["figure3_surfaces"]["analyses"])
+    assert len(fig.axes) == 2 * len(plan.targets["figure3_surfaces"].analyses)
     plt.close(fig)
     _write_surfaces(tmp_path, plan, clip=True)
     fig = figure3_surfaces(plan, tmp_path)
@@ -87,12 +87,12 @@ def test_the_supplement_says_whether_its_surfaces_are_clipped(tmp_path, plan):
 
 def test_figure2_names_its_images_by_their_test_split_indices(tmp_path, plan):
     image = np.zeros((3, 4, 4), dtype=int).tolist()
-    for analysis in plan["targets"]["figure2"]["analyses"]:
+    for analysis in plan.targets["figure2"].analyses:
         data = {"indices": [97, 98, 99], "labels": [0, 1, 2], "class_names": ["a", "b", "c"],
                 "clean_images": [image] * 3, "adversarial_images": [image] * 3, "adversarial_predictions": [1, 1, 2],
                 "test_split_size": 100, "attack": {"eps": 30, "step_size": 2, "steps": 50},
                 "git": {"commit": "0123456789abcdef"}}
-        path = tmp_path / analysis["file"]
+        path = tmp_path / analysis.file
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data))
     fig = figure2(plan, tmp_path)

@@ -351,7 +351,7 @@ def test_a_nan_weight_model_is_not_evaluated(run, capsys):
 
 
 def test_a_table_refuses_an_impossible_accuracy(tmp_path):
-    from freeadv.report.tables import BadResult, read_result
+    from freeadv.report.results import BadResult, read_result
     (tmp_path / "eval.json").write_text(json.dumps({"clean_acc": 50.0, "robust_acc": 250}))
     with pytest.raises(BadResult, match="robust_acc = 250"):
         read_result(tmp_path, "eval.json")

@@ -18,7 +18,8 @@ from freeadv.checkpoints import load_tensors, weights_digest
 from freeadv.experiments import scales
 from freeadv.experiments.layout import train_path
 from freeadv.runs.export import export_run
-from freeadv.report.tables import BadResult, build_table
+from freeadv.report.results import BadResult
+from freeadv.report.tables import build_table
 from freeadv.training import Trainer
 from freeadv.training.runtime import model_for
 
@@ -120,12 +121,12 @@ def _table_files(tmp_path, eval_digest, train_digest):
     """Table 1's files of a small plan, with digests on free_m8's train.json and its pgd20 eval."""
     plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "table1", lambda row, metric: 50.0)
-    row = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
-    for path, digest in ((tmp_path / row["metrics"]["pgd20"]["file"], eval_digest),
-                         (tmp_path / train_path(row["model"]), train_digest)):
+    row = next(r for r in plan.targets["table1"].rows if r.key == "free_m8")
+    for path, digest in ((tmp_path / row.metrics["pgd20"].file, eval_digest),
+                         (tmp_path / train_path(row.model), train_digest)):
         record = json.loads(path.read_text())
         path.write_text(json.dumps({**record, **({"weights_digest": digest} if digest else {})}))
-    return plan, row["metrics"]["pgd20"]["file"]
+    return plan, row.metrics["pgd20"].file
 
 
 def test_a_table_refuses_an_eval_of_other_weights(tmp_path):

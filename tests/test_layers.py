@@ -15,7 +15,7 @@ FLOORS = {
     # what everything may use: files, statistics, schemas, checks on a record, the machine
     "freeadv.lazy": 1, "freeadv.units": 1, "freeadv.io": 1, "freeadv.keys": 1, "freeadv.stats": 1,
     "freeadv.schemas": 1, "freeadv.sanity": 1, "freeadv.cpu": 1, "freeadv.precision": 1,
-    "freeadv.distributed": 1, "freeadv.registry": 1,
+    "freeadv.distributed": 1, "freeadv.registry": 1, "freeadv.plugins": 1,
     # the perturbation primitives, tensors on disk, where a number came from, the datasets
     "freeadv.perturb": 2, "freeadv.checkpoints": 2, "freeadv.provenance": 2, "freeadv.data": 2,
     # training methods and models

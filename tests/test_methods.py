@@ -117,6 +117,7 @@ def test_frozen_training_attack_does_not_move_batchnorm_running_statistics():
 
 from freeadv import config as cfg  # noqa: E402
 from freeadv.methods import METHODS, Key, Method, StepCost, register_method  # noqa: E402
+from freeadv.keys import INT_POS  # noqa: E402
 
 
 def _declared(name, **attrs):
@@ -142,7 +143,7 @@ def test_a_method_that_never_perturbs_or_clashes_is_refused():
     with pytest.raises(TypeError, match="already taken"):
         register_method(_declared("free"))
     with pytest.raises(TypeError, match="pgd_steps.*declared differently"):
-        register_method(_declared("other", keys={"pgd_steps": Key(3, "int>=1", "x")}))
+        register_method(_declared("other", keys={"pgd_steps": Key(3, INT_POS, "x")}))
     with pytest.raises(TypeError, match="must be a freeadv.keys.Key"):
         register_method(_declared("other2", keys={"other_steps": 3}))
 

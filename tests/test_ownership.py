@@ -23,6 +23,7 @@ from freeadv.attacks import AttackSpec, autoattack
 from freeadv.attacks.spec import AttackError
 from freeadv.cli import main
 from freeadv.data import jpeg
+from freeadv.experiments.plan import load_plan
 from freeadv.experiments import scales
 from freeadv.io import atomic_write, write_json
 from freeadv.report.plotting import figure_paths, save
@@ -47,15 +48,15 @@ def scale(tmp_path) -> Path:
     """results/small with its plan.json and one eval the plan names."""
     results = tmp_path / "results" / "small"
     plan = scales.build_plan("small", SMALL_SCALE)
-    write_json(results / "plan.json", plan)
-    evaluation = results / scales.target_files(plan, "table1")[0]
+    write_json(results / "plan.json", plan.to_json())
+    evaluation = results / plan.target_files("table1")[0]
     write_json(evaluation, {"kind": "eval", "robust_acc": 41.0})
     return results
 
 
 def test_claims_never_write_over_the_plan_or_an_eval(scale, capsys):
-    plan = scales.load_plan(scale / "plan.json")
-    evaluation = scale / scales.target_files(plan, "table1")[0]
+    plan = load_plan(scale / "plan.json")
+    evaluation = scale / plan.target_files("table1")[0]
     common = ["claims", "--scale", "small", "--results", scale.parent]
     refused(capsys, [*common, "--out", scale / "plan.json"], "--out", "plan.json")
     refused(capsys, [*common, "--json", evaluation], "--json", evaluation.name)

@@ -17,7 +17,7 @@ from freeadv.cli import main
 from freeadv.report.cost import CostError, read_benchmark
 from freeadv.report.evidence import Evidence
 from freeadv.io import write_json
-from freeadv.report.tables import BadResult, read_result
+from freeadv.report.results import BadResult, read_result
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "results" / "mini1600"   # the committed results of a completed CPU run

@@ -11,7 +11,8 @@ from freeadv.attacks import AttackError, AttackSpec
 from freeadv.experiments import design, scales
 from freeadv.experiments.layout import train_path
 from freeadv.experiments.paper_values import paper_value, paper_values
-from freeadv.report.tables import MissingResult, build_table, write_table
+from freeadv.report.results import MissingResult
+from freeadv.report.tables import build_table, write_table
 
 SMALL_SCALE = {
     "datasets": {"cifar10": "synthetic", "cifar100": "synthetic", "imagenet": "synthetic"},
@@ -85,55 +86,55 @@ def test_bad_attack_id_is_refused():
 def test_paper_plan_trains_shared_models_once():
     plan = scales.build_plan("paper", PAPER_SCALE)
     free8 = "cifar10-wrn32_10-free-m8-eps8-s0"
-    assert free8 in plan["models"]
-    users = [name for name, entry in plan["targets"].items()
-             if any(r["model"] == free8 for r in entry["rows"]) or any(a["model"] == free8 for a in entry["analyses"])]
+    assert free8 in plan.models
+    users = [name for name, entry in plan.targets.items()
+             if any(r.model == free8 for r in entry.rows) or any(a.model == free8 for a in entry.analyses)]
     assert users == ["table1", "trials", "fast", "figure2", "figure3", "figure3_surfaces"]
     rn50 = "imagenet-resnet50-free-m4-eps4-s0"
-    assert {n for n, e in plan["targets"].items() if any(r["model"] == rn50 for r in e["rows"])} == {
+    assert {n for n, e in plan.targets.items() if any(r.model == rn50 for r in e.rows)} == {
         "table4", "table5", "figure4"}
-    assert plan["models"][free8]["config"] == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
+    assert plan.models[free8].config == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
                                                "method": "free", "replay": 8, "seed": 0}
-    assert plan["models"]["cifar10-wrn32_10-pgd7-step2-eps8-s0"]["config"]["pgd_steps"] == 7
-    assert plan["models"]["cifar10-wrn34_10-free-m10-eps8-bs256-s0"]["config"]["batch_size"] == 256
+    assert plan.models["cifar10-wrn32_10-pgd7-step2-eps8-s0"].config["pgd_steps"] == 7
+    assert plan.models["cifar10-wrn34_10-free-m10-eps8-bs256-s0"].config["batch_size"] == 256
     trades = "cifar10-wrn32_10-trades10-step1.785-beta6-eps8-s0"   # the fast table's TRADES row
-    assert plan["models"][trades]["config"] == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
+    assert plan.models[trades].config == {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8.0,
                                                 "method": "trades", "seed": 0, "trades_beta": 6.0}
     wong = "cifar10-preact_resnet18-fgsm_rs-eps8-wong2020-s0"   # the fast table's Wong et al. recipe row
-    assert plan["models"][wong]["config"] == {
+    assert plan.models[wong].config == {
         "arch": "preact_resnet18", "batch_size": 128, "dataset": "cifar10", "early_stop": True, "epochs": 15,
         "eps": 8.0, "fgsm_alpha": 10.0, "iterations": None, "lr": 0.2, "lr_schedule": "cyclic", "method": "fgsm_rs",
         "momentum": 0.9, "robust_eval_source": "first_train_batch", "robust_eval_steps": 5,
         "robust_eval_every": None, "seed": 0, "keep_best": False,
         "weight_decay": 5e-4, "weight_decay_all": True}
-    assert len(plan["models"]) == 64
-    table1 = plan["targets"]["table1"]
-    attacks = {m["attack"] for r in table1["rows"] for m in r["metrics"].values() if m["attack"]}
+    assert len(plan.models) == 64
+    table1 = plan.targets["table1"]
+    attacks = {m.attack for r in table1.rows for m in r.metrics.values() if m.attack}
     assert attacks == {"pgd20-eps8-step2", "pgd100-eps8-step2", "cw100-eps8-step2", "pgd20-eps8-step2-r10",
                        "autoattack100-eps8"}
-    assert "aa" in table1["rows"][0]["metrics"], "Table 1 runs AutoAttack on the natural model too"
+    assert "aa" in table1.rows[0].metrics, "Table 1 runs AutoAttack on the natural model too"
     from freeadv.config import load_yaml
     configured = load_yaml(Path(__file__).resolve().parents[1] / "config" / "config.yaml")["scales"]["paper"]
     assert configured["omit"] == PAPER_SCALE["omit"]   # AutoAttack's APGD-T flags stand for the APGD screen
-    table2 = plan["targets"]["table2"]
-    assert "aa" not in table2["rows"][0]["metrics"], "elsewhere AutoAttack runs on adversarially trained models only"
-    trials = plan["targets"]["trials"]["rows"]
-    assert [r["key"] for r in trials if "aa" in r["metrics"]] == ["seed0"]
-    table4 = plan["targets"]["table4"]["rows"]
-    assert {r["metrics"]["aa"]["attack"] for r in table4} == {"autoattack100-eps4-n5000"}
-    table3 = plan["targets"]["table3"]
-    assert table3["rows"][0]["metrics"]["pgd50"]["attack"] == "pgd50-eps2-step1"
+    table2 = plan.targets["table2"]
+    assert "aa" not in table2.rows[0].metrics, "elsewhere AutoAttack runs on adversarially trained models only"
+    trials = plan.targets["trials"].rows
+    assert [r.key for r in trials if "aa" in r.metrics] == ["seed0"]
+    table4 = plan.targets["table4"].rows
+    assert {r.metrics["aa"].attack for r in table4} == {"autoattack100-eps4-n5000"}
+    table3 = plan.targets["table3"]
+    assert table3.rows[0].metrics["pgd50"].attack == "pgd50-eps2-step1"
 
 
 def test_scale_maps_datasets_architectures_and_caps_attacks():
     plan = scales.build_plan("small", SMALL_SCALE)
     # CIFAR-10 and CIFAR-100 natural models realise the same config at this scale: one model
-    assert plan["targets"]["table1"]["rows"][0]["model"] == plan["targets"]["table2"]["rows"][0]["model"] \
+    assert plan.targets["table1"].rows[0].model == plan.targets["table2"].rows[0].model \
         == "synthetic-small_cnn-w4-natural-s0"
-    row = plan["targets"]["table1"]["rows"][1]
-    assert row["metrics"]["pgd100"]["attack"] == "pgd5-eps8-step2"
-    assert row["metrics"]["pgd20_r10"]["attack"] == "pgd5-eps8-step2-r2"
-    assert plan["models"][row["model"]]["config"]["iterations"] == 20
+    row = plan.targets["table1"].rows[1]
+    assert row.metrics["pgd100"].attack == "pgd5-eps8-step2"
+    assert row.metrics["pgd20_r10"].attack == "pgd5-eps8-step2-r2"
+    assert plan.models[row.model].config["iterations"] == 20
 
 
 def test_a_robust_subset_attacks_the_first_n_and_reads_natural_accuracy_from_a_clean_pass():
@@ -141,26 +142,26 @@ def test_a_robust_subset_attacks_the_first_n_and_reads_natural_accuracy_from_a_c
     the same images; the natural column from the clean pass over the whole test subset."""
     settings = dict(SMALL_SCALE, train={"iterations": 20, "n_train": 256}, attacks={"max_steps": 5, "n": 50})
     plan = scales.build_plan("small", settings)
-    for row in plan["targets"]["table1"]["rows"]:
-        metrics = row["metrics"]
-        assert metrics["nat"]["attack"] == "clean", row["key"]
-        assert all(m["attack"].endswith("-n50") for key, m in metrics.items() if key not in ("nat", "train_min"))
-        assert {s["attack"] for s in row["sanity"]} == {"noise-eps8-n50", "pgd5-eps64-step8-n50"}
-    trials = plan["targets"]["trials"]["rows"][0]["metrics"]
-    assert trials["nat"]["attack"] == "clean" and trials["pgd20_r20"]["attack"] == "pgd5-eps8-step2-r20-n50"
+    for row in plan.targets["table1"].rows:
+        metrics = row.metrics
+        assert metrics["nat"].attack == "clean", row.key
+        assert all(m.attack.endswith("-n50") for key, m in metrics.items() if key not in ("nat", "train_min"))
+        assert {s.attack for s in row.sanity} == {"noise-eps8-n50", "pgd5-eps64-step8-n50"}
+    trials = plan.targets["trials"].rows[0].metrics
+    assert trials["nat"].attack == "clean" and trials["pgd20_r20"].attack == "pgd5-eps8-step2-r20-n50"
     # a model's smaller test subset wins over the scale's n: the smoke scale's 100 images, n 500
     small = scales.build_plan("small", dict(SMALL_SCALE, attacks={"n": 500}))
-    assert small["targets"]["table1"]["rows"][1]["metrics"]["pgd20"]["attack"] == "pgd20-eps8-step2"
+    assert small.targets["table1"].rows[1].metrics["pgd20"].attack == "pgd20-eps8-step2"
 
 
 def test_omit_leaves_out_rows_and_cells_and_says_so():
     settings = dict(SMALL_SCALE, omit={"fast": {"rows": ["trades"]}, "table1": {"aa": ["free_m2", "free_m4"]}})
     plan = scales.build_plan("small", settings)
-    assert "trades" not in [row["key"] for row in plan["targets"]["fast"]["rows"]]
-    aa = {row["key"]: "aa" in row["metrics"] for row in plan["targets"]["table1"]["rows"]}
+    assert "trades" not in [row.key for row in plan.targets["fast"].rows]
+    aa = {row.key: "aa" in row.metrics for row in plan.targets["table1"].rows}
     assert aa == {"natural": True, "free_m2": False, "free_m4": False, "free_m8": True, "free_m10": True, "pgd7": True}
-    assert any("AutoAttack on free_m2, free_m4" in note for note in plan["targets"]["table1"]["notes"])
-    assert any("the rows trades" in note for note in plan["targets"]["fast"]["notes"])
+    assert any("AutoAttack on free_m2, free_m4" in note for note in plan.targets["table1"].notes)
+    assert any("the rows trades" in note for note in plan.targets["fast"].notes)
 
 
 @pytest.mark.parametrize("omit, culprit", [
@@ -177,14 +178,14 @@ def test_a_typo_in_omit_is_a_plan_error_naming_it(omit, culprit):
 def test_targets_missing_a_dataset_are_not_available():
     settings = dict(SMALL_SCALE, datasets={"cifar10": "cifar10-jpeg"})
     plan = scales.build_plan("mini", settings)
-    assert scales.available_targets(plan) == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3",
+    assert plan.available_targets() == ["table1", "yopo", "trials", "fast", "figure1", "figure2", "figure3",
                                               "figure3_surfaces"]
-    assert "cifar100" in scales.unavailable_message(plan, "table2")
+    assert "cifar100" in plan.unavailable_message("table2")
     # Figure 1 is drawn per dataset: its CIFAR-10 panel only, saying what is left out
-    figure1 = plan["targets"]["figure1"]
-    assert {row["group"] for row in figure1["rows"]} == {"cifar10"} and len(figure1["rows"]) == 9
-    assert any("does not provide cifar100" in note for note in figure1["notes"])
-    assert not plan["targets"]["figure4"]["available"]       # ImageNet only: nothing to draw
+    figure1 = plan.targets["figure1"]
+    assert {row.group for row in figure1.rows} == {"cifar10"} and len(figure1.rows) == 9
+    assert any("does not provide cifar100" in note for note in figure1.notes)
+    assert not plan.targets["figure4"].available       # ImageNet only: nothing to draw
 
 
 def test_two_configs_under_one_id_are_refused():
@@ -209,27 +210,27 @@ def _write(path, data):
 def fake_results(tmp_path, plan, target, value_of, sanity_value=None):
     """Write every result file a target reads; value_of(row_key, metric_key) gives the number,
     sanity_value(row_key, 'noise' | 'large_eps', clean) the sanity evaluations' accuracy."""
-    entry = plan["targets"][target]
+    entry = plan.targets[target]
     sanity_value = sanity_value or sound_sanity
-    for row in entry["rows"]:
-        if not row["model"]:
+    for row in entry.rows:
+        if not row.model:
             continue
-        _write(tmp_path / train_path(row["model"]),
-               {"config": plan["models"][row["model"]]["config"], "train_minutes": value_of(row["key"], "train_min"),
+        _write(tmp_path / train_path(row.model),
+               {"config": plan.models[row.model].config, "train_minutes": value_of(row.key, "train_min"),
                 "images_per_second": 1234.0, "device": {"name": "Test GPU"}, "git": {"commit": "abcdef0123456789"}})
-    for row in entry["rows"]:
+    for row in entry.rows:
         evals = {}
-        for metric in entry["metrics"]:
-            planned = row["metrics"].get(metric["key"])
-            if planned and planned["attack"]:
-                record = evals.setdefault(planned["file"], {"n": 100, "attack": _attack_record(planned["attack"]),
-                                                            "clean_acc": value_of(row["key"], "nat")})
-                record[metric["field"]] = value_of(row["key"], metric["key"])
+        for metric in entry.metrics:
+            planned = row.metrics.get(metric.key)
+            if planned and planned.attack:
+                record = evals.setdefault(planned.file, {"n": 100, "attack": _attack_record(planned.attack),
+                                                            "clean_acc": value_of(row.key, "nat")})
+                record[metric.field] = value_of(row.key, metric.key)
         clean = next((r["clean_acc"] for r in evals.values() if "clean_acc" in r), 90.0)
-        for planned in row.get("sanity", []):
-            which = "noise" if planned["attack"].startswith("noise") else "large_eps"
-            evals[planned["file"]] = {"n": 100, "attack": _attack_record(planned["attack"]), "clean_acc": clean,
-                                      "robust_acc": sanity_value(row["key"], which, clean)}
+        for planned in row.sanity or ():
+            which = "noise" if planned.attack.startswith("noise") else "large_eps"
+            evals[planned.file] = {"n": 100, "attack": _attack_record(planned.attack), "clean_acc": clean,
+                                      "robust_acc": sanity_value(row.key, which, clean)}
         for file, record in evals.items():
             _write(tmp_path / file, record)
 
@@ -350,8 +351,8 @@ def test_a_column_newer_than_the_results_stays_empty_only_when_allowed(tmp_path)
     values = {"nat": 80.0, "pgd20": 40.0, "pgd100": 39.0, "cw100": 41.0, "pgd20_r10": 38.5, "aa": 36.0, "apgd": 37.0,
               "train_min": 2.5}
     fake_results(tmp_path, plan, "table1", lambda row, metric: values[metric])
-    free8 = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
-    (tmp_path / free8["metrics"]["aa"]["file"]).unlink()
+    free8 = next(r for r in plan.targets["table1"].rows if r.key == "free_m8")
+    (tmp_path / free8.metrics["aa"].file).unlink()
     with pytest.raises(MissingResult):
         build_table(plan, "table1", tmp_path)
     frame = build_table(plan, "table1", tmp_path, allow_missing=True)
@@ -364,8 +365,8 @@ def test_a_column_newer_than_the_results_stays_empty_only_when_allowed(tmp_path)
 def test_catastrophic_overfitting_of_a_row_is_flagged_under_the_table(tmp_path):
     plan = scales.build_plan("small", SMALL_SCALE)
     fake_results(tmp_path, plan, "fast", lambda row, metric: 50.0 if metric != "aa" else 45.0)
-    wong = next(r for r in plan["targets"]["fast"]["rows"] if r["key"] == "fgsm_rs_wong")
-    path = tmp_path / train_path(wong["model"])
+    wong = next(r for r in plan.targets["fast"].rows if r.key == "fgsm_rs_wong")
+    path = tmp_path / train_path(wong.model)
     train = json.loads(path.read_text())
     train.update(catastrophic_overfitting={"iteration": 40, "previous_iteration": 30, "robust_before": 41.0,
                                            "robust_after": 3.0}, stopped_early=True, kept_weights_iteration=30)
@@ -393,32 +394,32 @@ def _best_scale():
 
 def test_a_run_that_keeps_its_best_weights_gets_clean_and_pgd20_evaluations_of_them():
     plan = scales.build_plan("small", _best_scale())
-    row = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "free_m8")
-    assert sorted(row["best"]) == ["nat", "pgd20"]
-    for key, planned in row["best"].items():
-        final = row["metrics"][key]
-        assert planned["attack"] == final["attack"] and planned["weights"] == "best"
-        assert planned["file"] == final["file"].replace("/evals/", "/evals/best/")
-    files = scales.target_files(plan, "table1")
-    assert row["best"]["pgd20"]["file"] in files
+    row = next(r for r in plan.targets["table1"].rows if r.key == "free_m8")
+    assert sorted(row.best) == ["nat", "pgd20"]
+    for key, planned in row.best.items():
+        final = row.metrics[key]
+        assert planned.attack == final.attack and planned.weights == "best"
+        assert planned.file == final.file.replace("/evals/", "/evals/best/")
+    files = plan.target_files("table1")
+    assert row.best["pgd20"].file in files
     from freeadv.report.cost import plan_jobs
     names = {job.name for job in plan_jobs(plan, ["table1"])}
-    assert f"attack/{row['model']}/best/{row['best']['pgd20']['attack']}" in names
+    assert f"attack/{row.model}/best/{row.best['pgd20'].attack}" in names
     # without keep_best (the paper's protocol) no row plans them
     plain = scales.build_plan("small", SMALL_SCALE)
-    assert not any("best" in r for r in plain["targets"]["table1"]["rows"])
+    assert not any(r.best for r in plain.targets["table1"].rows)
 
 
 def test_the_table_shows_best_weights_beside_final_and_refuses_an_eval_of_other_weights(tmp_path):
     plan = scales.build_plan("small", _best_scale())
     fake_results(tmp_path, plan, "table1", lambda row, metric: 30.0 if metric != "train_min" else 2.5)
-    for row in plan["targets"]["table1"]["rows"]:
-        train = tmp_path / train_path(row["model"])
+    for row in plan.targets["table1"].rows:
+        train = tmp_path / train_path(row.model)
         summary = {**json.loads(train.read_text()), "best": {"iteration": 12, "pass": 3.0}, "best_weights_digest": "b" * 64}
         train.write_text(json.dumps(summary))
-        for key, planned in row.get("best", {}).items():
-            _write(tmp_path / planned["file"], {"n": 100, "weights": "best", "weights_digest": "b" * 64,
-                                                "attack": _attack_record(planned["attack"]),
+        for key, planned in row.best.items():
+            _write(tmp_path / planned.file, {"n": 100, "weights": "best", "weights_digest": "b" * 64,
+                                                "attack": _attack_record(planned.attack),
                                                 "clean_acc": 33.0, "robust_acc": 35.0, "robust_correct": 35})
     frame = build_table(plan, "table1", tmp_path).set_index("row")
     assert frame.loc["free_m8", "pgd20_best"] == 35.0 and frame.loc["free_m8", "pgd20_ours"] == 30.0
@@ -426,9 +427,9 @@ def test_the_table_shows_best_weights_beside_final_and_refuses_an_eval_of_other_
     markdown = write_table(plan, "table1", tmp_path, tmp_path / "tables")[1].read_text()
     assert "PGD-20, best weights (%)" in markdown and "35.00 [26.4, 44.7] (it. 12)" in markdown
     assert "Best weights: model_best.pt" in markdown
-    planned = plan["targets"]["table1"]["rows"][1]["best"]["pgd20"]
-    stale = json.loads((tmp_path / planned["file"]).read_text())
-    (tmp_path / planned["file"]).write_text(json.dumps({**stale, "weights_digest": "c" * 64}))
+    planned = plan.targets["table1"].rows[1].best["pgd20"]
+    stale = json.loads((tmp_path / planned.file).read_text())
+    (tmp_path / planned.file).write_text(json.dumps({**stale, "weights_digest": "c" * 64}))
     with pytest.raises(ValueError, match="computed on weights cccccccccccc"):
         build_table(plan, "table1", tmp_path)
 
@@ -436,21 +437,21 @@ def test_the_table_shows_best_weights_beside_final_and_refuses_an_eval_of_other_
 def test_table1_seeds_add_rows_of_their_own_with_their_rows_paper_values():
     settings = {**SMALL_SCALE, "sweeps": {"table1_seeds": {"free_m8": [0, 1, 2], "pgd7": [1]}}}
     plan = scales.build_plan("small", settings)
-    rows = {r["key"]: r for r in plan["targets"]["table1"]["rows"]}
+    rows = {r.key: r for r in plan.targets["table1"].rows}
     assert [k for k in rows if "_s" in k] == ["free_m8_s1", "free_m8_s2", "pgd7_s1"]   # seed 0 is the row itself
-    assert plan["models"][rows["free_m8_s2"]["model"]]["config"]["seed"] == 2
-    assert rows["free_m8_s1"]["label"] == "Free m=8, seed 1" and rows["pgd7_s1"]["paper_ref"] == ["table1", "pgd7"]
-    assert rows["free_m8_s1"]["model"].endswith("-s1") and rows["free_m8"]["model"].endswith("-s0")
+    assert plan.models[rows["free_m8_s2"].model].config["seed"] == 2
+    assert rows["free_m8_s1"].label == "Free m=8, seed 1" and rows["pgd7_s1"].paper_ref == ("table1", "pgd7")
+    assert rows["free_m8_s1"].model.endswith("-s1") and rows["free_m8"].model.endswith("-s0")
     with pytest.raises(scales.PlanError, match="table1_seeds names 'free_m3', not a row of Table 1"):
         scales.build_plan("small", {**SMALL_SCALE, "sweeps": {"table1_seeds": {"free_m3": [1]}}})
 
 
 def test_all_images_runs_one_column_on_every_test_image_and_the_others_on_the_subset():
     settings = {**SMALL_SCALE, "attacks": {"n": 50, "all_images": ["pgd20"]}}
-    row = scales.build_plan("small", settings)["targets"]["table1"]["rows"][3]
-    assert row["metrics"]["pgd20"]["attack"] == "pgd20-eps8-step2"           # every test image
-    assert row["metrics"]["pgd100"]["attack"] == "pgd100-eps8-step2-n50"
-    assert row["metrics"]["apgd"]["attack"].endswith("-n50")
+    row = scales.build_plan("small", settings).targets["table1"].rows[3]
+    assert row.metrics["pgd20"].attack == "pgd20-eps8-step2"           # every test image
+    assert row.metrics["pgd100"].attack == "pgd100-eps8-step2-n50"
+    assert row.metrics["apgd"].attack.endswith("-n50")
     with pytest.raises(scales.PlanError, match="all_images names 'pgd21'"):
         scales.build_plan("small", {**SMALL_SCALE, "attacks": {"n": 50, "all_images": ["pgd21"]}})
 
@@ -458,7 +459,7 @@ def test_all_images_runs_one_column_on_every_test_image_and_the_others_on_the_su
 def test_a_scale_that_keeps_best_weights_leaves_wong_et_al_s_early_stopping_alone_and_conflicts_fail_at_plan_time():
     plan = scales.build_plan("small", {**SMALL_SCALE, "train": {**SMALL_SCALE["train"], "keep_best": True,
                                                                  "robust_eval_n": 32}})
-    configs = {m: e["config"] for m, e in plan["models"].items()}
+    configs = {m: e.config for m, e in plan.models.items()}
     wong = next(c for m, c in configs.items() if m.endswith("wong2020-s0"))
     assert wong["keep_best"] is False and wong["early_stop"] is True
     assert all(c["keep_best"] for m, c in configs.items() if not m.endswith("wong2020-s0"))

@@ -3,7 +3,6 @@ paper, every figure a real PNG/PDF, the cost of every job, the report), the pape
 lint, clear errors for an unknown scale, a config failing the schema and missing datasets, parsing
 without torch, the library files of each rule derived from the import graph (what an edit reruns),
 and the catalog layout: workflow/Snakefile found from the repository root, with its profile."""
-import json
 import math
 import os
 import re
@@ -17,6 +16,7 @@ import pytest
 
 from freeadv.config import load_yaml
 from freeadv.report.cost import plan_jobs
+from freeadv.experiments.plan import load_plan
 from freeadv.experiments import design, layout, scales
 from freeadv.experiments.paper_values import paper_values
 
@@ -125,7 +125,7 @@ def test_smoke_figures_are_real_png_and_pdf(smoke):
 @pytest.mark.slow
 def test_smoke_cost_table_has_every_job_of_the_plan_with_its_measured_cost(smoke):
     workdir, repo = smoke
-    plan = scales.load_plan(workdir / "results/smoke/plan.json")
+    plan = load_plan(workdir / "results/smoke/plan.json")
     jobs = plan_jobs(plan)
     assert {job.kind for job in jobs} == {"train", "attack", "analysis"}
     cost = pd.read_csv(workdir / "results/smoke/tables/cost.csv").set_index("job")
@@ -196,8 +196,8 @@ def test_claims_and_regenerate_on_a_results_folder_with_bad_json(smoke, tmp_path
     workdir, _ = smoke
     shutil.copytree(workdir / "results" / "smoke", tmp_path / "smoke",
                     ignore=shutil.ignore_patterns("model.pt", "checkpoint*"))
-    plan = json.loads((tmp_path / "smoke" / "plan.json").read_text())
-    natural = next(r["model"] for r in plan["targets"]["table1"]["rows"] if r["key"] == "natural")
+    plan = load_plan(tmp_path / "smoke" / "plan.json")
+    natural = next(r.model for r in plan.targets["table1"].rows if r.key == "natural")
     train_json = tmp_path / "smoke" / layout.train_path(natural)   # claim C3 reads it
     for text, argv, culprits in (
             ("[]", ["claims", "--results", tmp_path, "--scale", "smoke", "--out", tmp_path / "c.txt"], ["train.json"]),
@@ -250,7 +250,7 @@ def test_paper_all_trains_each_model_once(tmp_path):
     counts = job_counts(output(dry))
     settings = {"datasets": {d: d for d in design.PAPER_DATASETS},
                 "architectures": {a: {"arch": a} for a in design.PAPER_ARCHS}}
-    assert counts["train"] == len(scales.build_plan("paper", settings)["models"]) == 64
+    assert counts["train"] == len(scales.build_plan("paper", settings).models) == 64
     assert counts["table"] == len(design.TABLES) == counts["curves"] and counts["figure"] == len(design.FIGURES)
 
 
@@ -402,7 +402,7 @@ def test_editing_a_library_file_reruns_the_jobs_that_import_it(tmp_path):
     assert job_counts(output(dry_run())) == {"cost_bench": 1, "claims": 1, "all": 1, "total": 3}
     _edit(repo / "freeadv" / "sanity.py")   # read by freeadv attack (check_eval) and the tables (check_model)
     counts = job_counts(output(dry_run()))
-    attacks = {f for name in scales.available_targets(plan) for f in scales.target_files(plan, name) if "/evals/" in f}
+    attacks = {f for name in plan.available_targets() for f in plan.target_files(name) if "/evals/" in f}
     assert counts["attack"] == len(attacks) and counts["table"] == len(design.TABLES), counts
     assert "train" not in counts and counts["cost"] == 1, counts   # new attack benchmarks: a new cost table
 

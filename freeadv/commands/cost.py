@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_cost_table(args: argparse.Namespace) -> int:
     from ..report.cost import parse_resources, write_cost_table
-    from ..experiments.scales import load_plan
+    from ..experiments.plan import load_plan
 
     plan_path = args.plan or args.results / PLAN_FILE
     if not plan_path.exists():

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from .. import config as cfg
 from ..errors import UserError
-from ..experiments.design import FIGURES, TABLES
 from ..experiments.scales import build_plan, plan_inputs
 from ..provenance import device_info
 from ..tools import estimate as tool
@@ -30,16 +29,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-
-    if args.target not in TABLES + FIGURES + ("all",):
-        raise UserError(f"target '{args.target}' is unknown: choose one of "
-                         f"{', '.join(list(TABLES) + list(FIGURES))} or all")
     for name in ("probe_batch", "reps"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} has bad value {value}: expected an integer >= 1")
     workflow_config = cfg.load_yaml(Path(args.config))
     plan = build_plan(**plan_inputs(workflow_config, args.scale))
+    if args.target not in [*plan.targets, "all"]:
+        raise UserError(f"target '{args.target}' is unknown: choose one of {', '.join(plan.targets)} or all")
     result = estimate(plan, args.target, device=args.device, probe_batch=args.probe_batch, reps=args.reps)
     print(format_estimate(result, device_info(resolve_device(args.device))["name"]))
     return 0

@@ -23,7 +23,6 @@ from typing import Any
 from ..report import claims
 from ..config import load_yaml
 from ..report.cost import CostError, write_cost_table
-from ..experiments.design import FIGURES, TABLES
 from ..experiments.layout import (
     BENCHMARKS_DIR,
     COST_TABLE,
@@ -34,7 +33,8 @@ from ..experiments.layout import (
     ScaleLayout,
     curves_name,
 )
-from ..experiments.scales import available_targets, build_plan, load_plan, plan_inputs, target_files
+from ..experiments.plan import Plan, load_plan
+from ..experiments.scales import build_plan, plan_inputs
 from ..io import OutputError, atomic_write_text, check_distinct_outputs, check_output_file, write_json
 from ..report.tables import write_table
 from ..errors import UserError
@@ -63,30 +63,31 @@ def _register_plan(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_plan)
 
 
-def _add_results_arguments(p: argparse.ArgumentParser, names: tuple[str, ...]) -> None:
-    """NAME, --results and --plan: what a table or a figure is drawn from."""
-    p.add_argument("name", choices=names)
+def _add_results_arguments(p: argparse.ArgumentParser, kind: str) -> None:
+    """NAME, --results and --plan: what a table or a figure is drawn from. NAME is checked against
+    the plan's targets, which hold every registered one (the paper's and the user's)."""
+    p.add_argument("name", help=f"a {kind} of the plan (e.g. {'table1' if kind == 'table' else 'figure1'})")
     p.add_argument("--results", type=Path, required=True, help="results/<scale> (holds plan.json and runs/)")
     p.add_argument("--plan", type=Path, help="plan JSON (default: RESULTS/plan.json)")
 
 
 def _register_table(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("table", help="build a table (csv, md, tex) from JSON results: ours, paper, difference")
-    _add_results_arguments(p, TABLES)
+    _add_results_arguments(p, "table")
     p.add_argument("--out-dir", type=Path, help="where NAME.{csv,md,tex} go (default: RESULTS/tables)")
     p.set_defaults(func=cmd_table)
 
 
 def _register_figure(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("figure", help="draw a figure (png and pdf) from JSON results")
-    _add_results_arguments(p, FIGURES)
+    _add_results_arguments(p, "figure")
     p.add_argument("--out", type=Path, required=True, help="figure path; .png and .pdf are both written")
     p.set_defaults(func=cmd_figure)
 
 
 def _register_curves(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("curves", help="draw a table's training curves (held-out clean and PGD accuracy vs iteration)")
-    _add_results_arguments(p, TABLES)
+    _add_results_arguments(p, "table")
     p.add_argument("--out", type=Path, required=True, help="figure path; .png and .pdf are both written")
     p.set_defaults(func=cmd_curves)
 
@@ -136,21 +137,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
     inputs = _plan_inputs(args)
     plan = build_plan(inputs["scale"], inputs["settings"], inputs.get("data"))
     if args.out:
-        write_json(args.out, plan)
-        print(f"[freeadv] plan of scale '{plan['scale']}': {len(plan['models'])} models -> {args.out}")
+        write_json(args.out, plan.to_json())
+        print(f"[freeadv] plan of scale '{plan.scale}': {len(plan.models)} models -> {args.out}")
         return 0
-    print(f"scale {plan['scale']}: {len(plan['models'])} models; targets of 'all': {', '.join(available_targets(plan))}")
-    for name, entry in plan["targets"].items():
-        if entry["available"]:
-            print(f"  {name}: {len(target_files(plan, name))} result files")
+    print(f"scale {plan.scale}: {len(plan.models)} models; targets of 'all': {', '.join(plan.available_targets())}")
+    for name, entry in plan.targets.items():
+        if entry.available:
+            print(f"  {name}: {len(entry.files())} result files")
         else:
-            print(f"  {name}: not at this scale (needs {', '.join(entry['missing_datasets'])})")
-    for model in plan["models"]:
+            print(f"  {name}: not at this scale (needs {', '.join(entry.missing_datasets)})")
+    for model in plan.models:
         print(f"  model {model}")
     return 0
 
 
-def _load_plan(args: argparse.Namespace) -> dict[str, Any]:
+def _load_plan(args: argparse.Namespace) -> Plan:
     path = args.plan or args.results / PLAN_FILE
     if not path.exists():
         raise FileNotFoundError(f"plan '{path}' does not exist; run snakemake (rule plan) or freeadv plan --out {path}")
@@ -198,7 +199,7 @@ def claims_inputs(results: Path) -> tuple[Path, ...]:
     if not plan_path.is_file():
         return (plan_path,)
     plan = load_plan(plan_path)
-    return (plan_path, *(results / f for name in plan["targets"] for f in target_files(plan, name)))
+    return (plan_path, *(results / f for target in plan.targets.values() for f in target.files()))
 
 
 def check_claims_outputs(args: argparse.Namespace, results: Path) -> None:
@@ -223,10 +224,10 @@ def cmd_claims(args: argparse.Namespace) -> int:
     return 1 if args.strict and not all(v.passed for v in verdicts) else 0
 
 
-def _metric_files(plan: dict[str, Any], table: str) -> set[str]:
+def _metric_files(plan: Plan, table: str) -> set[str]:
     """The eval files of a table's metric cells (not its train.json or sanity evaluations)."""
-    rows = plan["targets"][table]["rows"]
-    return {m["file"] for row in rows for m in row["metrics"].values() if m["attack"] is not None}
+    rows = plan.targets[table].rows
+    return {m.file for row in rows for m in row.metrics.values() if m.attack is not None}
 
 
 def one_line(err: BaseException) -> str:
@@ -237,7 +238,7 @@ def one_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _regenerate_cost(plan: dict[str, Any], layout: ScaleLayout) -> tuple[list[Path], str | None, bool]:
+def _regenerate_cost(plan: Plan, layout: ScaleLayout) -> tuple[list[Path], str | None, bool]:
     """The cost table again from the committed benchmark files and resources record; the reason it
     cannot be rebuilt otherwise, and whether that is a failure (a run that predates per-job
     benchmarks never had a cost table: not one)."""
@@ -249,16 +250,17 @@ def _regenerate_cost(plan: dict[str, Any], layout: ScaleLayout) -> tuple[list[Pa
         return [], one_line(err), True
 
 
-def _missing_inputs(plan: dict[str, Any], name: str, layout: ScaleLayout, scale: str) -> tuple[str | None, bool]:
+def _missing_inputs(plan: Plan, name: str, layout: ScaleLayout, scale: str) -> tuple[str | None, bool]:
     """Why target ``name`` cannot be built (None: it can), and whether its table is built with gaps."""
-    needed = target_files(plan, name)
+    needed = plan.target_files(name)
     missing = [f for f in needed if not Path(layout.result(f)).exists()]
     # A table whose models were all trained is rebuilt even when a column came later than the
     # run (its cells stay '-' and the table says so).
-    later_columns = bool(name in TABLES and missing and set(missing) <= _metric_files(plan, name))
+    is_table = plan.targets[name].kind == "table"
+    later_columns = bool(is_table and missing and set(missing) <= _metric_files(plan, name))
     # a figure of analyses draws those computed and names the others in its caption
-    some_analyses = (name not in TABLES and missing and len(missing) < len(needed)
-                     and set(missing) <= {a["file"] for a in plan["targets"][name].get("analyses", [])})
+    some_analyses = (not is_table and missing and len(missing) < len(needed)
+                     and set(missing) <= {a.file for a in plan.targets[name].analyses})
     if missing and len(missing) == len(needed):   # the run did not build this target (e.g. `yopo` at mini)
         return f"the run did not build it: none of its {len(needed)} result files exist", False
     if missing and not (later_columns or some_analyses):
@@ -268,7 +270,7 @@ def _missing_inputs(plan: dict[str, Any], name: str, layout: ScaleLayout, scale:
     return None, later_columns
 
 
-def _outputs(name: str, layout: ScaleLayout) -> list[Path]:
+def _outputs(name: str, layout: ScaleLayout, tables: set[str]) -> list[Path]:
     """Every file regenerate writes for target ``name`` (a table: its formats and training curves)."""
     from ..report.plotting import figure_paths
 
@@ -276,29 +278,29 @@ def _outputs(name: str, layout: ScaleLayout) -> list[Path]:
         return [Path(layout.claims_text), Path(layout.claims_json)]
     if name == COST_TABLE:
         return [Path(p) for p in layout.cost_files()]
-    if name in TABLES:
+    if name in tables:
         return [Path(p) for p in layout.table_files(name)] + figure_paths(layout.figure(curves_name(name)))
     return figure_paths(layout.figure(name))
 
 
-def remove_stale(names: list[str], layout: ScaleLayout) -> list[Path]:
+def remove_stale(names: list[str], layout: ScaleLayout, tables: set[str]) -> list[Path]:
     """Delete the earlier outputs of targets not rebuilt. Deleted rather than renamed (``.stale``):
     a renamed file still sits in the tables and figures folders where globs, reports and ``git add``
     pick it up as a result, while the committed version stays in git history either way."""
-    removed = [path for name in names for path in _outputs(name, layout) if path.is_file()]
+    removed = [path for name in names for path in _outputs(name, layout, tables) if path.is_file()]
     for path in removed:
         path.unlink()
     return removed
 
 
-def _build(plan: dict[str, Any], name: str, layout: ScaleLayout, later_columns: bool) -> list[Path]:
+def _build(plan: Plan, name: str, layout: ScaleLayout, later_columns: bool) -> list[Path]:
     from ..report.curves import write_curves
     from ..report.figures import write_figure   # local: matplotlib, ~1 s that every other freeadv command would pay
 
     results = Path(layout.results)
     if name == "claims":
         return claims.write_claims(results, layout.claims_text, layout.claims_json)
-    if name in TABLES:
+    if plan.targets[name].kind == "table":
         return (write_table(plan, name, results, layout.tables, allow_missing=later_columns)
                 + write_curves(plan, name, results, layout.figure(curves_name(name))))
     return write_figure(plan, name, results, layout.figure(name))
@@ -318,7 +320,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no plan at '{layout.plan}': scale '{args.scale}' has no results here")
     plan = load_plan(layout.plan)
     written, not_built, errors = [], {}, []
-    available = available_targets(plan)
+    available = plan.available_targets()
     targets = available + (["claims"] if "table1" in available else [])
     for name in targets:
         why, later_columns = _missing_inputs(plan, name, layout, args.scale) if name != "claims" else (None, False)
@@ -336,7 +338,7 @@ def cmd_regenerate(args: argparse.Namespace) -> int:
     written += cost_written
     if why and failed:
         not_built[COST_TABLE] = why
-    removed = remove_stale(list(not_built), layout)
+    removed = remove_stale(list(not_built), layout, {n for n, t in plan.targets.items() if t.kind == "table"})
     for path in written:
         print(f"[freeadv] {path}")
     skipped = {name: reason for name, reason in not_built.items() if reason.startswith(NOT_RUN)}

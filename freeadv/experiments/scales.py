@@ -5,14 +5,13 @@ onto what is actually trained, adds its training settings, and may cap the attac
 cell of :mod:`.design` so becomes a concrete training config and a *model id* named after it; two
 cells that realise the same config share one model, trained once.
 
-The plan (:func:`build_plan`) is a JSON-able dict that both the Snakefile (to build the DAG) and
-``freeadv table`` / ``freeadv figure`` (to find the result files) read, so the two can never
+The plan (:func:`build_plan`, typed in :mod:`.plan`) is what both the Snakefile (to build the DAG)
+and ``freeadv table`` / ``freeadv figure`` (to find the result files) read, so the two can never
 disagree. Its file paths are relative to ``results/<scale>`` (see :mod:`.layout`).
 """
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from ..attacks import AttackSpec
@@ -22,6 +21,7 @@ from ..keys import ConfigError
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
 from .layout import analysis_path, cost_bench_path, eval_path, train_path
+from .plan import BEST, Column, CostBench, Plan, PlanAnalysis, Planned, PlanModel, PlanRow, PlanTarget
 from .titles import english_list, name_fields, realise, training_phrase
 from ..errors import UserError
 
@@ -190,23 +190,23 @@ def plan_inputs(workflow_config: dict[str, Any], scale: str) -> dict[str, Any]:
 # --- building the plan -------------------------------------------------------------------------------
 
 class _Models:
-    """The models of a plan: model id -> {config, cells (the paper's names of what it stands for)}."""
+    """The models of a plan: model id -> its training config and the paper cells it stands for."""
 
     def __init__(self, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None) -> None:
         self.settings, self.data = settings, data
-        self.entries: dict[str, dict[str, Any]] = {}
+        self.entries: dict[str, PlanModel] = {}
 
     def realise(self, cell: Cell) -> str:
         """The id of the model that trains ``cell`` at this scale, added to the plan once."""
         config = training_config(cell, self.settings, self.data)
         name = model_id(config, cell)
-        known = self.entries.setdefault(name, {"config": config, "cells": []})
-        if known["config"] != config:
-            differ = sorted(k for k in set(config) | set(known["config"]) if config.get(k) != known["config"].get(k))
+        known = self.entries.setdefault(name, PlanModel(config))
+        if known.config != config:
+            differ = sorted(k for k in set(config) | set(known.config) if config.get(k) != known.config.get(k))
             raise PlanError(f"two different training configs share the model id '{name}' (they differ in "
                             f"{', '.join(differ)}); give them different datasets/architectures in the scale settings")
-        if cell.paper_name not in known["cells"]:
-            known["cells"].append(cell.paper_name)
+        if cell.paper_name not in known.cells:
+            known.cells.append(cell.paper_name)
         return name
 
 
@@ -217,53 +217,43 @@ class _Models:
 BEST_METRICS = ("nat", "pgd20")
 
 
-def _result(model: str, attack: AttackSpec, weights: str = "final") -> dict[str, Any]:
-    planned = {"file": eval_path(model, attack.id, weights), "attack": attack.id}
-    return planned if weights == "final" else {**planned, "weights": weights}
+def _result(model: str, attack: AttackSpec, weights: str = "final") -> Planned:
+    return Planned(eval_path(model, attack.id, weights), attack.id, weights)
 
 
-def row_evaluations(row: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every attack result one plan row reads: its metric cells, its sanity checks and, for a run
-    that keeps its best weights, the metrics measured on those (entries with ``weights: best``)."""
-    planned = list(row["metrics"].values()) + list(row.get("sanity", [])) + list(row.get("best", {}).values())
-    return [p for p in planned if p["attack"] is not None]
-
-
-def _plan_row(target: Target, row: Row, models: _Models, fields: dict[str, str]) -> dict[str, Any]:
+def _plan_row(target: Target, row: Row, models: _Models, fields: dict[str, str]) -> PlanRow:
     """One row: its label as this scale trains it, its model and, per metric, the result file and
     attack that give its number."""
-    planned: dict[str, Any] = {"key": row.key, "label": realise(row.label, fields), "group": row.group, "x": row.x,
-                               "paper_ref": list(row.paper_ref or (target.name, row.key)),
-                               "robustbench": row.robustbench, "model": None, "metrics": {}}
+    planned = PlanRow(row.key, realise(row.label, fields), row.group, row.x,
+                      tuple(row.paper_ref or (target.name, row.key)), row.robustbench)
     if row.cell is None:
         return planned
-    name = planned["model"] = models.realise(row.cell)
-    planned["paper_arch"] = ARCH_TITLES.get(row.cell.arch, row.cell.arch)
-    config = models.entries[name]["config"]
+    name = planned.model = models.realise(row.cell)
+    planned.paper_arch = ARCH_TITLES.get(row.cell.arch, row.cell.arch)
+    config = models.entries[name].config
     for metric in target.metrics:
         if not metric.applies_to(row) or row.key in _omitted(models.settings, target.name, metric.key):
             continue
         if metric.attack is None:
-            planned["metrics"][metric.key] = {"file": train_path(name), "attack": None}
+            planned.metrics[metric.key] = Planned(train_path(name), None)
         else:
             attack = realise_metric_attack(metric, row.eval_eps, models.settings, config)
-            planned["metrics"][metric.key] = _result(name, attack)
+            planned.metrics[metric.key] = _result(name, attack)
             if config.get("keep_best") and metric.key in BEST_METRICS:
-                planned.setdefault("best", {})[metric.key] = _result(name, attack, "best")
+                planned.best[metric.key] = _result(name, attack, BEST)
     if target.kind == "table":
-        planned["sanity"] = [_result(name, realise_attack(a, models.settings, config))
-                             for a in sanity_attacks(target.metrics, row.eval_eps)]
+        planned.sanity = [_result(name, realise_attack(a, models.settings, config))
+                          for a in sanity_attacks(target.metrics, row.eval_eps)]
     return planned
 
 
-def _plan_analysis(analysis: Analysis, models: _Models, fields: dict[str, str]) -> dict[str, Any]:
+def _plan_analysis(analysis: Analysis, models: _Models, fields: dict[str, str]) -> PlanAnalysis:
     name = models.realise(analysis.cell)
-    return {"kind": analysis.kind, "label": realise(analysis.label, fields), "model": name, "id": analysis.id,
-            "options": dict(analysis.options), "args": analysis.cli_args(),
-            "file": analysis_path(name, analysis.id)}
+    return PlanAnalysis(analysis.kind, realise(analysis.label, fields), name, analysis.id, dict(analysis.options),
+                        analysis.cli_args(), analysis_path(name, analysis.id))
 
 
-def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
+def _plan_target(target: Target, scale: str, models: _Models) -> PlanTarget:
     """One target: whether this scale can build it, and its rows and analyses if so."""
     datasets = set(models.settings.get("datasets", {}))
     missing = sorted(target.datasets - datasets)
@@ -277,18 +267,13 @@ def _plan_target(target: Target, scale: str, models: _Models) -> dict[str, Any]:
     rows = [row for row in target.rows
             if (row.cell is None or row.cell.dataset not in missing) and row.key not in omitted]
     fields = _title_fields(target, rows if available else list(target.rows), models, available)
-    entry: dict[str, Any] = {
-        "kind": target.kind, "title": realise(target.title, fields), "available": available,
-        "datasets": sorted(target.datasets), "missing_datasets": missing, "summary": target.summary,
-        "notes": notes,
-        "metrics": [{"key": m.key, "label": m.label, "field": m.field, "unit": m.unit,
-                     "source": metric_source(m, models.settings)}
-                    for m in target.metrics],
-        "rows": [], "analyses": [],
-    }
+    entry = PlanTarget(target.kind, realise(target.title, fields), available, sorted(target.datasets), missing,
+                       target.summary, notes,
+                       [Column(m.key, m.label, m.field, m.unit, metric_source(m, models.settings))
+                        for m in target.metrics])
     if available:
-        entry["rows"] = [_plan_row(target, row, models, fields) for row in rows]
-        entry["analyses"] = [_plan_analysis(analysis, models, fields) for analysis in target.analyses]
+        entry.rows = [_plan_row(target, row, models, fields) for row in rows]
+        entry.analyses = [_plan_analysis(analysis, models, fields) for analysis in target.analyses]
     return entry
 
 
@@ -305,13 +290,8 @@ def _title_fields(target: Target, rows: list[Row], models: _Models, available: b
             "methods": english_list(row.cell.title for row in rows if row.cell)}
 
 
-def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Realise every target at one scale. Returns a JSON-able dict:
-
-    ``models``: model id -> {config, cells (paper titles)}; ``targets``: name -> {available,
-    missing_datasets, rows[{key, label, model, group, paper_ref, metrics{key: {file, attack}}}],
-    metrics[...], analyses[...]}. Paths are relative to ``results/<scale>``.
-    """
+def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, Any]] | None = None) -> Plan:
+    """Realise every target at one scale (:class:`.plan.Plan`); paths are relative to ``results/<scale>``."""
     models = _Models(settings, data)
     try:
         design = make_targets(settings.get("sweeps"))
@@ -324,8 +304,7 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
                         f"(e.g. {', '.join(sorted(keys)[:6])})")
     check_omissions(settings, design, scale=scale)
     targets = {name: _plan_target(target, scale, models) for name, target in design.items()}
-    return {"scale": scale, "settings": settings, "data": data or {}, "models": models.entries, "targets": targets,
-            "cost_bench": cost_bench(targets, models.entries)}
+    return Plan(scale, settings, data or {}, models.entries, targets, cost_bench(targets, models.entries))
 
 
 # The interleaved cost measurement (claim C3): rounds of every timed step, medians. 30 rounds of
@@ -333,52 +312,22 @@ def build_plan(scale: str, settings: dict[str, Any], data: dict[str, dict[str, A
 COST_BENCH_REPS, COST_BENCH_WARMUP = 30, 3
 
 
-def cost_bench(targets: dict[str, Any], models: dict[str, Any]) -> dict[str, Any] | None:
+def cost_bench(targets: dict[str, PlanTarget], models: dict[str, PlanModel]) -> CostBench | None:
     """The ``freeadv bench`` job that times Table 1's methods interleaved in one process, on Table 1's
     architecture, batch and precision: natural, Free at each of the table's m, and its K-PGD.
 
     Why: on a machine whose speed drifts by tens of percent within an hour (this project's CPUs),
     the ratio of two training runs' wall times carries the drift between them; steps timed
     round-robin in one process do not. None when the scale has no Table 1."""
-    table1 = targets.get("table1") or {}
-    rows = {row["key"]: row for row in table1.get("rows", []) if row["model"]}
+    table1 = targets.get("table1")
+    rows = {row.key: row for row in (table1.trained_rows() if table1 else [])}
     if "natural" not in rows or "pgd7" not in rows:
         return None
-    config = models[rows["natural"]["model"]]["config"]
-    replays = sorted(models[row["model"]]["config"]["replay"] for key, row in rows.items() if key.startswith("free_m"))
+    config = models[rows["natural"].model].config
+    replays = sorted(models[row.model].config["replay"] for key, row in rows.items() if key.startswith("free_m"))
     args = ["--arch", config["arch"], *(["--width", str(config["width"])] if config.get("width") else []),
             "--dataset", config["dataset"], "--batch-size", str(config.get("batch_size", defaults()["batch_size"])),
             "--amp", "bf16" if config.get("amp") == "bf16" else "off", "--methods", "natural,free,pgd7",
             "--replay", ",".join(map(str, replays)), "--no-eval",
             "--reps", str(COST_BENCH_REPS), "--warmup", str(COST_BENCH_WARMUP)]
-    return {"file": cost_bench_path(), "args": args, "model": rows["natural"]["model"]}
-
-
-# --- reading a plan ----------------------------------------------------------------------------------
-
-def target_files(plan: dict[str, Any], target: str) -> list[str]:
-    """Every result file (relative to results/<scale>) one target reads."""
-    entry = plan["targets"][target]
-    files = [m["file"] for row in entry["rows"] for m in row["metrics"].values()]
-    files += [e["file"] for row in entry["rows"] for e in row_evaluations(row)]
-    files += [train_path(row["model"]) for row in entry["rows"] if row["model"]]
-    files += [a["file"] for a in entry["analyses"]]
-    return sorted(set(files))
-
-
-def available_targets(plan: dict[str, Any]) -> list[str]:
-    return [name for name, entry in plan["targets"].items() if entry["available"]]
-
-
-def unavailable_message(plan: dict[str, Any], target: str) -> str:
-    entry = plan["targets"][target]
-    datasets = plan["settings"].get("datasets", {})
-    return (f"target '{target}' needs the {', '.join(entry['missing_datasets'])} dataset(s), which scale "
-            f"'{plan['scale']}' does not provide (scales.{plan['scale']}.datasets maps: "
-            f"{', '.join(datasets) or 'nothing'}); run it at a scale that does, e.g. --config scale=paper or smoke")
-
-
-def load_plan(path: str | Path) -> dict[str, Any]:
-    """A plan.json, validated (freeadv.schemas): one line naming the file and the key otherwise."""
-    from ..schemas import read_checked   # jsonschema: only for reading a plan, not at the workflow's parse
-    return read_checked(path, "plan", label="plan file")
+    return CostBench(cost_bench_path(), args, rows["natural"].model)

@@ -8,7 +8,7 @@ the methods. The package imports no torch (see freeadv.lazy): the Snakefile buil
     @register_method
     class MyMethod(Method):
         name = "mine"
-        keys = {"mine_steps": Key(3, "int>=1", "inner steps")}
+        keys = {"mine_steps": Key(3, INT_POS, "inner steps")}   # Key and the kinds: freeadv.keys
         ...
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def get_method(name: str) -> type[Method]:
-    if name not in METHODS:
+    if not isinstance(name, str) or name not in METHODS:
         raise ConfigError(f"config key 'method' has bad value {name!r}: expected one of {', '.join(METHODS)}")
     return METHODS[name]
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping
 
-from ..keys import Key
+from ..keys import Key, choice
 from ..lazy import lazy_import
 
 torch = lazy_import("torch")
@@ -30,7 +30,7 @@ class StepCost:
 
 
 # The config key of the training attacks' BN handling, shared by K-PGD and FGSM-RS training.
-ATTACK_BN = Key("update", "update|frozen",
+ATTACK_BN = Key("update", choice("update", "frozen"),
                 "pgd, fgsm_rs: the attack's forward passes update the BN running averages (update: "
                 "Madry et al.'s TF and Wong et al.'s code) or leave them alone (frozen)")
 

@@ -1,7 +1,7 @@
 """FGSM with a random start (Wong et al. 2020, 'fast is better than free'); beyond the paper."""
 from __future__ import annotations
 
-from ..keys import Key
+from ..keys import PIXELS_OR_NULL, Key
 from ..units import to_unit
 from ..lazy import lazy_import
 from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
@@ -14,7 +14,7 @@ class FGSMRandomStart(Method):
     """Uniform random start, one FGSM step of alpha = 1.25 eps, projected back to the eps-ball."""
 
     name = "fgsm_rs"
-    keys = {"fgsm_alpha": Key(None, "pixels|null", "fgsm_rs: step, pixel units; null = 1.25 * eps (Wong et al. 2020)"),
+    keys = {"fgsm_alpha": Key(None, PIXELS_OR_NULL, "fgsm_rs: step, pixel units; null = 1.25 * eps (Wong et al. 2020)"),
             "attack_bn": ATTACK_BN}
     needs_randomness = True
 

@@ -1,7 +1,7 @@
 """Free-m adversarial training: Algorithm 1 of the paper."""
 from __future__ import annotations
 
-from ..keys import Key
+from ..keys import PIXELS_OR_NULL, Key
 from ..lazy import lazy_import
 from ..units import to_unit
 from . import Method, StepCost, register_method
@@ -17,7 +17,7 @@ class Free(Method):
     parameter gradient (for the SGD step) and the input gradient (for the delta step)."""
 
     name = "free"
-    keys = {"free_step": Key(None, "pixels|null", "free: delta step size, pixel units; null = eps (Algorithm 1)")}
+    keys = {"free_step": Key(None, PIXELS_OR_NULL, "free: delta step size, pixel units; null = eps (Algorithm 1)")}
     replay_default = 8
 
     def __init__(self, *, eps: float, step_size: float, replay: int, autocast=None) -> None:

@@ -1,7 +1,7 @@
 """Madry et al.'s K-PGD adversarial training, the paper's baseline."""
 from __future__ import annotations
 
-from ..keys import Key
+from ..keys import INT_POS, PIXELS, Key
 from ..lazy import lazy_import
 from ..units import to_unit
 from . import ATTACK_BN, Method, StepCost, attack_bn_statistics, register_method
@@ -15,8 +15,8 @@ class PGDTraining(Method):
     on the adversarial batch."""
 
     name = "pgd"
-    keys = {"pgd_steps": Key(7, "int>=1", "pgd: K of K-PGD training"),
-            "pgd_step_size": Key(2.0, "pixels", "pgd: alpha of K-PGD training, pixel units"),
+    keys = {"pgd_steps": Key(7, INT_POS, "pgd: K of K-PGD training"),
+            "pgd_step_size": Key(2.0, PIXELS, "pgd: alpha of K-PGD training, pixel units"),
             "attack_bn": ATTACK_BN}
     needs_randomness = True
 

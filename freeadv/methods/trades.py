@@ -9,7 +9,7 @@ authors' CIFAR-10 values: beta 6, 10 steps of 0.007 (1.785 pixel units, about 2/
 """
 from __future__ import annotations
 
-from ..keys import Key
+from ..keys import INT_POS, NUMBER_POS, PIXELS, Key
 from ..lazy import lazy_import
 from ..units import to_unit
 from . import Method, StepCost, register_method
@@ -32,9 +32,9 @@ class TRADES(Method):
     """Zhang et al. 2019: cross-entropy plus beta x the KL between clean and adversarial outputs."""
 
     name = "trades"
-    keys = {"trades_beta": Key(6.0, "number>0", "trades: weight of the KL (robustness) term"),
-            "trades_steps": Key(10, "int>=1", "trades: K, inner steps maximising the KL term"),
-            "trades_step_size": Key(1.785, "pixels", "trades: inner step, pixel units (0.007 in [0, 1])")}
+    keys = {"trades_beta": Key(6.0, NUMBER_POS, "trades: weight of the KL (robustness) term"),
+            "trades_steps": Key(10, INT_POS, "trades: K, inner steps maximising the KL term"),
+            "trades_step_size": Key(1.785, PIXELS, "trades: inner step, pixel units (0.007 in [0, 1])")}
     needs_randomness = True
 
     def __init__(self, *, eps: float, step_size: float, steps: int, beta: float, autocast=None) -> None:

@@ -30,7 +30,7 @@ there (a missing model, an evaluation without per-image results): never PASS.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,71 +38,20 @@ from .. import stats
 from .evidence import Evidence, Undecided, common_images
 from ..experiments.layout import PLAN_FILE, train_path
 from ..experiments.robustbench import ENTRIES, THIS_PAPER
-from ..experiments.scales import load_plan
+from ..experiments.plan import load_plan
 from ..io import atomic_write_text, write_json
-from .tables import read_result
+from .results import read_result
+from .surface_claims import c6_adversarial_direction
+from .verdicts import CONFIDENCE, FAIL, INCONCLUSIVE, PASS, Verdict, combine, decided, judged, verdict_of
 from ..errors import UserError
 
 CLAIMS_NEED = ("table1", "figure3")   # the targets whose results the claims read (the workflow waits for them)
 FREE_ROWS = ("free_m2", "free_m4", "free_m8", "free_m10")
 ROBUST_ROWS = FREE_ROWS + ("pgd7",)
-PASS, FAIL, INCONCLUSIVE = "PASS", "FAIL", "INCONCLUSIVE"
-CONFIDENCE = 0.90        # two-sided; its lower bound is a one-sided 95% test (non-inferiority, equivalence)
 C1_BOUND = 1.0           # percent: Wilson 95% upper bound of the natural model's PGD-20 accuracy
 C2_MARGIN = -3.0         # points: non-inferiority margin of Free m=8 against 7-PGD
 C4B_RISE = 3.0           # points: PGD-20 rise from m=2 to m=8
 C5_BAND = 2.0            # points: stronger attacks within +-2 of PGD-20
-C6_ADV_OVER_RAD = 5.0    # adversarial rise / Rademacher rise, robust models
-C6_FLATTER = 1 / 3       # robust adversarial rise / natural adversarial rise, at most
-
-
-@dataclass
-class Verdict:
-    claim: str          # C1 ... C6
-    statement: str      # what the paper says, as a checkable sentence with its threshold
-    status: str         # PASS | FAIL | INCONCLUSIVE
-    evidence: str       # the numbers and intervals behind the status
-    parts: list[dict[str, str]] = field(default_factory=list)   # each sub-test's status and text
-
-    @property
-    def passed(self) -> bool:
-        return self.status == PASS
-
-    def line(self) -> str:
-        return f"{self.claim} {self.status}  {self.statement}\n     {self.evidence}"
-
-
-def combine(claim: str, statement: str, parts: list[tuple[str, str]], note: str = "") -> Verdict:
-    """FAIL if any decided part fails, else INCONCLUSIVE if any part could not be decided, else PASS."""
-    statuses = {status for status, _ in parts}
-    status = FAIL if FAIL in statuses else INCONCLUSIVE if (INCONCLUSIVE in statuses or not parts) else PASS
-    undecided = [t for s, t in parts if s == INCONCLUSIVE]
-    shown = [f"{t} [{s}]" for s, t in parts if s != INCONCLUSIVE or len(undecided) <= 2]
-    if len(undecided) > 2:   # one reason stands for the rest (all are in ``parts``)
-        shown.append(f"{len(undecided)} parts undecided, e.g. {undecided[0]} [{INCONCLUSIVE}]")
-    text = "; ".join(shown) + (f". {note}" if note else "")
-    return Verdict(claim, statement, status, text, [{"status": s, "text": t} for s, t in parts])
-
-
-def verdict_of(passes: bool, fails: bool) -> str:
-    """PASS when the interval lies on the claim's side of its threshold, FAIL when it lies on the
-    other side, INCONCLUSIVE when it straddles the threshold: too few images or seeds to decide."""
-    return PASS if passes else FAIL if fails else INCONCLUSIVE
-
-
-STRADDLES = " (the interval straddles the threshold: more images or seeds would decide)"
-
-
-def judged(status: str, text: str) -> tuple[str, str]:
-    return status, text + (STRADDLES if status == INCONCLUSIVE else "")
-
-
-def decided(part: Callable[[], tuple[str, str]]) -> tuple[str, str]:
-    """Run one sub-test; what it cannot decide becomes INCONCLUSIVE with the reason."""
-    try:
-        return part()
-    except Undecided as why:
-        return INCONCLUSIVE, str(why)
 
 
 def _short(row: str) -> str:
@@ -132,7 +81,7 @@ def c1_natural_not_robust(ev: Evidence) -> Verdict:
 def _regime(ev: Evidence) -> str:
     """Natural epochs of the run and Free m=8's passes over its data (the regime C2 depends on)."""
     try:
-        config = ev.plan["models"][ev.row("free_m8")["model"]]["config"]
+        config = ev.plan.config(ev.row("free_m8").model)
         n_train = config.get("n_train") or 50_000
         epochs = config["iterations"] * config.get("batch_size", 128) / n_train
         return f"regime: {epochs:.1f} natural epochs, Free m=8 {epochs / config.get('replay', 8):.1f} passes"
@@ -142,7 +91,7 @@ def _regime(ev: Evidence) -> str:
 
 def _second_attack(ev: Evidence) -> tuple[str, str, str]:
     """(metric, which flags, name) of the APGD-T comparison: the apgd screen, else AutoAttack."""
-    metrics = ev.row("free_m8")["metrics"]
+    metrics = ev.row("free_m8").metrics
     if "apgd" in metrics:
         return "apgd", "apgd-t", "APGD-T"
     if "aa" in metrics:
@@ -169,10 +118,10 @@ FREE_BOUND, PGD_BOUNDS = 1.05, (5.0, 9.0)   # C3: Free-m / natural, and 7-PGD / 
 
 def _interleaved_ratios(ev: Evidence) -> dict[str, float] | None:
     """Each robust row's step time / natural's from the cost job (``freeadv bench``, one process)."""
-    planned = ev.plan.get("cost_bench")
-    if not planned or not (ev.root / planned["file"]).exists():
+    planned = ev.plan.cost_bench
+    if not planned or not (ev.root / planned.file).exists():
         return None
-    rows = read_result(ev.root, planned["file"], "bench")["rows"]   # every time > 0 (freeadv.schemas)
+    rows = read_result(ev.root, planned.file, "bench")["rows"]   # every time > 0 (freeadv.schemas)
     median = {(r.get("method"), r.get("replay")): r["median_s"] for r in rows if r.get("kind") == "train"}
     if ("natural", 1) not in median or ("pgd", 1) not in median:
         raise UserError(f"{planned['file']} times {sorted(map(str, median))}, not natural and 7-PGD steps")
@@ -187,7 +136,7 @@ def _interleaved_ratios(ev: Evidence) -> dict[str, float] | None:
 def _cpu_ratios(ev: Evidence) -> dict[str, float] | None:
     """Each robust row's training CPU seconds (train.json) / natural's; None for runs without them."""
     try:
-        values = {row: ev.read(train_path(ev.row(row)["model"])).get("train_cpu_seconds")
+        values = {row: ev.read(train_path(ev.row(row).model)).get("train_cpu_seconds")
                   for row in ("natural",) + ROBUST_ROWS}
     except Undecided:
         return None
@@ -286,90 +235,6 @@ def _autoattack_gaps(ev: Evidence) -> str:
             f"({-reference.gap / reference.reported:+.1%})")
 
 
-# --- C6 -------------------------------------------------------------------------------------------
-def _rise(surface: dict[str, Any], image: dict[str, Any]) -> tuple[float, float]:
-    """Loss increase from the image to the far positive end of each axis of the plane."""
-    axis = surface["axis"]
-    centre, end = axis.index(min(axis, key=abs)), len(axis) - 1
-    losses = image["losses"]
-    base = losses[centre][centre]
-    return losses[end][centre] - base, losses[centre][end] - base
-
-
-def _surfaces(ev: Evidence) -> dict[str, dict[str, Any]]:
-    """The computed adversarial-plane surface of each figure3 model, by its method (natural, free, pgd)."""
-    planned = [a for a in ev.plan.get("targets", {}).get("figure3", {}).get("analyses", [])
-               if a["options"].get("plane") == "adv-rad"]
-    found = {}
-    for analysis in planned:
-        config = ev.plan.get("models", {}).get(analysis.get("model"), {}).get("config", {})
-        role = config.get("method", analysis["label"].lower())
-        if role in ("natural", "free", "pgd") and role not in found and (ev.root / analysis["file"]).exists():
-            found[role] = {"label": analysis["label"], **ev.read(analysis["file"], "loss-surface")}
-    return found
-
-
-def _need(surfaces: dict[str, dict[str, Any]], *roles: str) -> None:
-    names = {"natural": "the natural model (the control)", "free": "Free m=8", "pgd": "7-PGD"}
-    for role in roles:
-        if role not in surfaces:
-            raise Undecided(f"no adversarial-plane loss surface of {names[role]} has been computed")
-
-
-def _c6_steeper(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """(i): adversarial rise >= 5x the Rademacher rise, for every image of each robust model."""
-    _need(surfaces, "free", "pgd")
-    ok, shown = True, []
-    for role in ("free", "pgd"):
-        for image in surfaces[role]["images"]:
-            adv, rad = _rise(surfaces[role], image)
-            ok &= adv > 0 and adv >= C6_ADV_OVER_RAD * rad
-            shown.append(f"{surfaces[role]['label']} image {image['index']}: adversarial {adv:+.3f}, "
-                         f"Rademacher {rad:+.3f}")
-    return (PASS if ok else FAIL), f"(i) rise >= {C6_ADV_OVER_RAD:g}x Rademacher's: " + ", ".join(shown)
-
-
-def _c6_flatter(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """(ii): each robust model's adversarial rise <= 1/3 of the natural model's, image by image."""
-    _need(surfaces, "natural", "free", "pgd")
-    natural = {im["index"]: _rise(surfaces["natural"], im)[0] for im in surfaces["natural"]["images"]}
-    ok, shown = True, []
-    for role in ("free", "pgd"):
-        for image in surfaces[role]["images"]:
-            if image["index"] not in natural:
-                raise Undecided(f"the natural model's surface lacks image {image['index']}")
-            ratio = _rise(surfaces[role], image)[0] / natural[image["index"]]
-            ok &= natural[image["index"]] > 0 and ratio <= C6_FLATTER
-            shown.append(f"{surfaces[role]['label']} image {image['index']} {ratio:.3f}")
-    return (PASS if ok else FAIL), f"(ii) adversarial rise / natural's <= {C6_FLATTER:.3f}: " + ", ".join(shown)
-
-
-def _c6_no_missed_ascent(surfaces: dict[str, dict[str, Any]]) -> tuple[str, str]:
-    """(iii): inside the eps-ball no grid point's loss exceeds PGD-20's at that image."""
-    _need(surfaces, "free", "pgd")
-    ok, shown = True, []
-    for role in ("natural", "free", "pgd"):
-        for image in surfaces.get(role, {}).get("images", []):
-            if "pgd20_loss" not in image:
-                raise Undecided(f"the {surfaces[role]['label']} surface has no PGD-20 loss per image")
-            ok &= image["ball_max_loss"] <= image["pgd20_loss"] * (1 + 1e-6)
-            shown.append(f"{surfaces[role]['label']} image {image['index']}: grid max {image['ball_max_loss']:.3f}, "
-                         f"PGD-20 {image['pgd20_loss']:.3f}")
-    return (PASS if ok else FAIL), "(iii) no ascent PGD-20 missed inside the eps-ball: " + ", ".join(shown)
-
-
-def c6_adversarial_direction(ev: Evidence) -> Verdict:
-    statement = (f"along the adversarial direction the robust models' loss rises >= {C6_ADV_OVER_RAD:g}x as much "
-                 f"as along a Rademacher one, at most {C6_FLATTER:.2f}x as much as the natural model's, and no "
-                 "surface point inside the eps-ball beats PGD-20")
-    try:
-        surfaces = _surfaces(ev)
-    except Undecided as why:
-        return combine("C6", statement, [(INCONCLUSIVE, str(why))])
-    parts = [decided(lambda check=check: check(surfaces)) for check in (_c6_steeper, _c6_flatter, _c6_no_missed_ascent)]
-    return combine("C6", statement, parts)
-
-
 CLAIMS: tuple[Callable[[Evidence], Verdict], ...] = (
     c1_natural_not_robust, c2_free_matches_pgd, c3_cost, c4a_clean_falls_with_m, c4b_robustness_rises_with_m,
     c5_attacks_converged, c6_adversarial_direction)
@@ -389,12 +254,12 @@ def check_claims(results: str | Path) -> list[Verdict]:
 def provenance(results: Path) -> str:
     """Scale, dataset, architecture and commit of the Table 1 natural run: what the claims were tested on."""
     plan = load_plan(results / PLAN_FILE)
-    natural = next(r for r in plan["targets"]["table1"]["rows"] if r["key"] == "natural")
-    train = read_result(results, train_path(natural["model"]))
+    natural = next(r for r in plan.targets["table1"].rows if r.key == "natural")
+    train = read_result(results, train_path(natural.model))
     config = train["config"]
     width = f" (width {config['width']})" if config.get("width") else ""
     commit = ((train.get("git") or {}).get("commit") or "unknown")[:12]
-    return (f"scale {plan['scale']}: {config['dataset']}, {config['arch']}{width}, {config['iterations']} iterations, "
+    return (f"scale {plan.scale}: {config['dataset']}, {config['arch']}{width}, {config['iterations']} iterations, "
             f"n_train {config.get('n_train')}, commit {commit}")
 
 

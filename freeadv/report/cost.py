@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..experiments.layout import COST_FORMATS, COST_TABLE, benchmark_path, job_name, resources_path, table_file
-from ..experiments.scales import available_targets, row_evaluations
+from ..experiments.plan import FINAL, Plan, Planned, PlanTarget
 from ..io import atomic_write_text, write_json
 from ..schemas import benchmark_value, read_text
 from ..errors import UserError
@@ -65,44 +65,42 @@ class Job:
 
 # --- the jobs of a plan --------------------------------------------------------------------------
 
-def attack_job(model: str, planned: dict[str, Any]) -> Job:
+def attack_job(model: str, planned: Planned) -> Job:
     """The attack job of one planned evaluation; on the best weights its wildcards start with
     ``best`` (job attack/<model>/best/<attack>, as the workflow's attack_best rule names it)."""
-    weights = planned.get("weights", "final")
-    return Job("attack", model, (planned["attack"],) if weights == "final" else (weights, planned["attack"]))
+    rest = (planned.attack,) if planned.weights == FINAL else (planned.weights, planned.attack)
+    return Job("attack", model, rest)
 
 
-def _target_jobs(entry: dict[str, Any]) -> set[Job]:
+def _target_jobs(entry: PlanTarget) -> set[Job]:
     """The train, attack and analysis jobs one target's result files come from."""
     jobs: set[Job] = set()
-    for row in entry["rows"]:
-        if not row["model"]:
-            continue
-        jobs.add(Job("train", row["model"]))
-        jobs.update(attack_job(row["model"], e) for e in row_evaluations(row))
-    for analysis in entry["analyses"]:
-        jobs.add(Job("train", analysis["model"]))
-        jobs.add(Job("analysis", analysis["model"], (analysis["id"],)))
+    for row in entry.trained_rows():
+        jobs.add(Job("train", row.model))
+        jobs.update(attack_job(row.model, e) for e in row.evaluations())
+    for analysis in entry.analyses:
+        jobs.add(Job("train", analysis.model))
+        jobs.add(Job("analysis", analysis.model, (analysis.id,)))
     return jobs
 
 
-def job_outputs(plan: dict[str, Any]) -> dict[Job, str]:
+def job_outputs(plan: Plan) -> dict[Job, str]:
     """The result file each attack and analysis job writes (relative to results/<scale>)."""
     outputs: dict[Job, str] = {}
-    for entry in plan["targets"].values():
-        for row in entry["rows"]:
-            for e in row_evaluations(row) if row["model"] else []:
-                outputs[attack_job(row["model"], e)] = e["file"]
-        for analysis in entry["analyses"]:
-            outputs[Job("analysis", analysis["model"], (analysis["id"],))] = analysis["file"]
+    for entry in plan.targets.values():
+        for row in entry.trained_rows():
+            for e in row.evaluations():
+                outputs[attack_job(row.model, e)] = e.file
+        for analysis in entry.analyses:
+            outputs[Job("analysis", analysis.model, (analysis.id,))] = analysis.file
     return outputs
 
 
-def plan_jobs(plan: dict[str, Any], targets: list[str] | None = None) -> list[Job]:
+def plan_jobs(plan: Plan, targets: list[str] | None = None) -> list[Job]:
     """Every job the named targets (default: those of ``all``, the available ones) need, once each,
     in table order: by kind (train, attack, analysis), then by name."""
-    names = available_targets(plan) if targets is None else targets
-    jobs = set().union(*(_target_jobs(plan["targets"][name]) for name in names))
+    names = plan.available_targets() if targets is None else targets
+    jobs = set().union(*(_target_jobs(plan.targets[name]) for name in names))
     return sorted(jobs, key=lambda job: (JOB_KINDS.index(job.kind), job.name))
 
 
@@ -253,7 +251,7 @@ def to_markdown(rows: list[dict[str, Any]], scale: str, not_run: list[str] = ())
     return "\n".join(lines) + "\n"
 
 
-def write_cost_table(plan: dict[str, Any], results: str | Path, out_dir: str | Path,
+def write_cost_table(plan: Plan, results: str | Path, out_dir: str | Path,
                      resources: dict[str, Any] | None = None) -> list[Path]:
     """Write ``<out_dir>/cost.{csv,md}`` for the jobs of ``all`` at the plan's scale.
 
@@ -275,5 +273,5 @@ def write_cost_table(plan: dict[str, Any], results: str | Path, out_dir: str | P
         write_json(record, resources)
     csv_path, md_path = (Path(out_dir) / table_file(COST_TABLE, ext) for ext in COST_FORMATS)
     atomic_write_text(csv_path, to_csv(rows))
-    atomic_write_text(md_path, to_markdown(rows, plan["scale"], [job.name for job in not_run]))
+    atomic_write_text(md_path, to_markdown(rows, plan.scale, [job.name for job in not_run]))
     return [csv_path, md_path]

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ..experiments.layout import curves_name, train_path  # noqa: F401  (curves_name: the figure's name)
+from ..experiments.plan import Plan, PlanRow
 from .plotting import caption, commits, plt, save, stand_ins, title
 from ..stats import wilson
-from .tables import read_result
-from ..errors import UserError
+from .results import read_result
 
 CONFIDENCE = 0.95
 LEGEND_SHORT_LABEL = 40  # characters: labels up to this long share a legend row, three to a row
@@ -79,12 +79,12 @@ def _lr_drops(train: dict[str, Any]) -> list[int]:
     return [it for (_, before), (it, lr) in zip(logged, logged[1:]) if lr < before]
 
 
-def _curve(row: dict[str, Any], train: dict[str, Any], color: str) -> Curve:
+def _curve(row: PlanRow, train: dict[str, Any], color: str) -> Curve:
     checks = train.get("robust_checks") or []
     config = train.get("config") or {}
     source = checks[0].get("robust_eval_source", "test") if checks else LOG_SOURCE
     source = SOURCE_ALIASES.get(source, source)
-    return Curve(row["label"], color, source, checks[0].get("robust_eval_steps") if checks else None,
+    return Curve(row.label, color, source, checks[0].get("robust_eval_steps") if checks else None,
                  _points(train), _lr_drops(train), train.get("batches_per_pass"),
                  int(train.get("replay") or config.get("replay") or 1), train.get("passes"),
                  train.get("n_train") or config.get("n_train"), train.get("catastrophic_overfitting"))
@@ -155,10 +155,10 @@ def _panel_row(axes, curves: list[Curve], letters: str) -> None:
         _passes_axis(ax, curves)
 
 
-def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figure:
-    entry = plan["targets"][table]
-    rows = [r for r in entry["rows"] if r["model"]]
-    trains = [read_result(results, train_path(row["model"])) for row in rows]
+def training_curves(plan: Plan, table: str, results: Path) -> plt.Figure:
+    entry = plan.targets[table]
+    rows = entry.trained_rows()
+    trains = [read_result(results, train_path(row.model)) for row in rows]
     curves = [_curve(row, train, f"C{i % 10}") for i, (row, train) in enumerate(zip(rows, trains))]
     order = list(SOURCES)
     kinds = sorted(dict.fromkeys(c.kind for c in curves),
@@ -166,7 +166,7 @@ def training_curves(plan: dict[str, Any], table: str, results: Path) -> plt.Figu
     fig, axes = plt.subplots(len(kinds), 2, figsize=(11, 3.9 * len(kinds) + 0.6), squeeze=False)
     for r, kind in enumerate(kinds):
         _panel_row(axes[r], [c for c in curves if c.kind == kind], "abcdefghijklmnop"[2 * r:2 * r + 2])
-    title(fig, f"Training curves: {entry['title']}")
+    title(fig, f"Training curves: {entry.title}")
     fig.tight_layout()
     _legend(fig, axes)
     caption(fig, [f"Shaded: the Wilson {CONFIDENCE:.0%} interval of each check (n images). Grey dashed lines: "
@@ -188,9 +188,7 @@ def _legend(fig: plt.Figure, axes) -> None:
                    ncol=columns, fontsize=8)
 
 
-def write_curves(plan: dict[str, Any], table: str, results_dir: str | Path, out: str | Path) -> list[Path]:
+def write_curves(plan: Plan, table: str, results_dir: str | Path, out: str | Path) -> list[Path]:
     """Draw the training curves of ``table`` (png and pdf at ``out``'s stem)."""
-    entry = plan["targets"].get(table)
-    if entry is None or entry["kind"] != "table":
-        raise UserError(f"unknown table '{table}'; training curves are drawn per table")
+    plan.target(table, "table")   # training curves are drawn per table
     return save(training_curves(plan, table, Path(results_dir)), out)

@@ -11,7 +11,7 @@ evaluation of the same attack (the same file name in its own run folder) counts 
 seed of the row where it exists.
 
 Each result under ``runs/<model>/`` is checked against that run's train.json
-(:func:`freeadv.report.tables.check_weights`): a claim never reads numbers of other weights.
+(:func:`freeadv.report.results.check_weights`): a claim never reads numbers of other weights.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ import numpy as np
 
 from ..stats import unpack_flags
 from ..experiments.layout import train_path
-from .tables import build_table, check_weights, read_result
+from ..experiments.plan import Plan, PlanRow
+from .results import check_weights, read_result
+from .tables import build_table
 
 
 class Undecided(Exception):
@@ -35,7 +37,7 @@ class Undecided(Exception):
 class Evidence:
     """A scale's plan and results folder, read on demand (``table``: Table 1 as the tables build
     it, made on first use)."""
-    plan: dict[str, Any]
+    plan: Plan
     root: Path
     table: Any = None
     trains: dict[str, dict[str, Any]] = field(default_factory=dict)   # train.json by model, read once
@@ -54,17 +56,18 @@ class Evidence:
             raise Undecided(f"table1 row '{key}' has no value for '{column}'")
         return value
 
-    def row(self, key: str, target: str = "table1") -> dict[str, Any]:
-        rows = [r for r in self.plan.get("targets", {}).get(target, {}).get("rows", []) if r["key"] == key]
+    def row(self, key: str, target: str = "table1") -> PlanRow:
+        entry = self.plan.targets.get(target)
+        rows = [r for r in (entry.rows if entry else []) if r.key == key]
         if not rows:
             raise Undecided(f"the plan's {target} has no row '{key}'")
         return rows[0]
 
     def metric_file(self, key: str, metric: str, target: str = "table1") -> str:
-        planned = self.row(key, target)["metrics"].get(metric)
+        planned = self.row(key, target).metrics.get(metric)
         if not planned:
             raise Undecided(f"{target} row '{key}' has no '{metric}' evaluation at this scale")
-        return planned["file"]
+        return planned.file
 
     def read(self, file: str, kind: str | None = None) -> dict[str, Any]:
         """A result file, validated against the schema of ``kind`` (:mod:`freeadv.schemas`; None: the
@@ -84,7 +87,7 @@ class Evidence:
 
     def seed_files(self, key: str, metric: str, target: str = "table1") -> list[str]:
         """The row's evaluation file, then the same evaluation of each seed sibling that has it."""
-        file, model = self.metric_file(key, metric, target), self.row(key, target)["model"]
+        file, model = self.metric_file(key, metric, target), self.row(key, target).model
         siblings = [m for m in seed_siblings(self.plan, model) if m != model]
         others = [file.replace(model, m) for m in siblings]
         return [file] + [f for f in others if (self.root / f).exists()]
@@ -96,15 +99,15 @@ class Evidence:
         return [eval_flags(self.read(f), f, which) for f in files]
 
 
-def seed_siblings(plan: dict[str, Any], model: str) -> list[str]:
+def seed_siblings(plan: Plan, model: str) -> list[str]:
     """Models of the plan whose training config equals ``model``'s but for the seed, by seed."""
-    models = plan.get("models", {})
+    models = plan.models
     if model not in models:
         return [model]
-    recipe = {k: v for k, v in models[model]["config"].items() if k != "seed"}
+    recipe = {k: v for k, v in models[model].config.items() if k != "seed"}
     same = [m for m, entry in models.items()
-            if {k: v for k, v in entry["config"].items() if k != "seed"} == recipe]
-    return sorted(same, key=lambda m: models[m]["config"].get("seed", 0))
+            if {k: v for k, v in entry.config.items() if k != "seed"} == recipe]
+    return sorted(same, key=lambda m: models[m].config.get("seed", 0))
 
 
 def eval_flags(result: dict[str, Any], file: str, which: str = "robust") -> np.ndarray:

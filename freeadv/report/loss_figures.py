@@ -16,28 +16,29 @@ from typing import Any
 
 import numpy as np
 
-from .plotting import caption, commits, plt, stand_ins, title
-from .tables import read_result
+from ..experiments.plan import Plan, PlanAnalysis
+from .plotting import caption, commits, plt, register_figure, stand_ins, title
+from .results import read_result
 from ..errors import UserError
 
 DIRECTIONS = {"adv-rad": ("adversarial", "Rademacher"), "rad-rad": ("Rademacher 1", "Rademacher 2")}
 COLUMN_IN = 7.0          # a journal column: Figure 3 stays readable at this width (fonts >= 8 pt)
 
 
-def _surfaces(plan: dict[str, Any], results: Path, name: str, plane: str | None = None) -> list[tuple[dict, dict]]:
+def _surfaces(plan: Plan, results: Path, name: str, plane: str | None = None) -> list[tuple[PlanAnalysis, dict]]:
     """(planned analysis, its JSON) of the target's computed loss surfaces (of ``plane`` only, if
     given); the figure's caption names the planned ones not computed (:func:`not_computed`)."""
-    analyses = [a for a in plan["targets"][name]["analyses"] if plane is None or a["options"].get("plane") == plane]
-    present = [a for a in analyses if (Path(results) / a["file"]).exists()]
+    analyses = [a for a in plan.targets[name].analyses if plane is None or a.options.get("plane") == plane]
+    present = [a for a in analyses if (Path(results) / a.file).exists()]
     if not present:
         raise UserError(f"{name}: no loss surface{f' on the {plane} plane' if plane else ''} has been computed "
                          f"in '{results}'")
-    return [(a, read_result(results, a["file"], "loss-surface")) for a in present]
+    return [(a, read_result(results, a.file, "loss-surface")) for a in present]
 
 
-def not_computed(plan: dict[str, Any], results: Path, name: str) -> str:
+def not_computed(plan: Plan, results: Path, name: str) -> str:
     """A caption line naming the planned surfaces whose JSON is missing (empty when none is)."""
-    labels = sorted({a["label"] for a in plan["targets"][name]["analyses"] if not (Path(results) / a["file"]).exists()})
+    labels = sorted({a.label for a in plan.targets[name].analyses if not (Path(results) / a.file).exists()})
     return f"Planned but not computed at this scale: {', '.join(labels)}." if labels else ""
 
 
@@ -83,7 +84,8 @@ def _same_images(panels: list[tuple[dict, dict]]) -> int:
     return n
 
 
-def figure3(plan: dict[str, Any], results: Path) -> plt.Figure:
+@register_figure("figure3")
+def figure3(plan: Plan, results: Path) -> plt.Figure:
     """Loss against distance along the adversarial and the Rademacher direction: one panel per
     (image, direction), every model of the plan's figure3 in each, one y-scale for all."""
     panels = _surfaces(plan, results, "figure3", "adv-rad")
@@ -95,7 +97,7 @@ def figure3(plan: dict[str, Any], results: Path) -> plt.Figure:
         for k, (analysis, data) in enumerate(panels):
             axis, along_adv, along_rad = slices(data, i)
             for ax, loss in zip(axes[i], (along_adv, along_rad)):
-                ax.plot(axis, loss, "o-", markersize=2.5, linewidth=1.4, color=f"C{k}", label=analysis["label"])
+                ax.plot(axis, loss, "o-", markersize=2.5, linewidth=1.4, color=f"C{k}", label=analysis.label)
         index = panels[0][1]["images"][i]["index"]
         for j, (ax, direction) in enumerate(zip(axes[i], ("adversarial", "Rademacher"))):
             ax.set_title(f"({'abcdefgh'[2 * i + j]}) test image {index}, {direction} direction", fontsize=9)
@@ -108,7 +110,7 @@ def figure3(plan: dict[str, Any], results: Path) -> plt.Figure:
         axes[i][0].set_ylabel("cross-entropy loss", fontsize=9)
     for ax in axes[-1]:
         ax.set_xlabel("signed distance from the image (/255 per pixel)", fontsize=9)
-    title(fig, plan["targets"]["figure3"]["title"])
+    title(fig, plan.targets["figure3"].title)
     fig.tight_layout()
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4), fontsize=8)
@@ -122,7 +124,8 @@ def figure3(plan: dict[str, Any], results: Path) -> plt.Figure:
     return fig
 
 
-def figure3_surfaces(plan: dict[str, Any], results: Path) -> plt.Figure:
+@register_figure("figure3_surfaces")
+def figure3_surfaces(plan: Plan, results: Path) -> plt.Figure:
     """Supplement: the 3-D loss surfaces of each model on each plane; the planes of one model
     share a z range, so the adversarial rise and the flat Rademacher plane compare directly."""
     panels = _surfaces(plan, results, "figure3_surfaces")
@@ -133,7 +136,7 @@ def figure3_surfaces(plan: dict[str, Any], results: Path) -> plt.Figure:
             ax = fig.add_subplot(n_images, len(panels), i * len(panels) + p + 1, projection="3d")
             _surface_panel(ax, panels, i, p)
     data = [d for _, d in panels]
-    title(fig, plan["targets"]["figure3_surfaces"]["title"],
+    title(fig, plan.targets["figure3_surfaces"].title,
           f"loss at x + a·d1 + b·d2, {_clip_words(data)}; the planes of one model share a z range")
     fig.subplots_adjust(left=0.02, right=0.97, bottom=0.04, top=1 - 1.2 / fig.get_figheight(), wspace=0.15,
                         hspace=0.28)
@@ -142,10 +145,10 @@ def figure3_surfaces(plan: dict[str, Any], results: Path) -> plt.Figure:
     return fig
 
 
-def _surface_panel(ax, panels: list[tuple[dict, dict]], image: int, p: int) -> None:
+def _surface_panel(ax, panels: list[tuple[PlanAnalysis, dict]], image: int, p: int) -> None:
     """One 3-D surface: model ``p``'s plane through image ``image``."""
     analysis, d = panels[p]
-    same_model = [np.asarray(o["images"][image]["losses"]) for a, o in panels if a["model"] == analysis["model"]]
+    same_model = [np.asarray(o["images"][image]["losses"]) for a, o in panels if a.model == analysis.model]
     bottom, top = min(s.min() for s in same_model), max(s.max() for s in same_model)
     top = top if top > bottom else bottom + 1e-3
     axis = np.asarray(d["axis"])
@@ -161,5 +164,5 @@ def _surface_panel(ax, panels: list[tuple[dict, dict]], image: int, p: int) -> N
     ax.tick_params(labelsize=7)
     letter = "abcdefghijklmnopqrstuvwxyz"[(image * len(panels) + p) % 26]
     info = d["images"][image]
-    ax.set_title(f"({letter}) {analysis['label']}, {first} x {second}\n"
+    ax.set_title(f"({letter}) {analysis.label}, {first} x {second}\n"
                  f"test image {info['index']}, clean loss {info['clean_loss']:.3f}", fontsize=9)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import textwrap
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import matplotlib
 
@@ -18,8 +18,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ..experiments.design import make_targets  # noqa: E402
+from ..experiments.plan import Plan  # noqa: E402
 from ..experiments.titles import arch_title, dataset_title, english_list  # noqa: E402
 from ..io import atomic_write  # noqa: E402
+from ..registry import Registry  # noqa: E402
 
 TITLE_PT, CAPTION_PT = 10, 8
 CHARS_PER_INCH = {TITLE_PT: 13.0, CAPTION_PT: 16.0}   # DejaVu Sans, average text: where lines wrap
@@ -74,11 +76,22 @@ def caption(fig: plt.Figure, lines: Iterable[str]) -> None:
              color="0.25")
 
 
-def stand_ins(plan: dict[str, Any], name: str) -> str:
+# How each figure target is drawn: name -> draw(plan, results folder) -> a matplotlib Figure.
+FIGURES: Registry[Callable[[Plan, Path], plt.Figure]] = Registry("figure")
+
+
+def register_figure(name: str) -> Callable:
+    """Register the drawing function of the figure target ``name`` (a ``Target`` of kind figure)."""
+    def add(draw: Callable[[Plan, Path], plt.Figure]) -> Callable[[Plan, Path], plt.Figure]:
+        return FIGURES.add(name, draw)
+    return add
+
+
+def stand_ins(plan: Plan, name: str) -> str:
     """'Scale mini: CIFAR-10 (JPEG q75) stands in for the paper's CIFAR-10, WRN-32 width 1 for its
     WRN-32-10 (compare trends, not values).' The paper datasets and architectures are those of
     the target's cells in the design; only the ones a scale replaces are named."""
-    settings = plan["settings"]
+    settings = plan.settings
     target = make_targets(settings.get("sweeps"))[name]
     cells = [r.cell for r in target.rows if r.cell] + [a.cell for a in target.analyses]
     swaps = []
@@ -91,12 +104,12 @@ def stand_ins(plan: dict[str, Any], name: str) -> str:
         if ours != arch_title({"arch": paper}):
             swaps.append((ours, arch_title({"arch": paper})))
     if not swaps:
-        return f"Scale {plan['scale']}: the paper's datasets and architectures."
+        return f"Scale {plan.scale}: the paper's datasets and architectures."
     merged: dict[str, list[str]] = {}
     for ours, paper in swaps:
         merged.setdefault(ours, []).append(paper)
     words = [f"{ours} for {english_list(papers)}" for ours, papers in merged.items()]
-    return (f"Scale {plan['scale']}: {'; '.join(words)} of the paper "
+    return (f"Scale {plan.scale}: {'; '.join(words)} of the paper "
             "(stand-ins: compare trends, not values).")
 
 

@@ -1,6 +1,6 @@
 """Tables 1-5, YOPO, trials and FGSM-RS comparison: ours next to the paper's numbers.
 
-A table is built from a plan (:func:`freeadv.experiments.scales.build_plan`) and the JSON result files under
+A table is built from a plan (:class:`freeadv.experiments.plan.Plan`) and the JSON result files under
 ``results/<scale>`` only, so it regenerates without any model. Columns of the CSV, per metric M:
 ``M_ours``, ``M_paper``, ``M_diff`` (ours - paper), then where the number came from: train
 minutes, images/s, device, the dataset and architecture actually trained, the model id, the
@@ -17,94 +17,22 @@ from typing import Any
 
 import pandas as pd
 
-from ..attacks import ATTACKS
-from ..attacks.spec import kind_flags
-from ..io import atomic_write_text
+from ..errors import UserError
 from ..experiments.design import DATASET_TITLES
 from ..experiments.layout import TABLE_FORMATS, table_file, train_path
 from ..experiments.paper_values import paper_value
+from ..experiments.plan import Column, Plan, PlanRow
 from ..experiments.robustbench import ENTRIES
-from ..experiments.scales import unavailable_message
+from ..io import atomic_write_text
 from ..sanity import check_model, check_training
-from ..schemas import BadFile, read_checked
-from ..stats import wilson
-from ..errors import UserError
+from .results import accuracy_interval, check_weights, metric_value, read_result, with_kind_flags
 
 INFO_COLUMNS = ["train_minutes", "images_per_second", "device", "dataset", "arch", "n_eval", "model", "scale",
                 "commit", "noise_acc", "large_eps_pgd_acc", "large_eps_attack", "sanity_warnings"]
 
 
-class MissingResult(FileNotFoundError):
-    """A result file a table or figure needs does not exist (yet)."""
-
-
-class BadResult(BadFile):
-    """A result file that parses but cannot be a freeadv result (one line: the file, the key, the value)."""
-
-
-def result_kind(relative: str | Path) -> str | None:
-    """The kind of result a path of the layout holds: train.json, an eval under ``evals/``; None
-    elsewhere (the file's own ``kind`` then names its schema)."""
-    parts = Path(relative).parts
-    if parts and parts[-1] == "train.json":
-        return "train"
-    return "eval" if "evals" in parts[:-1] else None
-
-
-def read_result(results_dir: str | Path, relative: str, kind: str | None = None,
-                require: tuple[str, ...] = ()) -> dict[str, Any]:
-    """A result JSON, validated against its schema (:mod:`freeadv.schemas`; ``kind`` or the one its
-    path implies): every accuracy (``*_acc``) a percentage in [0, 100] or null, times positive, no
-    NaN, the keys the readers use (and ``require``) present, so a damaged or hand-edited file
-    cannot put an impossible number into a table, a figure or a claim."""
-    path = Path(results_dir) / relative
-    if not path.exists():
-        raise MissingResult(f"result file '{path}' is missing; build it with snakemake (it is an input of this target)")
-    return read_checked(path, kind or result_kind(relative), error=BadResult, require=require)
-
-
-def with_kind_flags(ev: dict[str, Any]) -> dict[str, Any]:
-    """An eval record without the kind's flags in its ``attack`` entry gets them from the
-    registry, so its sanity checks still run."""
-    attack = ev["attack"]
-    if "gradient" in attack or attack["kind"] not in ATTACKS:
-        return ev
-    return {**ev, "attack": {**attack, **kind_flags(attack["kind"])}}
-
-
-def check_weights(result: dict[str, Any], train: dict[str, Any] | None, file: str | Path) -> None:
-    """Refuse a result computed on other weights than its run's: the result's ``weights_digest``
-    against the train.json digest of the weights it names (``weights``: final or best). A side
-    without a digest (results written before digests were recorded) cannot be checked and passes."""
-    if not train:
-        return
-    key = "best_weights_digest" if result.get("weights") == "best" else "weights_digest"
-    ours, runs = result.get("weights_digest"), train.get(key)
-    if ours and runs and ours != runs:
-        raise BadResult(f"result file '{file}' was computed on weights {str(ours)[:12]}, not on those its run's "
-                        f"train.json records ({key} {str(runs)[:12]}); compute it again on the run's weights")
-
-
-def metric_value(result: dict[str, Any], field: str) -> float:
-    value = result.get(field)
-    return float("nan") if value is None else float(value)
-
-
 def _arch_name(config: dict[str, Any]) -> str:
     return config["arch"] + (f" (width {config['width']})" if config.get("width") else "")
-
-
-def accuracy_interval(result: dict[str, Any], field: str) -> tuple[float, float]:
-    """The 95% Wilson interval, in points, of an accuracy field of an eval on its n images.
-
-    Wilson rather than the binomial SE: robust accuracies of natural models sit at 0 and clean ones
-    near 100, where sqrt(p(1-p)/n) reads "0.00 +- 0.00"; 0/1,000 is [0, 0.38] instead. The count
-    comes from the eval's ``*_correct`` field (older evals: the accuracy times n, rounded)."""
-    n, value = result.get("n"), result.get(field)
-    if not n or value is None:
-        return float("nan"), float("nan")
-    correct = result.get(field.replace("_acc", "_correct"))
-    return wilson(int(correct) if correct is not None else round(float(value) * n / 100), int(n))
 
 
 def _diff(ours: float, paper: float | None) -> float:
@@ -115,77 +43,74 @@ def _nan_if_none(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
-def build_table(plan: dict[str, Any], target: str, results_dir: str | Path, *,
+def build_table(plan: Plan, target: str, results_dir: str | Path, *,
                 allow_missing: bool = False) -> pd.DataFrame:
     """One row per row of the paper's table (plus mean/std rows for the trials). With
     ``allow_missing`` (regenerating results made before a column existed) a metric whose result
     file is missing stays empty and is listed in ``frame.attrs["missing"]``; the workflow never
     allows it (its table rule needs every file)."""
-    entry = plan["targets"][target]
-    if not entry["available"]:
-        raise UserError(unavailable_message(plan, target))
-    metrics = entry["metrics"]
-    metric_keys = {m["key"] for m in metrics}
+    entry = plan.target(target, "table")
+    if not entry.available:
+        raise UserError(plan.unavailable_message(target))
     records, missing = [], []
-    for row in entry["rows"]:
-        paper_table, paper_row = row["paper_ref"]
-        record: dict[str, Any] = {"row": row["key"], "label": row["label"]}
-        train = (read_result(results_dir, train_path(row["model"]), require=("train_minutes",))
-                 if row["model"] else None)
+    for row in entry.rows:
+        paper_table, paper_row = row.paper_ref
+        record: dict[str, Any] = {"row": row.key, "label": row.label}
+        train = read_result(results_dir, train_path(row.model), require=("train_minutes",)) if row.model else None
         n_eval = None
         evals: dict[str, dict[str, Any]] = {}
-        for metric in metrics:
+        for metric in entry.metrics:
             ours = float("nan")
-            planned = row["metrics"].get(metric["key"])
-            if planned is not None and allow_missing and not (Path(results_dir) / planned["file"]).exists():
-                missing.append(f"{row['key']}: {metric['label']} ({planned['file']})")
+            planned = row.metrics.get(metric.key)
+            if planned is not None and allow_missing and not (Path(results_dir) / planned.file).exists():
+                missing.append(f"{row.key}: {metric.label} ({planned.file})")
             elif planned is not None:
-                result = read_result(results_dir, planned["file"])
-                check_weights(result, train, Path(results_dir) / planned["file"])
-                ours = metric_value(result, metric["field"])
-                if planned["attack"] is not None:
+                result = read_result(results_dir, planned.file)
+                check_weights(result, train, Path(results_dir) / planned.file)
+                ours = metric_value(result, metric.field)
+                if planned.attack is not None:
                     n_eval = result.get("n", n_eval)
-                    evals[planned["attack"]] = result
-                    record[f"{metric['key']}_n"] = result.get("n", float("nan"))
-                    record[f"{metric['key']}_lo"], record[f"{metric['key']}_hi"] = accuracy_interval(result, metric["field"])
-            paper = paper_value(paper_table, paper_row, metric["key"])
-            record[f"{metric['key']}_ours"] = ours
-            record[f"{metric['key']}_paper"] = _nan_if_none(paper)
-            record[f"{metric['key']}_diff"] = _diff(ours, paper)
+                    evals[planned.attack] = result
+                    record[f"{metric.key}_n"] = result.get("n", float("nan"))
+                    record[f"{metric.key}_lo"], record[f"{metric.key}_hi"] = accuracy_interval(result, metric.field)
+            paper = paper_value(paper_table, paper_row, metric.key)
+            record[f"{metric.key}_ours"] = ours
+            record[f"{metric.key}_paper"] = _nan_if_none(paper)
+            record[f"{metric.key}_diff"] = _diff(ours, paper)
         config = train["config"] if train else {}
         record.update({
             "train_minutes": train["train_minutes"] if train else float("nan"),
             "images_per_second": _nan_if_none(train.get("images_per_second")) if train else float("nan"),
             "device": (train.get("device") or {}).get("name", "") if train else "",
             "dataset": config.get("dataset", ""), "arch": _arch_name(config) if config else "",
-            "n_eval": n_eval if n_eval is not None else float("nan"), "model": row["model"] or "",
-            "scale": plan["scale"], "commit": ((train.get("git") or {}).get("commit") or "")[:12] if train else "",
+            "n_eval": n_eval if n_eval is not None else float("nan"), "model": row.model or "",
+            "scale": plan.scale, "commit": ((train.get("git") or {}).get("commit") or "")[:12] if train else "",
         })
-        if "train_min" in metric_keys:
+        if any(metric.key == "train_min" for metric in entry.metrics):
             record.pop("train_minutes")
-        record.update(_best_columns(row, metrics, train, results_dir))
+        record.update(_best_columns(row, entry.metrics, train, results_dir))
         record.update(_robustbench_columns(row))
-        sanity = {p["attack"]: read_result(results_dir, p["file"]) for p in row.get("sanity", [])}
-        for planned in row.get("sanity", []):
-            check_weights(sanity[planned["attack"]], train, Path(results_dir) / planned["file"])
+        sanity = {p.attack: read_result(results_dir, p.file) for p in row.sanity or ()}
+        for planned in row.sanity or ():
+            check_weights(sanity[planned.attack], train, Path(results_dir) / planned.file)
         record.update(_sanity_columns(list(evals.values()) + list(sanity.values()), sanity, train))
         records.append(record)
     frame = pd.DataFrame.from_records(records)
-    if entry.get("summary") == "mean_std":
-        frame = pd.concat([frame, _mean_std_rows(frame, target, metrics, plan["scale"])], ignore_index=True)
+    if entry.summary == "mean_std":
+        frame = pd.concat([frame, _mean_std_rows(frame, target, entry.metrics, plan.scale)], ignore_index=True)
     frame.attrs["missing"] = missing
     return frame
 
 
-def _best_columns(row: dict[str, Any], metrics: list[dict[str, Any]], train: dict[str, Any] | None,
+def _best_columns(row: PlanRow, metrics: list[Column], train: dict[str, Any] | None,
                   results_dir: str | Path) -> dict[str, Any]:
     """The metrics measured on model_best.pt (runs with keep_best), beside the final ones: the
     accuracy, its Wilson interval and the check whose weights they are (train.json's ``best``)."""
     columns: dict[str, Any] = {}
-    fields = {m["key"]: m["field"] for m in metrics}
-    for key, planned in row.get("best", {}).items():
-        result = read_result(results_dir, planned["file"])
-        check_weights(result, train, Path(results_dir) / planned["file"])
+    fields = {m.key: m.field for m in metrics}
+    for key, planned in row.best.items():
+        result = read_result(results_dir, planned.file)
+        check_weights(result, train, Path(results_dir) / planned.file)
         columns[f"{key}_best"] = metric_value(result, fields[key])
         columns[f"{key}_best_lo"], columns[f"{key}_best_hi"] = accuracy_interval(result, fields[key])
     if columns and train and train.get("best"):
@@ -193,14 +118,14 @@ def _best_columns(row: dict[str, Any], metrics: list[dict[str, Any]], train: dic
     return columns
 
 
-def _robustbench_columns(row: dict[str, Any]) -> dict[str, Any]:
+def _robustbench_columns(row: PlanRow) -> dict[str, Any]:
     """RobustBench's entry shown beside the row, if the design gives it one (reference numbers)."""
-    entry = ENTRIES.get(row.get("robustbench") or "")
+    entry = ENTRIES.get(row.robustbench or "")
     if entry is None:
         return {}
     return {"robustbench": entry.name, "robustbench_arch": entry.architecture, "robustbench_clean": entry.clean,
             "robustbench_reported": entry.reported, "robustbench_aa": entry.autoattack,
-            "robustbench_same_arch": entry.architecture == row.get("paper_arch")}
+            "robustbench_same_arch": entry.architecture == row.paper_arch}
 
 
 def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]],
@@ -217,18 +142,18 @@ def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any
             "large_eps_attack": large_id or "", "sanity_warnings": " | ".join(warnings)}
 
 
-def _mean_std_rows(frame: pd.DataFrame, target: str, metrics: list[dict[str, Any]], scale: str) -> pd.DataFrame:
+def _mean_std_rows(frame: pd.DataFrame, target: str, metrics: list[Column], scale: str) -> pd.DataFrame:
     """Mean and sample std (ddof=1) of each metric over the rows, as two more rows."""
     rows = []
     for stat, label in (("mean", "mean over seeds"), ("std", "std over seeds (ddof=1)")):
         record: dict[str, Any] = {"row": stat, "label": label}
         for metric in metrics:
-            values = frame[f"{metric['key']}_ours"]
+            values = frame[f"{metric.key}_ours"]
             ours = float(values.mean() if stat == "mean" else values.std(ddof=1))
-            paper = paper_value(target, stat, metric["key"])
-            record[f"{metric['key']}_ours"] = ours
-            record[f"{metric['key']}_paper"] = _nan_if_none(paper)
-            record[f"{metric['key']}_diff"] = _diff(ours, paper)
+            paper = paper_value(target, stat, metric.key)
+            record[f"{metric.key}_ours"] = ours
+            record[f"{metric.key}_paper"] = _nan_if_none(paper)
+            record[f"{metric.key}_diff"] = _diff(ours, paper)
         record.update({c: frame[c].iloc[0] for c in ("dataset", "arch", "device", "n_eval") if c in frame})
         record.update({"model": "", "scale": scale, "commit": frame["commit"].iloc[0]})
         rows.append(record)
@@ -254,24 +179,24 @@ def _signed(value: float, unit: str) -> str:
     return text if text == "-" or text.startswith("-") else f"+{text}"
 
 
-def provenance_lines(plan: dict[str, Any], target: str, frame: pd.DataFrame) -> list[str]:
+def provenance_lines(plan: Plan, target: str, frame: pd.DataFrame) -> list[str]:
     """What was actually trained at this scale, in words, so no one mistakes a stand-in for the paper."""
-    settings = plan["settings"]
-    entry = plan["targets"][target]
+    settings = plan.settings
+    entry = plan.targets[target]
     datasets = sorted({d for d in frame["dataset"] if d})
     arches = sorted({a for a in frame["arch"] if a})
     mapped = [f"{DATASET_TITLES.get(paper, paper)} -> {DATASET_TITLES.get(ours, ours)}"
-              for paper, ours in settings.get("datasets", {}).items() if paper in entry["datasets"]]
-    lines = [f"Scale: {plan['scale']}. Trained here on: {', '.join(DATASET_TITLES.get(d, d) for d in datasets)}"
+              for paper, ours in settings.get("datasets", {}).items() if paper in entry.datasets]
+    lines = [f"Scale: {plan.scale}. Trained here on: {', '.join(DATASET_TITLES.get(d, d) for d in datasets)}"
              f" ({'; '.join(mapped)}); architectures: {', '.join(arches)}."]
-    if plan["scale"] != "paper":
-        lines.append(f"These are {plan['scale']}-scale stand-ins, not the paper's setting: compare trends, not values.")
+    if plan.scale != "paper":
+        lines.append(f"These are {plan.scale}-scale stand-ins, not the paper's setting: compare trends, not values.")
     caps = settings.get("attacks") or {}
     if caps.get("max_steps") or caps.get("max_restarts"):
         lines.append(f"Attacks capped at this scale: at most {caps.get('max_steps') or 'all'} steps and "
                      f"{caps.get('max_restarts') or 'all'} restarts (column titles keep the paper's names).")
-    lines.append("Columns: " + "; ".join(f"{m['label']}: {m['source']}" for m in entry["metrics"]) + ".")
-    lines += entry.get("notes", [])
+    lines.append("Columns: " + "; ".join(f"{m.label}: {m.source}" for m in entry.metrics) + ".")
+    lines += entry.notes
     return lines
 
 
@@ -280,8 +205,8 @@ def _interval(r: pd.Series, prefix: str) -> str:
     return "" if not isinstance(low, float) or math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
 
 
-def _best_metrics(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [m for m in metrics if f"{m['key']}_best" in frame and frame[f"{m['key']}_best"].notna().any()]
+def _best_metrics(frame: pd.DataFrame, metrics: list[Column]) -> list[Column]:
+    return [m for m in metrics if f"{m.key}_best" in frame and frame[f"{m.key}_best"].notna().any()]
 
 
 def _best_cell(r: pd.Series, key: str) -> str:
@@ -293,11 +218,11 @@ def _best_cell(r: pd.Series, key: str) -> str:
     return f"{_fmt(value)}{_interval(r, f'{key}_best')}{at}"
 
 
-def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    header = ["Training"] + [m["label"] + (" (%)" if m["unit"] == "percent" else "") for m in metrics]
+def _cells(frame: pd.DataFrame, metrics: list[Column]) -> tuple[list[str], list[list[str]]]:
+    header = ["Training"] + [m.label + (" (%)" if m.unit == "percent" else "") for m in metrics]
     best = _best_metrics(frame, metrics)
-    header += [f"{m['label']}, best weights (%)" for m in best]
-    has_minutes_metric = any(m["key"] == "train_min" for m in metrics)
+    header += [f"{m.label}, best weights (%)" for m in best]
+    has_minutes_metric = any(m.key == "train_min" for m in metrics)
     if not has_minutes_metric:
         header.append("Train time (min)")
     references = "robustbench" in frame and frame["robustbench"].notna().any()
@@ -308,12 +233,12 @@ def _cells(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> tuple[list[str
     for _, r in frame.iterrows():
         cells = [str(r["label"])]
         for m in metrics:
-            ours, paper, diff = r[f"{m['key']}_ours"], r[f"{m['key']}_paper"], r[f"{m['key']}_diff"]
-            text = f"{_fmt(ours, m['unit'])}{_interval(r, m['key'])} / {_fmt(paper, m['unit'])}"
+            ours, paper, diff = r[f"{m.key}_ours"], r[f"{m.key}_paper"], r[f"{m.key}_diff"]
+            text = f"{_fmt(ours, m.unit)}{_interval(r, m.key)} / {_fmt(paper, m.unit)}"
             if not (isinstance(diff, float) and math.isnan(diff)):
-                text += f" ({_signed(diff, m['unit'])})"
+                text += f" ({_signed(diff, m.unit)})"
             cells.append(text)
-        cells += [_best_cell(r, m["key"]) for m in best]
+        cells += [_best_cell(r, m.key) for m in best]
         if not has_minutes_metric:
             cells.append(_fmt(r.get("train_minutes"), "minutes"))
         if references:
@@ -333,12 +258,12 @@ def _robustbench_cell(r: pd.Series) -> str:
             f"({r['robustbench']}{arch})")
 
 
-def to_markdown(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
-    entry = plan["targets"][target]
-    header, body = _cells(frame, entry["metrics"])
-    lines = [f"# {entry['title']}", "", *provenance_lines(plan, target, frame), "",
-             CELL_KEY + " n per column: " + _n_per_column(frame, entry["metrics"]) + ".",
-             *_best_lines(frame, entry["metrics"]), *_missing_lines(frame), "",
+def to_markdown(frame: pd.DataFrame, plan: Plan, target: str) -> str:
+    entry = plan.targets[target]
+    header, body = _cells(frame, entry.metrics)
+    lines = [f"# {entry.title}", "", *provenance_lines(plan, target, frame), "",
+             CELL_KEY + " n per column: " + _n_per_column(frame, entry.metrics) + ".",
+             *_best_lines(frame, entry.metrics), *_missing_lines(frame), "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(c.replace("|", "/") for c in cells) + " |" for cells in body]
     return "\n".join(lines + sanity_lines(frame)) + "\n"
@@ -348,7 +273,7 @@ CELL_KEY = ("Each metric cell: ours [its 95% Wilson interval] / paper (ours - pa
             "an accuracy on n test images, and it stays inside [0, 100] at 0 and 100.")
 
 
-def _best_lines(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> list[str]:
+def _best_lines(frame: pd.DataFrame, metrics: list[Column]) -> list[str]:
     if not _best_metrics(frame, metrics):
         return []
     return ["Best weights: model_best.pt, the weights of the training check with the highest robust accuracy "
@@ -356,13 +281,13 @@ def _best_lines(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> list[str]
             "iteration given; the other columns are the final weights, the paper's protocol."]
 
 
-def _n_per_column(frame: pd.DataFrame, metrics: list[dict[str, Any]]) -> str:
+def _n_per_column(frame: pd.DataFrame, metrics: list[Column]) -> str:
     parts = []
     for m in metrics:
-        column = f"{m['key']}_n"
+        column = f"{m.key}_n"
         if column in frame:
             counts = sorted({int(n) for n in frame[column] if isinstance(n, (int, float)) and not math.isnan(n)})
-            parts.append(f"{m['label']} {'/'.join(f'{n:,}' for n in counts) or '-'}")
+            parts.append(f"{m.label} {'/'.join(f'{n:,}' for n in counts) or '-'}")
     return "; ".join(parts) or "-"
 
 
@@ -404,12 +329,12 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
 
 
-def to_latex(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
+def to_latex(frame: pd.DataFrame, plan: Plan, target: str) -> str:
     """A standalone-ready tabular (booktabs) with a caption; written by hand to need no jinja2."""
-    entry = plan["targets"][target]
-    header, body = _cells(frame, entry["metrics"])
-    caption = " ".join([entry["title"] + ".", *provenance_lines(plan, target, frame),
-                        CELL_KEY, *_best_lines(frame, entry["metrics"])])
+    entry = plan.targets[target]
+    header, body = _cells(frame, entry.metrics)
+    caption = " ".join([entry.title + ".", *provenance_lines(plan, target, frame),
+                        CELL_KEY, *_best_lines(frame, entry.metrics)])
     lines = [r"\begin{table}[t]", r"\centering", r"\scriptsize",
              rf"\caption{{{tex_escape(caption)}}}", rf"\label{{tab:{target}}}",
              r"\begin{tabular}{" + "l" * len(header) + "}", r"\toprule",
@@ -419,7 +344,7 @@ def to_latex(frame: pd.DataFrame, plan: dict[str, Any], target: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(plan: dict[str, Any], target: str, results_dir: str | Path, out_dir: str | Path, *,
+def write_table(plan: Plan, target: str, results_dir: str | Path, out_dir: str | Path, *,
                 allow_missing: bool = False) -> list[Path]:
     """Build one table and write ``<out_dir>/<target>.{csv,md,tex}`` atomically."""
     frame = build_table(plan, target, results_dir, allow_missing=allow_missing)

@@ -32,6 +32,7 @@ from .. import schemas
 from ..attacks.spec import num
 from ..checkpoints import load_tensors, save_tensors, weights_digest
 from ..experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
+from ..experiments.plan import Plan
 from ..io import read_json, write_json
 from ..training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
 from ..training.runtime import model_for
@@ -83,7 +84,7 @@ def model_id_of(run_dir: Path, config: dict[str, Any]) -> str | None:
     scale's plan lists that id with a training config this run has; else None."""
     plan_path = run_dir.resolve().parent.parent / PLAN_FILE
     try:
-        planned = read_json(plan_path)["models"][run_dir.resolve().name]["config"]
+        planned = Plan.from_json(read_json(plan_path)).config(run_dir.resolve().name)
     except (OSError, ValueError, KeyError, TypeError):
         return None
     if all(config.get(key) == value for key, value in planned.items()):

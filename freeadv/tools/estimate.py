@@ -20,7 +20,7 @@ from ..attacks import AttackSpec
 from ..perturb import input_gradient
 from .bench import time_interleaved
 from ..data import DATASETS
-from ..experiments.scales import available_targets, row_evaluations, unavailable_message
+from ..experiments.plan import Plan
 from ..methods import METHODS, get_method
 from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime
 from ..errors import UserError
@@ -75,26 +75,26 @@ def _arch_key(config: dict[str, Any]) -> tuple:
     return (config["arch"], config["width"], DATASETS[config["dataset"]].input_size, config["batch_size"])
 
 
-def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_batch: int | None = None,
+def estimate(plan: Plan, target: str, *, device: str = "auto", probe_batch: int | None = None,
              reps: int = 3) -> dict[str, Any]:
     """Jobs of ``target`` (a table or figure, or ``all``: every target the scale provides, each
     shared model and attack counted once) with their expected seconds."""
-    names = available_targets(plan) if target == "all" else [target]
+    names = plan.available_targets() if target == "all" else [target]
     models: set[str] = set()
     attacks: dict[str, set[tuple[str, str]]] = {}   # model -> {(attack id, weights)}
     for name in names:
-        entry = plan["targets"][name]
-        if not entry["available"]:
-            raise UserError(unavailable_message(plan, name))
-        models |= {row["model"] for row in entry["rows"] if row["model"]} | {a["model"] for a in entry["analyses"]}
-        for row in entry["rows"]:
-            for planned in row_evaluations(row) if row["model"] else []:
-                attacks.setdefault(row["model"], set()).add((planned["attack"], planned.get("weights", "final")))
+        entry = plan.targets[name]
+        if not entry.available:
+            raise UserError(plan.unavailable_message(name))
+        models |= {row.model for row in entry.trained_rows()} | {a.model for a in entry.analyses}
+        for row in entry.trained_rows():
+            for planned in row.evaluations():
+                attacks.setdefault(row.model, set()).add((planned.attack, planned.weights))
     models = sorted(models)
     costs: dict[tuple, dict[str, float]] = {}
     jobs = []
     for model in models:
-        config = cfg.resolve(plan["models"][model]["config"])
+        config = cfg.resolve(plan.config(model))
         key = _arch_key(config)
         if key not in costs:
             costs[key] = measure_step_costs(config, device, probe_batch, reps)
@@ -114,7 +114,7 @@ def estimate(plan: dict[str, Any], target: str, *, device: str = "auto", probe_b
             jobs.append({"job": "attack", "model": model, "method": label, "iterations": steps,
                          "seconds": seconds})
     total = sum(j["seconds"] for j in jobs)
-    return {"target": target, "scale": plan["scale"], "jobs": jobs, "total_seconds": total,
+    return {"target": target, "scale": plan.scale, "jobs": jobs, "total_seconds": total,
             "step_costs": [{"arch": k[0], "width": k[1], "imagenet": k[2] == IMAGENET_INPUT, **v}
                            for k, v in costs.items()]}
 

@@ -44,6 +44,7 @@ from ..checkpoints import (CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError, loa
                            save_tensors, weights_digest)
 from ..experiments.deps import code_digest
 from ..io import atomic_write_text, read_json, write_json
+from ..plugins import load_plugins
 from ..provenance import stamp
 from . import robust
 from .runtime import model_for, uses_bf16
@@ -315,6 +316,7 @@ def load_trained_model(run_dir: str | Path, device: torch.device | str = "cpu",
     (model_best.pt, written by keep_best)."""
     run_dir = Path(run_dir)
     path = _weights_file(run_dir, weights)
+    load_plugins()   # a run of a plugin's method, model or dataset, opened from Python
     config = cfg.resolve(yaml.safe_load((run_dir / CONFIG).read_text()))
     model = model_for(config)
     state = load_tensors(path)

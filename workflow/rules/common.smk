@@ -16,19 +16,17 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 sys.path.insert(0, REPO_ROOT)  # the freeadv package of this checkout (REPO_ROOT: workflow/Snakefile)
+from freeadv.plugins import PluginError, load_plugins  # noqa: E402
+
+try:  # the user's methods, models, datasets and targets (FREEADV_PLUGINS, entry points), before the plan
+    load_plugins()
+except PluginError as err:
+    raise WorkflowError(str(err)) from None
 from freeadv.attacks import AttackSpec  # noqa: E402
 from freeadv.report.claims import CLAIMS_NEED  # noqa: E402
 from freeadv.report.cost import JOB_KINDS, plan_jobs  # noqa: E402
 from freeadv.experiments import deps, layout  # noqa: E402
-from freeadv.experiments.design import FIGURES, TABLES, TARGETS  # noqa: E402
-from freeadv.experiments.scales import (  # noqa: E402
-    PlanError,
-    available_targets,
-    build_plan,
-    plan_inputs,
-    target_files,
-    unavailable_message,
-)
+from freeadv.experiments.scales import PlanError, build_plan, plan_inputs  # noqa: E402
 
 
 # --- config: the scale first (one line), then the schema ---------------------------------------
@@ -79,9 +77,9 @@ except PlanError as err:
 
 LAYOUT = layout.ScaleLayout(SCALE)
 SETTINGS = config["scales"][SCALE]
-TABLE_NAMES = list(TABLES)
-FIGURE_NAMES = list(FIGURES)
-AVAILABLE = available_targets(PLAN)
+TABLE_NAMES = [name for name, target in PLAN.targets.items() if target.kind == "table"]
+FIGURE_NAMES = [name for name, target in PLAN.targets.items() if target.kind == "figure"]
+AVAILABLE = PLAN.available_targets()
 
 
 def result(relative):
@@ -107,17 +105,17 @@ BENCH_CODE = code("freeadv.commands.bench")
 # --- models, attacks, analyses -------------------------------------------------------------------
 
 ANALYSES = {
-    (a["model"], a["id"]): a for entry in PLAN["targets"].values() for a in entry["analyses"]
+    (a.model, a.id): a for entry in PLAN.targets.values() for a in entry.analyses
 }
 
 
 def model_config(model):
-    if model not in PLAN["models"]:
+    if model not in PLAN.models:
         raise WorkflowError(
             f"model '{model}' is not in the plan of scale '{SCALE}' (freeadv plan --config config/config.yaml "
             f"--scale {SCALE} lists them)"
         )
-    return PLAN["models"][model]["config"]
+    return PLAN.config(model)
 
 
 def train_overrides(wildcards):
@@ -150,7 +148,7 @@ def analysis_arguments(wildcards):
     key = (wildcards.model, wildcards.analysis)
     if key not in ANALYSES:
         raise WorkflowError(f"analysis '{wildcards.analysis}' of model '{wildcards.model}' is not in the plan")
-    return " ".join(shlex.quote(arg) for arg in ANALYSES[key]["args"])
+    return " ".join(shlex.quote(arg) for arg in ANALYSES[key].args)
 
 
 # --- resources ---------------------------------------------------------------------------------------
@@ -222,9 +220,9 @@ def target_results(name):
     """Input function: every result file one table or figure reads (clear error if not at this scale)."""
 
     def inputs(wildcards):
-        if not PLAN["targets"][name]["available"]:
-            raise WorkflowError(unavailable_message(PLAN, name))
-        return results(target_files(PLAN, name))
+        if not PLAN.targets[name].available:
+            raise WorkflowError(PLAN.unavailable_message(name))
+        return results(PLAN.target_files(name))
 
     return inputs
 
@@ -233,8 +231,8 @@ def target_outputs(name):
     """Input function of the named target rule: the table's or the figure's files."""
 
     def outputs(wildcards):
-        if not PLAN["targets"][name]["available"]:
-            raise WorkflowError(unavailable_message(PLAN, name))
+        if not PLAN.targets[name].available:
+            raise WorkflowError(PLAN.unavailable_message(name))
         if name in TABLE_NAMES:   # a table comes with its training curves
             return LAYOUT.table_files(name) + LAYOUT.figure_files(layout.curves_name(name))
         return LAYOUT.figure_files(name)
@@ -244,19 +242,18 @@ def target_outputs(name):
 
 def table_train_results(name):
     """The train.json of every model of a table (what its training curves are drawn from)."""
-    if not PLAN["targets"][name]["available"]:
-        raise WorkflowError(unavailable_message(PLAN, name))
-    rows = PLAN["targets"][name]["rows"]
-    return results(sorted({layout.train_path(row["model"]) for row in rows if row["model"]}))
+    if not PLAN.targets[name].available:
+        raise WorkflowError(PLAN.unavailable_message(name))
+    return results(sorted({layout.train_path(row.model) for row in PLAN.targets[name].trained_rows()}))
 
 
 def claims_results(wildcards):
     """Input function of the claims rule: the result files of the targets the claims read."""
-    missing = [name for name in CLAIMS_NEED if not PLAN["targets"][name]["available"]]
+    missing = [name for name in CLAIMS_NEED if not PLAN.targets[name].available]
     if missing:
-        raise WorkflowError(unavailable_message(PLAN, missing[0]) + " (the claims read it)")
-    files = {f for name in CLAIMS_NEED for f in target_files(PLAN, name)}
-    return results(sorted(files | ({PLAN["cost_bench"]["file"]} if PLAN.get("cost_bench") else set())))
+        raise WorkflowError(PLAN.unavailable_message(missing[0]) + " (the claims read it)")
+    files = {f for name in CLAIMS_NEED for f in PLAN.target_files(name)}
+    return results(sorted(files | ({PLAN.cost_bench.file} if PLAN.cost_bench else set())))
 
 
 def all_outputs(wildcards):

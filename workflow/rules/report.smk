@@ -39,7 +39,7 @@ rule table:
         md=LAYOUT.table("{table}", "md"),
         tex=LAYOUT.table("{table}", "tex"),
     params:
-        title=lambda wildcards: PLAN["targets"][wildcards.table]["title"],
+        title=lambda wildcards: PLAN.targets[wildcards.table].title,
         results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
         out_dir=lambda wildcards, output: os.path.dirname(output.csv),
     log:
@@ -94,7 +94,7 @@ rule figure:
         ),
         pdf=LAYOUT.figure("{figure}", "pdf"),
     params:
-        title=lambda wildcards: PLAN["targets"][wildcards.figure]["title"],
+        title=lambda wildcards: PLAN.targets[wildcards.figure].title,
         results=lambda wildcards, input: layout.ScaleLayout.of_plan(input.plan).results,
     log:
         LAYOUT.log("figures", "{figure}.log"),

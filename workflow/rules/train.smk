@@ -44,13 +44,13 @@ rule cost_bench:
     output:
         result(layout.cost_bench_path()),
     params:
-        args=lambda wildcards: " ".join(shlex.quote(a) for a in PLAN["cost_bench"]["args"]),
+        args=lambda wildcards: " ".join(shlex.quote(a) for a in PLAN.cost_bench.args),
     log:
         LAYOUT.log("cost_bench.log"),
-    threads: lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["threads"]
+    threads: lambda wildcards: _job_settings("train", PLAN.cost_bench.model)["threads"]
     resources:
-        gpu=lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["gpu"],
-        mem_mb=lambda wildcards: _job_settings("train", PLAN["cost_bench"]["model"])["mem_mb"],
+        gpu=lambda wildcards: _job_settings("train", PLAN.cost_bench.model)["gpu"],
+        mem_mb=lambda wildcards: _job_settings("train", PLAN.cost_bench.model)["mem_mb"],
         runtime=60,
     conda:
         "../envs/freeadv.yaml"
