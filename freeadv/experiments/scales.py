@@ -17,7 +17,9 @@ from typing import Any
 from ..attacks import AttackSpec
 from ..attacks.spec import num
 from ..config import check_combinations, check_values, defaults   # light: yaml and the method registry, no torch
+from ..data.catalog import DATASETS
 from ..keys import ConfigError
+from ..plugins import ENV
 from .design import (ARCH_TITLES, CLEAN, RECIPES, Analysis, Cell, Metric, Row, Target, make_targets,
                      sanity_attacks)
 from .layout import analysis_path, cost_bench_path, eval_path, train_path
@@ -69,6 +71,9 @@ def training_config(cell: Cell, settings: dict[str, Any], data: dict[str, dict[s
         raise PlanError(f"the scale maps no architecture for the paper's '{cell.arch}' "
                         f"(its architectures: {', '.join(architectures) or 'none'})")
     dataset = datasets[cell.dataset]
+    if dataset not in DATASETS:
+        raise PlanError(f"the scale trains the paper's '{cell.dataset}' on '{dataset}', which is not a registered "
+                        f"dataset ({', '.join(DATASETS)}; a plugin's dataset loads from {ENV} or an entry point)")
     config: dict[str, Any] = {"dataset": dataset, **architectures[cell.arch]}
     config.update((data or {}).get(dataset, {}))
     config.update(settings.get("train", {}))
