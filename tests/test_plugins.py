@@ -13,36 +13,13 @@ import pytest
 import yaml
 
 from freeadv.plugins import ENV, plugin_modules
+from test_datasets import TINY_DATASET
 from test_registry_example import readme_example
 
 REPO = Path(__file__).resolve().parents[1]
 
-DATA = '''
-import torch
-from freeadv.data import DatasetSpec, TensorBundle, register_dataset
-
-
-def _draw(count, seed):
-    """Three classes of 16x16 images, one colour each plus noise."""
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(count) % 3
-    colours = torch.tensor([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=torch.float32)
-    noise = 30 * torch.randn(count, 3, 16, 16, generator=generator)
-    return (colours[labels][:, :, None, None] + noise).clamp(0, 255).round().to(torch.uint8), labels
-
-
-def load(spec, root, options):
-    n_train = options.n_train or spec.default_sizes[0]
-    n_test = spec.default_sizes[1] if options.n_test is None else options.n_test
-    train_x, train_y = _draw(n_train + options.n_validation, options.data_seed)
-    test_x, test_y = _draw(n_test, options.data_seed + 1)
-    return TensorBundle(spec.name, train_x[:n_train], train_y[:n_train], test_x, test_y, augment=options.augment,
-                        validation=(train_x[n_train:], train_y[n_train:]))
-
-
-register_dataset(DatasetSpec("colours", "Colours", 3, (0.5, 0.5, 0.5), (0.3, 0.3, 0.3), "tinyplug.data:load",
-                             default_sizes=(96, 48), input_size=16, paper_step=2.0))
-'''
+# The three-colour dataset of test_datasets, its loader named by the plugin's module path.
+DATA = TINY_DATASET.replace('"tiny_dataset:load_tiny"', '"tinyplug.data:load_tiny"')
 
 MODEL = '''
 from torch import nn
@@ -74,7 +51,7 @@ def colours(sweeps):
 
 ENTRY_POINTS = '''
 [freeadv.datasets]
-colours = tinyplug.data
+tiny = tinyplug.data
 
 [freeadv.models]
 tinynet = tinyplug.model
@@ -115,21 +92,21 @@ def test_plugin_modules_are_read_from_the_environment_in_order_once():
 
 def test_a_plugin_package_trains_attacks_and_fills_a_table_through_the_workflow(tmp_path):
     env = install_plugin(tmp_path / "site")
-    train = freeadv("train", "--set", "dataset=colours", "--set", "arch=tinynet", "--set", "method=gauss",
+    train = freeadv("train", "--set", "dataset=tiny", "--set", "arch=tinynet", "--set", "method=gauss",
                     "--set", "iterations=6", "--set", "batch_size=32", "--set", "n_train=64", "--set", "eval_n=null",
                     "--set", "robust_eval_n=0", "--device", "cpu", "--out-dir", str(tmp_path / "run"),
                     env=env, cwd=tmp_path)
     assert train.returncode == 0, train.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "train.json").read_text())
     assert (summary["config"]["dataset"], summary["config"]["arch"], summary["config"]["method"]) == \
-        ("colours", "tinynet", "gauss")
+        ("tiny", "tinynet", "gauss")
     attack = freeadv("attack", "--run", str(tmp_path / "run"), "--attack", "pgd", "--steps", "2", "--n", "16",
                      "--device", "cpu", "--out", str(tmp_path / "pgd.json"), "--no-progress", env=env, cwd=tmp_path)
     assert attack.returncode == 0, attack.stderr[-2000:]
     assert json.loads((tmp_path / "pgd.json").read_text())["n"] == 16
 
     config = {"scale": "plug", "scales": {"plug": {
-        "datasets": {"cifar10": "colours"},
+        "datasets": {"cifar10": "tiny"},
         "architectures": {a: {"arch": "tinynet"} for a in ("wrn32_10", "wrn34_10", "preact_resnet18")},
         "train": {"n_train": 256, "n_test": 32, "iterations": 6, "batch_size": 32, "eval_n": None,
                   "robust_eval_n": 16, "robust_eval_steps": 2, "checkpoint_every": 1000},
@@ -142,7 +119,7 @@ def test_a_plugin_package_trains_attacks_and_fills_a_table_through_the_workflow(
                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     table = (tmp_path / "wd" / "results" / "plug" / "tables" / "colours.md").read_text()
-    assert table.startswith("# Gaussian noise against natural training on Colours")
+    assert table.startswith("# Gaussian noise against natural training on Tiny colours")
     assert "| Gauss | " in table and "| Natural | " in table and "tinynet" in table
 
 
