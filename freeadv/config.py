@@ -74,6 +74,9 @@ KEYS: dict[str, Key] = {
     "channels_last": Key("auto", AUTO_OR_BOOL, "auto (= true) | true | false"),
     "compile": Key(False, BOOL, "torch.compile the model"),
     "log_every": Key(100, INT_POS, "iterations between loss reads (the only host syncs in the loop)"),
+    "logger": Key("none", choice("none", "tensorboard"), "none: log.jsonl only | tensorboard: also its records as "
+                                                         "TensorBoard scalars in <run>/tensorboard/ (needs the "
+                                                         "tensorboard package: freeadv[tracking])"),
     "checkpoint_every": Key(1000, INT_POS, "iterations between resumable checkpoints"),
     "eval_n": Key(500, INT_POS_OR_NULL, "images of the end-of-pass clean accuracy in the log (null = skip): the "
                                       "first eval_n test images, or of the validation images (at most all of "

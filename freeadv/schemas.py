@@ -39,6 +39,7 @@ COUNT = {"type": "integer", "minimum": 0}
 POSITIVE = {"type": "integer", "minimum": 1}
 BITMAP = {"type": "string"}                                   # per-image flags (freeadv.stats.pack_flags)
 NUMBERS = {"type": "array", "items": {"type": "number"}}
+MEMORY = {"type": ["number", "null"], "minimum": 0}         # MiB of device memory: null off CUDA
 
 # Every object of a result, at any level a schema names: accuracies and durations by their key's ending.
 RECORD = {"type": "object", "patternProperties": {
@@ -65,6 +66,7 @@ TRAIN = record(
     log={"type": "array", "items": RECORD}, loss_history={"type": "array", "items": RECORD},
     robust_checks={"type": "array", "items": RECORD},
     catastrophic_overfitting={"type": ["object", "null"]}, best={"type": ["object", "null"]},
+    peak_memory_mb=MEMORY,
 )
 
 SUB_ATTACK = record(["attack"], attack={"type": "string"}, robust=BITMAP, robust_acc=PERCENT,
@@ -111,6 +113,7 @@ BENCH_ROW = record(
     median_s=POSITIVE_TIME, min_s=POSITIVE_TIME, max_s=POSITIVE_TIME,
     images_per_s=RATE, relative_to_natural=RATE, tflop_per_s=RATE,
     flops={"type": ["integer", "null"], "minimum": 0}, mfu={"type": ["number", "null"], "minimum": 0},
+    peak_memory_mb=MEMORY,
 )
 
 BENCH = record(["rows"], kind={"const": "bench"}, rows={"type": "array", "minItems": 1, "items": BENCH_ROW},

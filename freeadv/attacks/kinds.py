@@ -92,6 +92,38 @@ autoattack = lazy_import("freeadv.attacks.autoattack")   # imports torch and pya
 
 AUTOATTACK_ITERATIONS = 100        # APGD and FAB iterations of AutoAttack's standard version
 SQUARE_QUERIES_PER_ITERATION = 50  # its 5,000 Square queries at 100 iterations (kept in proportion)
+
+# What AutoAttack's sub-attacks cost per point they attack, in PGD attack steps (one forward and one
+# input backward of the point). The counts are pyautoattack 0.2's standard version for Linf
+# (AutoAttack._set_version("standard")): APGD-CE 1 restart x 100 iterations; APGD-T 9 target
+# classes x 1 restart x 100 iterations; FAB-T 9 target classes x 1 restart x 100 iterations;
+# Square 1 restart x 5,000 queries. A targeted sub-attack drops a point once a target class breaks
+# it, so charging every point all 9 targets is an upper bound, tight for the points it leaves robust
+# (APGD-T spent 0.85 to 0.91 of it on results/mini1600's four adversarially trained models).
+AUTOATTACK_TARGETS = 9
+# Measured against one PGD step (freeadv.perturb.input_gradient) in one process, pyautoattack's
+# classes timed at two iteration / query counts and differenced (so set-up cost drops out), on
+# points too robust to break (eps 1e-5) so that each pays every iteration; 1 CPU thread, batch 32,
+# CIFAR-sized inputs: "small_cnn" and "wrn32_k w1" below. "mini1600": pyautoattack's own runs of
+# results/mini1600 (WRN-32 width 1, batch 500, 2 CPU cores), sub_attacks[].seconds over
+# points x iterations, relative to an APGD-CE point-iteration.
+# APGD iteration: one gradient of the loss w.r.t. the input, a PGD step by construction. Measured
+# 1.07 (wrn32_k w1) and 1.25 (small_cnn, where APGD's bookkeeping is not small beside the model).
+APGD_ITERATION_STEPS = 1.0
+# FAB-T iteration: the gradient of a logit difference (pyautoattack leaves the weights'
+# requires_grad on, so the backward computes weight gradients too), one forward to test the new
+# point, and a Linf projection (a sort over the input's dimensions). Measured 2.38 steps (wrn32_k
+# w1), 3.03 (small_cnn: the projection is large beside so small a model), 1.65 to 1.81 APGD-CE
+# iterations (mini1600, four adversarially trained models). From the algorithm on a model that dwarfs the projection: a training step's forward
+# and backward (1.74 attack steps for WRN-32-10 on the H200, results/gpu/2026-11-27-h200) plus a
+# forward (~0.5), ~2.2.
+FAB_ITERATION_STEPS = 2.0
+# Square query: one forward of the points not yet broken. Measured 0.45 steps (wrn32_k w1), 0.51
+# (small_cnn), 0.39 APGD-CE iterations (mini1600, all four).
+SQUARE_QUERY_STEPS = 0.5
+PER_ITERATION_STEPS = {"apgd-ce": APGD_ITERATION_STEPS, "apgd-t": AUTOATTACK_TARGETS * APGD_ITERATION_STEPS,
+                       "fab-t": AUTOATTACK_TARGETS * FAB_ITERATION_STEPS,
+                       "square": SQUARE_QUERIES_PER_ITERATION * SQUARE_QUERY_STEPS}
 SUB_ATTACK_TITLES = {"apgd-ce": "APGD-CE", "apgd-t": "APGD-T", "fab-t": "FAB-T", "square": "Square"}
 
 
@@ -129,10 +161,14 @@ class AutoAttack(AttackKind):
         return f"{self.label} ({', '.join(SUB_ATTACK_TITLES[s] for s in self.sub_attacks)}; {variant}), {eps}{images}"
 
     def cost(self, spec):
-        """Upper bound in gradient steps per image: APGD-CE K, APGD-T and FAB-T 9 targets x K each,
-        Square 50 K forward passes (~1/3 of a gradient step each); only still-robust points pay."""
-        per_iteration = {"apgd-ce": 1.0, "apgd-t": 9.0, "fab-t": 9.0, "square": SQUARE_QUERIES_PER_ITERATION / 3}
-        return round(spec.steps * sum(per_iteration[s] for s in self.sub_attacks))
+        """Attack steps per image were every image to reach every sub-attack: the bound that
+        :meth:`sub_attack_costs` and the share of images reaching each sub-attack improve on."""
+        return round(sum(self.sub_attack_costs(spec).values()))
+
+    def sub_attack_costs(self, spec):
+        """Attack steps each sub-attack spends on one point that reaches it. AutoAttack attacks only
+        the points still robust, so a sub-attack's share of the job is this times its points."""
+        return {s: spec.steps * PER_ITERATION_STEPS[s] for s in self.sub_attacks}
 
     def perturb(self, model, x, y, spec, generator):
         return autoattack.perturb_batch(model, x, y, spec, self.sub_attacks, seed=0)

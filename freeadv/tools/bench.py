@@ -30,6 +30,7 @@ from ..perturb import eval_mode, pgd
 from ..methods import METHODS, build_method, method_params
 from ..provenance import stamp
 from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
+from ..training.tracking import peak_memory_mb, reset_peak_memory
 from ..units import to_unit
 from ..errors import UserError
 
@@ -138,20 +139,28 @@ def _summary(samples: list[float]) -> dict[str, float]:
 
 
 def time_interleaved(fns: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int,
-                     reps: int) -> dict[str, dict[str, float]]:
+                     reps: int) -> dict[str, dict[str, Any]]:
     """Time several calls round-robin (A B C A B C ...), so that clock-speed drift and noisy
-    neighbours hit every method alike and the ratios stay fair; median of ``reps`` each."""
+    neighbours hit every method alike and the ratios stay fair; median of ``reps`` each.
+
+    ``peak_memory_mb``: the highest device memory (MiB, CUDA; null elsewhere) while one of the
+    call's timed repetitions ran, measured outside the timed span. It counts everything the process
+    holds at that moment, the other calls' models included, so it bounds what the call needs."""
     now = _timer(device)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
+    peaks: dict[str, float | None] = {name: None for name in fns}
     for _ in range(reps):
         for name, fn in fns.items():
+            reset_peak_memory(device)
             start = now()
             fn()
             samples[name].append(now() - start)
-    return {name: _summary(values) for name, values in samples.items()}
+            peak = peak_memory_mb(device)
+            peaks[name] = peak if peaks[name] is None else max(peaks[name], peak)
+    return {name: {**_summary(values), "peak_memory_mb": peaks[name]} for name, values in samples.items()}
 
 
 def plain_autograd_pgd(model, x, y, eps, step_size, steps):

@@ -22,6 +22,9 @@ log.jsonl, one JSON object a line (rewritten whole after every new entry):
   ``train_seconds``, with ``pass`` the pass it falls in. Entries without a check have none of the
   check keys but ``iteration``, ``pass`` and ``epochs_natural``.
 
+``logger: tensorboard`` also writes each record as TensorBoard scalars (freeadv.training.tracking).
+train.json's ``peak_memory_mb`` is this process's peak of device memory (CUDA; null elsewhere).
+
 A pass end's checkpoint is written after its evaluation, so a run resumed from it has that pass's
 entry. With ``early_stop``, the weights of every robust check are kept (on the CPU, and in the
 checkpoints); the first fall of more than robust.CO_DROP_POINTS stops training and model.pt gets
@@ -45,7 +48,7 @@ from .. import checkpoints
 from .. import config as cfg
 from .. import distributed
 from ..methods import build_method
-from . import folder, lock, robust
+from . import folder, lock, robust, tracking
 from . import schedule as lr_schedule
 from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
@@ -74,6 +77,7 @@ class Trainer:
             raise cfg.ConfigError(f"config key 'batch_size' has bad value {self.config['batch_size']}: with "
                                   f"{context.world_size} data-parallel processes it must be a multiple of "
                                   f"{context.world_size} (each rank trains on an equal shard)")
+        tracking.require(self.config)
         try:
             return self._run(context)
         except KeyboardInterrupt as stop:   # SIGINT, or SIGTERM as freeadv.cli raises it
@@ -101,16 +105,21 @@ class Trainer:
             return finished
         state = self.state = LoopState()   # this process's wall clock starts here
         setup = self._build(context)
+        tracking.reset_peak_memory(setup.device)   # the peak of this training, not of earlier work in the process
         self._restore(setup, state)
         # wrapped after the restore, as always: DDP broadcasts rank 0's (restored) weights here
         parallel_model = distributed.wrap(setup.model, setup.context, setup.device)
         setup.step_model = torch.compile(parallel_model) if self.config["compile"] else parallel_model
         bar = _progress_bar(self.config, setup.total, state.iteration, enabled=self.progress and context.is_main)
+        setup.tracker = tracking.open_tracker(self.config, self.run_dir, state.log, state.iteration,
+                                              main=context.is_main)
         try:
             self._train(setup, state, bar)
         finally:
             bar.close()   # also on an error: its line ends before the error message starts
+            setup.tracker.close()
         result = folder.summary(self.config, setup, state)
+        result["peak_memory_mb"] = tracking.peak_memory_mb(setup.device)
         weights = state.kept_model if state.stopped else setup.model.state_dict()
         folder.finish(self.run_dir, setup, result, weights, best=state.best_model)
         return result
@@ -276,7 +285,7 @@ class Trainer:
             if robust.due_after(config, state.iteration, pass_end=True):
                 self._robust_check(setup, state, entry)
             if main:
-                folder.write_log(self.run_dir, state.log)
+                folder.write_log(self.run_dir, state.log, setup.tracker)
 
     def _own_check(self, setup: Setup, state: LoopState, pass_number: int,
                    batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
@@ -291,7 +300,7 @@ class Trainer:
                 state.log.append(entry)
             self._robust_check(setup, state, entry, batch)
             if main:
-                folder.write_log(self.run_dir, state.log)
+                folder.write_log(self.run_dir, state.log, setup.tracker)
 
     def _robust_check(self, setup: Setup, state: LoopState, entry: dict[str, Any],
                       batch: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:

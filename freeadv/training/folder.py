@@ -49,6 +49,7 @@ from ..provenance import stamp
 from . import robust
 from .runtime import model_for, uses_bf16
 from .state import LoopState, Setup
+from .tracking import NoTracker, TensorBoardTracker
 from ..errors import UserError
 
 MODEL = "model.pt"
@@ -189,8 +190,13 @@ def same_config(saved: Any, config: dict[str, Any]) -> bool:
         return False
 
 
-def write_log(run_dir: Path, log: list[dict[str, Any]]) -> None:
+def write_log(run_dir: Path, log: list[dict[str, Any]],
+              tracker: NoTracker | TensorBoardTracker | None = None) -> None:
+    """log.jsonl, rewritten whole; then ``tracker`` (freeadv.training.tracking) gets the same records,
+    so what a tracker shows is never other numbers than the log's."""
     atomic_write_text(run_dir / LOG, "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in log))
+    if tracker is not None:
+        tracker.record(log)
 
 
 def read_log(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from torch import nn
 from .. import distributed
 from ..data import DataBundle
 from ..methods import Method
+from .tracking import NoTracker, TensorBoardTracker
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Setup:
     total: int                       # iterations of the whole run
     milestones: list[int]
     step_model: nn.Module | None = None   # what method.step trains: DDP / torch.compile around model
+    tracker: NoTracker | TensorBoardTracker = field(default_factory=NoTracker)   # log records, also elsewhere
 
     @property
     def iters_per_pass(self) -> int:
