@@ -20,10 +20,11 @@ from typing import Any
 import yaml
 
 from .data import DATASETS
+from .data.custom import register_custom
 from .io import atomic_write_text
 from .keys import (AMP, AUTO_OR_BOOL, BOOL, DEVICE, FRACTION, FRACTIONS, INT_NONNEG, INT_NONNEG_OR_NULL, INT_POS,
-                   INT_POS_OR_NULL, MOMENTUM, NAME, NUMBER_NONNEG, NUMBER_POS, PATH, PIXELS, SEED, ConfigError, Key,
-                   bad_value, choice)
+                   INT_POS_OR_NULL, MAPPING_OR_NULL, MOMENTUM, NAME, NUMBER_NONNEG, NUMBER_POS, PATH, PIXELS, SEED,
+                   ConfigError, Key, bad_value, choice)
 from .methods import METHODS, default_replay, get_method, method_keys
 
 
@@ -35,6 +36,8 @@ KEYS: dict[str, Key] = {
     "dataset": Key("cifar10", NAME, "a registered dataset (freeadv.data.DATASETS): cifar10, cifar100, "
                                       "cifar10-jpeg, ..."),
     "data_root": Key("data", PATH, "folder holding the dataset files (or the cifar10-jpeg archive)"),
+    "dataset_spec": Key(None, MAPPING_OR_NULL, "a dataset of your own: {format: imagefolder | tensors, num_classes, "
+                                               "input_size, mean, std} (freeadv.data.custom); null: a registered one"),
     "download": Key(False, BOOL, "let torchvision download CIFAR when missing"),
     "n_train": Key(None, INT_POS_OR_NULL, "deterministic subset of the training split (None = all)"),
     "n_test": Key(None, INT_POS_OR_NULL, "first N of the test split in its fixed order (None = all)"),
@@ -211,6 +214,8 @@ def resolve(user: dict[str, Any] | None = None, overrides: list[str] | dict[str,
     overrides, then validate."""
     merged = _merge(user, overrides)
     dataset = merged.get("dataset", KEYS["dataset"].default)
+    if merged.get("dataset_spec") is not None and isinstance(dataset, str):
+        register_custom(dataset, merged["dataset_spec"])   # the user's dataset, described in the config
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ConfigError(f"dataset '{dataset}' is unknown; choose one of: {', '.join(DATASETS)}")
     config = _layered(merged)

@@ -121,6 +121,8 @@ PIXELS_OR_NULL = or_null(PIXELS, "a number in (0, 255] (pixel units) or null")
 # a registered name (dataset, arch, method): its registry checks it where it is loaded, so this
 # kind only refuses what can be no name at all (the plan checks names without the model registry)
 NAME = Kind(lambda v: isinstance(v, str) and v != "", "a registered name")
+# a description whose fields its own reader checks (freeadv.data.custom: a user's dataset)
+MAPPING_OR_NULL = Kind(lambda v: v is None or isinstance(v, dict), "null or a mapping")
 DEVICE = Kind(_device, "auto, cpu, cuda or cuda:N")
 AMP = choice("auto", "bf16", "off")
 AUTO_OR_BOOL = choice("auto", True, False)

@@ -32,9 +32,10 @@ class DatasetSpec:
     ``loader`` is ``"module:function"``, imported on the first load so that reading the record
     costs no torch: ``function(spec, root, options)`` returns a ``DataBundle`` (freeadv.data.bundle;
     ``root`` is the data root as a Path, or None where a caller of generated data gives none;
-    ``options`` is a :class:`LoadOptions`). A dataset has fixed ``split_sizes`` or, when its
+    ``options`` is a :class:`LoadOptions`). A dataset has fixed ``split_sizes``; or, when its
     images are generated, ``default_sizes``: the (train, test) images of a run that sets neither
-    ``n_train`` nor ``n_test``.
+    ``n_train`` nor ``n_test``; or, a user's dataset (freeadv.data.custom), ``sized_by_files``: as
+    many as its files hold, known once they are read.
     """
     name: str
     title: str                                   # the tables' word for it: "CIFAR-10 (JPEG q75)"
@@ -55,6 +56,7 @@ class DatasetSpec:
     layout: str | None = None
     download: bool = False                       # torchvision fetches it into data_root on request
     archive_check: str | None = None             # "module:function" checking files[0], an archive
+    sized_by_files: bool = False                 # neither sizes: its files decide (freeadv.data.custom)
 
     @property
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -96,8 +98,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     module, _, function = spec.loader.partition(":")
     if not module or not function:
         raise bad(f"loader {spec.loader!r} is not 'module:function'")
-    if (spec.split_sizes is None) == (spec.default_sizes is None):
-        raise bad("give split_sizes (fixed splits) or default_sizes (generated images), one of them")
+    if [spec.split_sizes is not None, spec.default_sizes is not None, spec.sized_by_files].count(True) != 1:
+        raise bad("give split_sizes (fixed splits), default_sizes (generated images) or sized_by_files, one of them")
     if spec.layout is not None and not spec.files:
         raise bad(f"layout {spec.layout!r} names no files")
     return DATASETS.add(spec.name, spec)

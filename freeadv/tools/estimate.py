@@ -68,6 +68,8 @@ def split_size(config: dict[str, Any], split: str) -> int:
     if requested is not None:
         return requested
     spec = DATASETS[config["dataset"]]
+    if spec.sized_by_files:
+        raise UserError(f"dataset '{spec.name}' is as large as its files: set n_train and n_test for an estimate")
     if spec.split_sizes is None:
         return spec.default_sizes[0 if split == "train" else 1]
     train, test = spec.split_sizes
