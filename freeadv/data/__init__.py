@@ -8,6 +8,8 @@ Modules by concern:
 * ``subsets``   -- the seeded ``n_train`` subset, the validation images held out of training, and
   the ``n_test`` prefix
 * ``cifar``, ``jpeg``, ``synthetic``, ``imagenet`` -- one source each
+* ``custom``, ``generic`` -- a dataset of the user's own, described in the config (``dataset_spec``):
+  the torch-free record, and its ImageFolder and tensor-file loaders
 * ``loading``   -- ``load_data``, the entry point: calls the loader the dataset's spec names
 """
 from __future__ import annotations
