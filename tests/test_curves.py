@@ -158,5 +158,5 @@ def test_cli_curves_and_a_figure_name_is_refused(tmp_path, capsys):
     out = tmp_path / "curves_fast.png"
     assert main(["curves", "fast", "--results", str(tmp_path), "--out", str(out)]) == 0
     assert out.exists() and out.with_suffix(".pdf").exists()
-    with pytest.raises(ValueError, match="unknown table 'figure1'"):
+    with pytest.raises(ValueError, match="has no table 'figure1'"):
         write_curves(plan, "figure1", tmp_path, out)

@@ -8,6 +8,9 @@ import pytest
 import torch
 
 from freeadv import config as cfg
+from freeadv.tools import bridge_plan as bp
+from freeadv.tools import bridge_report as br
+from freeadv.tools import bridge_stages as bs
 from freeadv.tools import gpu_experiments as gx
 from freeadv import stats
 from freeadv.cli import main
@@ -23,8 +26,8 @@ EVAL_KEYS = {"stage", "status", "seconds", "n", "clean_acc", "robust_acc", "weig
 # --- the plan ----------------------------------------------------------------------------------
 
 def test_the_full_plan_resolves_to_the_papers_recipe():
-    plan = gx.bridge_plan(False, "/data")
-    free, pgd7 = (cfg.resolve(gx.train_config(plan, m, torch.device("cuda"))) for m in ("free", "pgd7"))
+    plan = bp.bridge_plan(False, "/data")
+    free, pgd7 = (cfg.resolve(bp.train_config(plan, m, torch.device("cuda"))) for m in ("free", "pgd7"))
     for config in (free, pgd7):
         assert (config["arch"], config["width"], config["batch_size"]) == ("wrn32_10", None, 128)
         assert (config["amp"], config["compile"], config["eps"]) == ("bf16", True, 8.0)
@@ -36,20 +39,20 @@ def test_the_full_plan_resolves_to_the_papers_recipe():
     assert (pgd7["method"], pgd7["replay"], pgd7["pgd_steps"], pgd7["pgd_step_size"]) == ("pgd", 1, 7, 2.0)
     assert 3200 * 128 / 4000 == pytest.approx(102.4)   # natural epochs; Free m=8: 12.8 passes
     assert (plan.pgd_n, plan.apgd_n, plan.apgd_steps) == (None, 500, 100)
-    assert [s.name for s in gx.bridge_stages()] == list(gx.STAGE_NAMES)
+    assert [s.name for s in bs.bridge_stages()] == list(bp.STAGE_NAMES)
 
 
 def test_the_pgd7_training_is_expected_from_frees_steady_rate():
     train = {"seconds_per_iteration": 9.0, "log": [
         {"pass": 1, "iteration": 100, "train_seconds": 70.0},    # 60 s of compile, then 0.1 s an iteration
         {"pass": 2, "iteration": 200, "train_seconds": 80.0}, {"pass": 3, "iteration": 300, "train_seconds": 90.0}]}
-    rate, warmup = gx.steady_seconds_per_iteration(train)
+    rate, warmup = bs.steady_seconds_per_iteration(train)
     assert rate == pytest.approx(0.1) and warmup == pytest.approx(60.0)
-    plan = gx.bridge_plan(False, "/data")
+    plan = bp.bridge_plan(False, "/data")
     records = {"train-free": {"status": "done", "steady_seconds_per_iteration": rate,
                               "first_pass_extra_seconds": warmup}}
-    assert gx._pgd7_training(plan, records) == pytest.approx(0.1 * 3200 * gx.PGD7_OVER_FREE + 60)
-    assert gx._pgd7_training(plan, {}) == plan.expected_s["train-pgd7"]
+    assert bs._pgd7_training(plan, records) == pytest.approx(0.1 * 3200 * bs.PGD7_OVER_FREE + 60)
+    assert bs._pgd7_training(plan, {}) == plan.expected_s["train-pgd7"]
 
 
 # --- stages within a budget (a fake clock) -----------------------------------------------------
@@ -70,7 +73,7 @@ def _stage(name, clock, seconds, expected, needs=(), fail=False, seen=None, out=
         if fail:
             raise RuntimeError(f"{name} broke")
         return {"iterations": 1}
-    return gx.Stage(name, name, run, lambda plan, records: expected, needs=needs)
+    return bs.Stage(name, name, run, lambda plan, records: expected, needs=needs)
 
 
 def _header():
@@ -87,8 +90,8 @@ def test_a_stage_that_would_overrun_the_budget_is_skipped_and_recorded(tmp_path)
               _stage("c", clock, 5, 5, needs=("b",)),                      # needs b: skipped
               _stage("d", clock, 5, 30, fail=True, seen=seen, out=tmp_path),   # 60 + 30 <= 100: runs, fails
               _stage("e", clock, 5, 10, needs=("a",))]
-    ctx = gx.Context(gx.bridge_plan(True, None), torch.device("cpu"), tmp_path)
-    result = gx.run_stages(stages, ctx, 100.0, tmp_path, _header(), clock)
+    ctx = bs.Context(bp.bridge_plan(True, None), torch.device("cpu"), tmp_path)
+    result = bs.run_stages(stages, ctx, 100.0, tmp_path, _header(), clock)
     status = {name: r["status"] for name, r in result["stages"].items()}
     assert status == {"a": "done", "b": "skipped", "c": "skipped", "d": "failed", "e": "done"}
     assert result["stages"]["b"]["reason"] == "60 s spent + 50 s expected > the 100 s budget"
@@ -104,22 +107,22 @@ def test_a_stage_that_would_overrun_the_budget_is_skipped_and_recorded(tmp_path)
 
 
 def test_a_stage_needing_a_missing_package_is_skipped():
-    stage = gx.Stage("x", "x", None, None, requires=("freeadv_no_such_package",))
-    assert gx.skip_reason(stage, {}, 0.0, 1.0, 100.0) == "freeadv_no_such_package is not installed"
-    assert [s.requires for s in gx.bridge_stages() if s.name.startswith("apgd")] == [("pyautoattack",)] * 2
+    stage = bs.Stage("x", "x", None, None, requires=("freeadv_no_such_package",))
+    assert bs.skip_reason(stage, {}, 0.0, 1.0, 100.0) == "freeadv_no_such_package is not installed"
+    assert [s.requires for s in bs.bridge_stages() if s.name.startswith("apgd")] == [("pyautoattack",)] * 2
 
 
 def test_the_paired_comparison_is_freeadv_stats_on_the_per_image_flags():
     a, b = [True] * 6 + [False] * 4, [True] * 3 + [False] * 7
     record = lambda flags: {"first": 0, "n": 10, "clean": stats.pack_flags([True] * 10),  # noqa: E731
                             "robust": stats.pack_flags(flags)}
-    found = gx.paired(record(a), record(b))
-    expected = stats.paired_difference(a, b, gx.COMPARISON_CONFIDENCE)
+    found = br.paired(record(a), record(b))
+    expected = stats.paired_difference(a, b, br.COMPARISON_CONFIDENCE)
     assert found["robust"]["estimate"] == pytest.approx(30.0) == expected.estimate
     assert (found["robust"]["low"], found["robust"]["high"]) == (expected.low, expected.high)
     assert found["clean"]["estimate"] == 0.0 and found["clean"]["low"] < 0 < found["clean"]["high"]
     with pytest.raises(ValueError, match="different images"):
-        gx.paired(record(a), {**record(b), "n": 8})
+        br.paired(record(a), {**record(b), "n": 8})
 
 
 @pytest.mark.parametrize("value", ["brdge", "bridge-cpu", "eval-speed"])
@@ -152,12 +155,12 @@ def quick_bridge(tmp_path_factory):
 def test_the_quick_bridge_writes_every_stage(quick_bridge):
     code, seconds, out = quick_bridge
     assert code == 0 and seconds < QUICK_BOUND_S
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.json" for n in gx.STAGE_NAMES]
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{n}.json" for n in bp.STAGE_NAMES]
                                                            + ["bridge.json", "bridge.md"])
     result = json.loads((out / "bridge.json").read_text())
     assert result["finished"] and result["quick"] and result["budget_seconds"] == gx.BRIDGE_BUDGET_S
-    assert [r["status"] for r in result["stages"].values()] == ["done"] * len(gx.STAGE_NAMES)
-    for name in gx.STAGE_NAMES:
+    assert [r["status"] for r in result["stages"].values()] == ["done"] * len(bp.STAGE_NAMES)
+    for name in bp.STAGE_NAMES:
         record = json.loads((out / f"{name}.json").read_text())
         assert record == result["stages"][name]
         assert (TRAIN_KEYS if name.startswith("train") else EVAL_KEYS) <= set(record), name
@@ -188,7 +191,7 @@ def test_the_quick_bridge_numbers_are_consistent(quick_bridge):
 
 def test_stages_are_chosen_by_name_in_the_experiments_order():
     assert [s.name for s in gx.select_stages("pgd20-pgd7, train-pgd7")] == ["train-pgd7", "pgd20-pgd7"]
-    assert [s.name for s in gx.select_stages(None)] == list(gx.STAGE_NAMES)
+    assert [s.name for s in gx.select_stages(None)] == list(bp.STAGE_NAMES)
     for bad in ("train-pgd7,pgdx", " , "):
         with pytest.raises(ValueError, match=f"--stages has bad value '{bad}'"):
             gx.select_stages(bad)
@@ -205,7 +208,7 @@ def _prior_file(tmp_path, plan, **changes):
 
 
 def test_an_earlier_calls_finished_records_stand_for_the_stages_not_run(tmp_path):
-    plan = gx.bridge_plan(False, "/here")
+    plan = bp.bridge_plan(False, "/here")
     earlier = dataclasses.replace(plan, data={**plan.data, "data_root": "/there"}, expected_s={})
     stages = gx.select_stages("train-pgd7,pgd20-pgd7,pgd20-free")
     prior = gx.load_prior(str(_prior_file(tmp_path, earlier)), plan, stages)
@@ -219,7 +222,7 @@ def test_an_earlier_calls_finished_records_stand_for_the_stages_not_run(tmp_path
 def test_a_stage_whose_input_ran_in_an_earlier_call_is_skipped():
     stage = gx.select_stages("apgd-free")[0]
     records = {"train-free": {"status": "done", "prior": "old/bridge.json"}}
-    assert gx.skip_reason(stage, records, 0.0, 1.0, 100.0) == \
+    assert bs.skip_reason(stage, records, 0.0, 1.0, 100.0) == \
         "needs train-free, which ran in an earlier call (its weights are not kept)"
-    assert gx.skip_reason(stage, {"train-free": {"status": "done"}}, 0.0, 1.0, 100.0) in (
+    assert bs.skip_reason(stage, {"train-free": {"status": "done"}}, 0.0, 1.0, 100.0) in (
         None, "pyautoattack is not installed")

@@ -12,7 +12,9 @@ from ..errors import UserError
 from ..io import atomic_write_text, write_json
 from ..tools import gpu_experiments
 from ..tools import gpucheck as tool
-from ..tools.gpucheck import JPEG_ARCHIVE, format_markdown, run_gpucheck, settings_for, slug
+from ..tools.gpucheck import run_gpucheck
+from ..tools.gpucheck_report import format_markdown
+from ..tools.gpucheck_settings import JPEG_ARCHIVE, settings_for, slug
 from ..training import resolve_device
 from . import alias
 
@@ -31,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-seconds", type=float,
                    help="full: training time of part 3 (default 180; --quick caps it at 4); an experiment: "
                         f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f})")
+    p.add_argument("--workflow-config", metavar="PATH",
+                   help="full: the workflow config whose paper scale part 4 estimates (default: config/config.yaml "
+                        "of the checkout holding this package, else of the working directory; without one "
+                        "part 4 is skipped)")
     p.add_argument("--experiment", default="full",
                    help=f"full (this check, the default) or a prepared experiment: "
                         f"{', '.join(gpu_experiments.EXPERIMENTS)} (freeadv.tools.gpu_experiments)")
@@ -69,11 +75,9 @@ def cmd_gpucheck(args: argparse.Namespace) -> int:
                          "(on a CPU use --device cpu --quick)")
     if args.experiment != "full":
         return gpu_experiments.run_experiment(args, device, data)
-    missing = tool.checkout_files_missing()
-    if missing:
-        raise UserError(f"the full check runs the device tests and reads the workflow config of a source "
-                        f"checkout, and {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in {tool.REPO}: run it from a clone of the "
-                        f"repository (the --experiment runs need only the installed package)")
+    if args.workflow_config is not None and not Path(args.workflow_config).is_file():
+        raise UserError(f"--workflow-config has bad value '{args.workflow_config}': no such file (the workflow "
+                        "config, e.g. config/config.yaml of a checkout)")
     args.budget_seconds = 180.0 if args.budget_seconds is None else args.budget_seconds
     args.out_dir = "results/gpu" if args.out_dir is None else args.out_dir
     settings = settings_for(args.quick, data)
@@ -83,7 +87,7 @@ def cmd_gpucheck(args: argparse.Namespace) -> int:
         # fighting other jobs for two cores made the quick check 3x slower (measured)
         torch.set_num_threads(1)
     try:
-        result = run_gpucheck(device, settings, args.budget_seconds)
+        result = run_gpucheck(device, settings, args.budget_seconds, args.workflow_config)
     finally:
         torch.set_num_threads(threads)
     out_dir = Path(args.out_dir)
