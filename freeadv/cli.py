@@ -24,7 +24,8 @@ EXAMPLES = """examples:
 
 # The modules that register subcommands, in the order `freeadv --help` lists them.
 COMMANDS = tuple(f"freeadv.commands.{name}" for name in (
-    "train", "attack", "bench", "report", "cost", "estimate", "doctor", "analysis", "export", "gpucheck"))
+    "train", "attack", "bench", "report", "cost", "estimate", "doctor", "analysis", "export", "gpucheck",
+    "fetch_data", "slots"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,12 +125,12 @@ def test_the_paired_comparison_is_freeadv_stats_on_the_per_image_flags():
         br.paired(record(a), {**record(b), "n": 8})
 
 
-@pytest.mark.parametrize("value", ["brdge", "bridge-cpu", "eval-speed"])
+@pytest.mark.parametrize("value", ["brdge", "bridge-gpu", "eval_speed"])
 def test_a_bad_experiment_is_one_line_naming_the_value_and_the_choices(capsys, value):
     assert main(["gpucheck", "--experiment", value, "--quick", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"--experiment has bad value '{value}': expected one of full, bridge" in err
+    assert f"--experiment has bad value '{value}': expected one of full, bridge, eval-speed" in err
 
 
 def test_the_bridge_needs_a_cuda_device_without_quick(tmp_path, capsys):
@@ -226,3 +226,19 @@ def test_a_stage_whose_input_ran_in_an_earlier_call_is_skipped():
         "needs train-free, which ran in an earlier call (its weights are not kept)"
     assert bs.skip_reason(stage, {"train-free": {"status": "done"}}, 0.0, 1.0, 100.0) in (
         None, "pyautoattack is not installed")
+
+
+def test_eval_speed_quick_on_the_cpu_writes_every_stage(tmp_path):
+    """The eval-speed experiment's stand-in: PGD-20 rates for both layouts and cudnn.benchmark
+    settings, cold and warm, and each AutoAttack sub-attack's seconds per 100 images."""
+    pytest.importorskip("pyautoattack")
+    from freeadv.tools.eval_speed import SUB_ATTACKS, run_eval_speed, speed_plan
+    result = run_eval_speed(torch.device("cpu"), speed_plan(quick=True), None, 300.0, tmp_path)
+    rows = result["stages"]["pgd20"]["result"]
+    assert {(r["layout"], r["cudnn_benchmark"]) for r in rows} == {
+        (layout, flag) for layout in ("nchw", "channels_last") for flag in (False, True)}
+    assert all(r["images_per_s_cold"] > 0 and r["images_per_s_warm"] > 0 for r in rows)
+    for name in SUB_ATTACKS:
+        assert result["stages"][name]["result"]["seconds_per_100_images"] > 0
+        assert json.loads((tmp_path / f"{name}.json").read_text())["status"] == "done"
+    assert json.loads((tmp_path / "eval-speed.json").read_text())["experiment"] == "eval-speed"

@@ -16,6 +16,7 @@ FLOORS = {
     "freeadv.lazy": 1, "freeadv.units": 1, "freeadv.io": 1, "freeadv.keys": 1, "freeadv.stats": 1,
     "freeadv.schemas": 1, "freeadv.sanity": 1, "freeadv.cpu": 1, "freeadv.precision": 1,
     "freeadv.distributed": 1, "freeadv.registry": 1, "freeadv.plugins": 1,
+    "freeadv.slots": 1,    # GPU slots of one machine: a lock per GPU id
     # the perturbation primitives, tensors on disk, where a number came from, the datasets
     "freeadv.perturb": 2, "freeadv.checkpoints": 2, "freeadv.provenance": 2, "freeadv.data": 2,
     # training methods and models

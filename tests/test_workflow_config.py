@@ -96,6 +96,7 @@ def test_schema_refuses_a_scale_name_that_is_not_an_identifier():
 # Params that hold several arguments, each already shlex-quoted (common.smk), a fixed command, or
 # a fixed flag or nothing (an empty quoted argument would be an argument).
 PRE_QUOTED = {"threads", "params.launcher", "params.settings", "params.args", "params.attack", "params.command",
+              "params.gpu_slot",     # `freeadv gpu-slot --gpus N --slots M -- `: words and integers only
               "resources.attempt"}   # an integer, the retry's attempt number
 
 

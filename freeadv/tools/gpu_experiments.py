@@ -30,6 +30,9 @@ back) and skips the stage, recording why, rather than overrun. Each stage's JSON
 as the stage ends, so a call cut short still returns what it finished. ``--quick`` runs the same
 stages with a tiny model on synthetic data in seconds, on a CPU too.
 
+``eval-speed``: the evaluation path's speed on the device (layout, cudnn.benchmark, cold and
+warm calls, each AutoAttack sub-attack alone): freeadv.tools.eval_speed.
+
 The code: this module is the command's side (choosing stages, reading ``--prior``, the table of
 experiments); the plan is freeadv.tools.bridge_plan, the stages and their budgeted runner
 freeadv.tools.bridge_stages, and the paired comparison and ``bridge.md`` freeadv.tools.bridge_report.
@@ -52,6 +55,7 @@ from ..provenance import stamp
 from .bridge_plan import STAGE_NAMES, BridgePlan, bridge_plan
 from .bridge_report import format_markdown
 from .bridge_stages import Context, Stage, bridge_stages, run_stages
+from .eval_speed import EVAL_SPEED_BUDGET_S, eval_speed_command
 
 BRIDGE_BUDGET_S = 540.0   # of a 10-minute call: ~60 s left for pip, imports, data and the copy back
 
@@ -119,6 +123,7 @@ class Experiment:
 
 EXPERIMENTS: dict[str, Experiment] = {
     "bridge": Experiment(_bridge_command, BRIDGE_BUDGET_S, "results/gpu/bridge"),
+    "eval-speed": Experiment(eval_speed_command, EVAL_SPEED_BUDGET_S, "results/gpu/eval-speed"),
 }
 
 

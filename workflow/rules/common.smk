@@ -23,6 +23,9 @@ try:  # the user's methods, models, datasets and targets (FREEADV_PLUGINS, entry
 except PluginError as err:
     raise WorkflowError(str(err)) from None
 from freeadv.attacks import AttackSpec  # noqa: E402
+from freeadv.data.catalog import DataError  # noqa: E402
+from freeadv.data.custom import register_custom  # noqa: E402
+from freeadv.data import DATASETS  # noqa: E402
 from freeadv.report.claims import CLAIMS_NEED  # noqa: E402
 from freeadv.report.cost import JOB_KINDS, plan_jobs  # noqa: E402
 from freeadv.experiments import deps, layout  # noqa: E402
@@ -68,6 +71,13 @@ except WorkflowError as err:
 
 
 # --- the plan of this scale ----------------------------------------------------------------------
+
+try:  # datasets of the user's own, described under `data` (freeadv.data.custom), before the plan
+    for _name, _keys in (config.get("data") or {}).items():
+        if (_keys or {}).get("dataset_spec") is not None:
+            register_custom(_name, _keys["dataset_spec"])
+except DataError as err:
+    raise WorkflowError(f"config key 'data.{_name}.dataset_spec': {err}") from None
 
 try:
     PLAN_INPUTS = plan_inputs(config, SCALE)
@@ -125,8 +135,9 @@ def train_overrides(wildcards):
 
 
 def training_data(wildcards):
-    """No files (datasets are folders read by the library), but fail before any job runs when
-    ImageNet is needed and its folder is not configured."""
+    """The stamp of the model's dataset, which the data rule writes once it has fetched or checked
+    the files, before any training job reads them (none for generated data); fail before any job
+    runs when ImageNet is needed and its folder is not configured."""
     settings = model_config(wildcards.model)
     if settings["dataset"] == "imagenet":
         root = settings.get("data_root")
@@ -136,7 +147,7 @@ def training_data(wildcards):
                 f"{root!r}: it must be a folder with train/ and val/ (ImageFolder layout); set it with "
                 "--config 'data={imagenet: {data_root: /path/to/imagenet}}'"
             )
-    return []
+    return data_stamp(settings["dataset"])
 
 
 def attack_arguments(wildcards):
@@ -149,6 +160,66 @@ def analysis_arguments(wildcards):
     if key not in ANALYSES:
         raise WorkflowError(f"analysis '{wildcards.analysis}' of model '{wildcards.model}' is not in the plan")
     return " ".join(shlex.quote(arg) for arg in ANALYSES[key].args)
+
+
+# --- datasets: fetched or checked once per scale (rule data) ----------------------------------------
+
+def _data_sources():
+    """Dataset -> (data_root, download) of the plan's models, for every dataset with files (a
+    generated one has nothing to fetch). One folder per dataset: the data job checks that one."""
+    sources = {}
+    for model in PLAN.models:
+        settings = PLAN.config(model)
+        if DATASETS[settings["dataset"]].files:
+            sources.setdefault(settings["dataset"], set()).add(
+                (settings.get("data_root"), bool(settings.get("download"))))
+    for dataset, found in sources.items():
+        if len(found) > 1:
+            raise WorkflowError(
+                f"scale '{SCALE}': the models on {dataset} read different data roots "
+                f"({', '.join(sorted(str(root) for root, _ in found))}); give data.{dataset}.data_root once"
+            )
+    return {dataset: found.pop() for dataset, found in sources.items()}
+
+
+DATA_SOURCES = _data_sources()
+
+
+def data_stamp(dataset):
+    """The data job's stamp as a training job's input, or none (generated data). ancient(): a
+    dataset checked again later (its job rerun) does not rerun the models trained on it."""
+    return [ancient(result(f"data/{dataset}.txt"))] if dataset in DATA_SOURCES else []
+
+
+def data_arguments(wildcards):
+    root, download = DATA_SOURCES[wildcards.dataset]
+    return (f"--data-root {shlex.quote(str(root))}" if root is not None else "") + (" --download" if download else "")
+
+
+# --- GPU slots: each GPU job its own GPUs on a machine with several (freeadv gpu-slot) -------------
+
+# Snakemake's --resources gpu=N runs N GPU jobs at once but gives them no device; with
+# gpus_per_machine: N each one takes free ids of 0..N-1 (a lock per id) as CUDA_VISIBLE_DEVICES.
+# 0 (the default) leaves the devices to the environment: one GPU, or a scheduler that sets them.
+GPUS_PER_MACHINE = int(config.get("gpus_per_machine") or 0)
+
+
+def gpu_slot(kind, model=None):
+    """params: `freeadv gpu-slot ... -- ` before the command of a GPU job when gpus_per_machine is
+    set, else nothing. ``model``: the job's model when it is no wildcard (cost_bench)."""
+
+    def prefix(wildcards):
+        gpus = int(_job_settings(kind, model() if callable(model) else wildcards.get("model"))["gpu"])
+        if GPUS_PER_MACHINE < 1 or gpus < 1:
+            return ""
+        if gpus > GPUS_PER_MACHINE:
+            raise WorkflowError(
+                f"a {kind} job asks for {gpus} GPUs but gpus_per_machine is {GPUS_PER_MACHINE}: no machine "
+                "slot can hold it; raise gpus_per_machine or lower the scale's resources"
+            )
+        return f"freeadv gpu-slot --gpus {gpus} --slots {GPUS_PER_MACHINE} -- "
+
+    return prefix
 
 
 # --- resources ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ rule attack:
         result(layout.eval_path("{model}", "{attack}")),
     params:
         attack=attack_arguments,
+        gpu_slot=gpu_slot("attack"),
         weights="final",
         batch_size=SETTINGS.get("attack_batch_size", 500),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
@@ -32,7 +33,7 @@ rule attack:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv attack --run {params.run_dir:q} {params.attack} --batch-size {params.batch_size:q}"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}freeadv attack --run {params.run_dir:q} {params.attack} --batch-size {params.batch_size:q}"
         " --weights {params.weights:q} --out {output:q} --no-progress > {log:q} 2>&1"
 
 
@@ -41,6 +42,7 @@ use rule attack as attack_best with:
         result(layout.eval_path("{model}", "{attack}", "best")),
     params:
         attack=attack_arguments,
+        gpu_slot=gpu_slot("attack"),
         weights="best",
         batch_size=SETTINGS.get("attack_batch_size", 500),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
@@ -60,6 +62,7 @@ rule analysis:
         result(layout.analysis_path("{model}", "{analysis}")),
     params:
         command=analysis_arguments,
+        gpu_slot=gpu_slot("analysis"),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
         LAYOUT.log("analysis", "{model}", "{analysis}.log"),
@@ -73,4 +76,4 @@ rule analysis:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv {params.command} --run {params.run_dir:q} --out {output:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}freeadv {params.command} --run {params.run_dir:q} --out {output:q} > {log:q} 2>&1"

@@ -15,6 +15,7 @@ rule train:
         model=result(layout.model_path("{model}")),
         summary=result(layout.train_path("{model}")),
     params:
+        gpu_slot=gpu_slot("train"),
         launcher=train_launcher,
         settings=train_overrides,
         run_dir=lambda wildcards, output: os.path.dirname(output.summary),
@@ -31,7 +32,7 @@ rule train:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {params.launcher} train {params.settings} --out-dir {params.run_dir:q} --no-progress"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}{params.launcher} train {params.settings} --out-dir {params.run_dir:q} --no-progress"
         " --supersede $(test {resources.attempt} -gt 1 && echo --restore-finished) > {log:q} 2>&1"
 
 
@@ -45,6 +46,7 @@ rule cost_bench:
         result(layout.cost_bench_path()),
     params:
         args=lambda wildcards: " ".join(shlex.quote(a) for a in PLAN.cost_bench.args),
+        gpu_slot=gpu_slot("train", model=lambda: PLAN.cost_bench.model),
     log:
         LAYOUT.log("cost_bench.log"),
     threads: lambda wildcards: _job_settings("train", PLAN.cost_bench.model)["threads"]
@@ -55,4 +57,4 @@ rule cost_bench:
     conda:
         "../envs/freeadv.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} freeadv bench {params.args} --out {output:q} > {log:q} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.gpu_slot}freeadv bench {params.args} --out {output:q} > {log:q} 2>&1"
