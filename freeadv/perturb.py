@@ -65,6 +65,23 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+@contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[None]:
+    """The parameters stop requiring grad inside the block: an attack needs the input's gradient
+    only, and a backward through parameters that require grad computes theirs too. pyautoattack's
+    FAB-T calls ``backward()`` on its model, so without this every FAB-T step also fills the weights'
+    ``.grad``: FAB-T (10 iterations, 64 images, WRN-32 width 1, 2 CPU threads) took 4.6 s that way, against
+    3.6 s frozen (medians of 4 interleaved runs)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -74,16 +91,10 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss: str
     the call, so the forward pass does not even save what their gradients would need (measured in
     training mode, as K-PGD training attacks: 10% cheaper on the small CNN, 2% on preact_resnet18;
     in eval mode within noise)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.requires_grad_(False)
-    try:
+    with frozen_weights(model):
         x = x.detach().requires_grad_(True)
         value = (LOSS_FUNCTIONS[loss] if isinstance(loss, str) else loss)(at_least_fp32(model(x)), y)
         (grad,) = torch.autograd.grad(value, x)
-    finally:
-        for p in params:
-            p.requires_grad_(True)
     return grad
 
 

@@ -154,3 +154,22 @@ def test_run_attack_matches_the_direct_evaluation(natural_run, test_set):
     after = [unpack_flags(r["robust"], 48) for r in result["sub_attacks"]]
     assert all((later <= earlier).all() for earlier, later in zip(after, after[1:]))
     assert after[-1].tolist() == direct["flags"]["robust"]
+
+
+def test_autoattack_computes_no_weight_gradients_and_leaves_the_model_trainable():
+    """FAB-T calls backward() on the model: with the weights frozen for the evaluation, no
+    parameter gets a .grad; without it (the control), they do."""
+    pytest.importorskip("pyautoattack")
+    from freeadv.attacks.autoattack import build_autoattack, evaluate_autoattack
+    from freeadv.models import build_model
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 10, width=4).eval()
+    x = torch.rand(8, 3, 32, 32)
+    y = model(x).argmax(1).detach()   # every image starts correct: FAB-T attacks all of them
+    spec = AttackSpec("autoattack", 2, 8.0)
+    evaluate_autoattack(model, x, y, spec, ("fab-t",), batch_size=8)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+    build_autoattack(model, spec, ("fab-t",), seed=0, device=torch.device("cpu")).run_standard_evaluation(
+        x, y, batch_size=8)
+    assert any(p.grad is not None for p in model.parameters())   # the control: unfrozen, FAB-T fills them

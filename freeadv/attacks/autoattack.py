@@ -36,7 +36,7 @@ from ..io import read_json, write_json
 from ..stats import pack_flags
 from .kinds import AUTOATTACK_ITERATIONS, SQUARE_QUERIES_PER_ITERATION
 from .spec import EARLIER_SECONDS, AttackSpec
-from ..perturb import eval_mode
+from ..perturb import eval_mode, frozen_weights
 from ..errors import UserError
 
 STATE_VERSION = 1   # of the resumable state file
@@ -148,7 +148,7 @@ def evaluate_autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec
     save = _StateSaver(state_path, state)
     tick = progress or (lambda count: None)
     adversary_for = lambda name: build_autoattack(model, spec, (name,), seed=seed, device=device)  # noqa: E731
-    with eval_mode(model), captured_warnings(state["warnings"]):
+    with eval_mode(model), frozen_weights(model), captured_warnings(state["warnings"]):
         if state["clean"] is None:
             state["clean"] = _clean_pass(model, x, y, batch_size, device)
             state["robust"] = list(state["clean"])
@@ -201,5 +201,6 @@ def perturb_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: Atta
     """The AutoAttack adversarial batch (the registered kinds' per-batch ``perturb``)."""
     adversary = build_autoattack(model, spec, attacks, seed=seed, device=x.device)
     adversary.verbose = False
-    x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(y))
+    with frozen_weights(model):
+        x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=len(y))
     return x_adv
