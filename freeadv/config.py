@@ -73,9 +73,15 @@ KEYS: dict[str, Key] = {
     "seed": Key(0, SEED, "the training seed: initialisation, data order, random starts"),
     "device": Key("auto", DEVICE, "auto | cpu | cuda | cuda:N"),
     "amp": Key("off", AMP, "off: fp32, as the authors trained | bf16: bf16 autocast (training only; attacks "
-                             "always run in fp32) | auto: bf16 on CUDA, fp32 on CPU (older runs)"),
+                             "always run in fp32) | fp16: fp16 autocast with a GradScaler (training only) | "
+                             "auto: bf16 on CUDA, fp32 on CPU (older runs)"),
     "channels_last": Key("auto", AUTO_OR_BOOL, "auto (= true) | true | false"),
     "compile": Key(False, BOOL, "torch.compile the model"),
+    "compile_mode": Key("default", choice("default", "reduce-overhead", "max-autotune"),
+                        "torch.compile's mode when compile is true (reduce-overhead: CUDA graphs)"),
+    "sgd_impl": Key("auto", choice("auto", "foreach", "fused"),
+                    "SGD's implementation: auto = fused on CUDA, foreach elsewhere (on the CPU the same "
+                    "weights as torch's per-parameter loop; freeadv.training.runtime.sgd_flags)"),
     "log_every": Key(100, INT_POS, "iterations between loss reads (the only host syncs in the loop)"),
     "logger": Key("none", choice("none", "tensorboard"), "none: log.jsonl only | tensorboard: also its records as "
                                                          "TensorBoard scalars in <run>/tensorboard/ (needs the "

@@ -124,7 +124,7 @@ NAME = Kind(lambda v: isinstance(v, str) and v != "", "a registered name")
 # a description whose fields its own reader checks (freeadv.data.custom: a user's dataset)
 MAPPING_OR_NULL = Kind(lambda v: v is None or isinstance(v, dict), "null or a mapping")
 DEVICE = Kind(_device, "auto, cpu, cuda or cuda:N")
-AMP = choice("auto", "bf16", "off")
+AMP = choice("auto", "bf16", "fp16", "off")
 AUTO_OR_BOOL = choice("auto", True, False)
 
 

@@ -65,12 +65,17 @@ def device_info(device: torch.device) -> dict[str, object]:
     return info
 
 
-def precision(device: torch.device, bf16: bool = False) -> dict[str, object]:
-    """The arithmetic a result was computed in: bf16 autocast or fp32, and whether fp32 matrix
-    products and convolutions may use TF32 (PyTorch's defaults on CUDA: cuDNN convolutions yes,
-    matmuls no; the authors' TF code ran plain fp32 on GPUs without TF32)."""
-    record: dict[str, object] = {"compute": "bf16 autocast" if bf16 else "fp32",
-                                 "autocast_dtype": "bfloat16" if bf16 else None,
+AUTOCAST_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
+def precision(device: torch.device, bf16: bool = False, autocast: torch.dtype | None = None) -> dict[str, object]:
+    """The arithmetic a result was computed in: bf16 or fp16 autocast (``bf16``, or ``autocast``:
+    its dtype), or fp32; and whether fp32 matrix products and convolutions may use TF32
+    (PyTorch's defaults on CUDA: cuDNN convolutions yes, matmuls no; the authors' TF code ran
+    plain fp32 on GPUs without TF32)."""
+    dtype = torch.bfloat16 if bf16 else autocast
+    record: dict[str, object] = {"compute": f"{AUTOCAST_NAMES[dtype]} autocast" if dtype else "fp32",
+                                 "autocast_dtype": str(dtype).removeprefix("torch.") if dtype else None,
                                  "float32_matmul_precision": torch.get_float32_matmul_precision()}
     if device.type == "cuda":
         record["cudnn_conv_tf32"] = torch.backends.cudnn.allow_tf32
@@ -95,8 +100,8 @@ def scheduler() -> dict[str, str] | None:
     return {key: os.environ[name] for key, name in SCHEDULER_ENV.items() if name in os.environ}
 
 
-def stamp(device: torch.device, *, bf16: bool = False) -> dict[str, object]:
-    """Everything a result JSON records about how and where it was made (``bf16``: the result was
-    computed under bf16 autocast; evaluations never are)."""
+def stamp(device: torch.device, *, bf16: bool = False, autocast: torch.dtype | None = None) -> dict[str, object]:
+    """Everything a result JSON records about how and where it was made (``bf16`` or ``autocast``:
+    the result was computed under that autocast; evaluations never are)."""
     return {"git": git_commit(), "versions": library_versions(), "device": device_info(device),
-            "precision": precision(device, bf16), "scheduler": scheduler(), "argv": sys.argv}
+            "precision": precision(device, bf16, autocast), "scheduler": scheduler(), "argv": sys.argv}

@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile each timed model, as training with "
                                                            "compile: true (the first warm-up steps compile)")
     p.add_argument("--no-eval", action="store_true", help="skip the PGD evaluation rows")
+    p.add_argument("--trainer", action="store_true", help="also run a short Trainer per training row and give "
+                                                          "its ms per iteration beside the timed step's")
     p.add_argument("--methods", default=",".join(STEPS),
                    help=f"comma-separated subset of {','.join(STEPS)} (natural is always timed; xgrad is a "
                         "natural step that also computes the input gradient)")
@@ -60,7 +62,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     methods = ["natural"] + [m for m in methods if m != "natural"]
     result = run_bench(args.arch, args.batch_size, dataset=args.dataset, device=args.device, replay=args.replay,
                        warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,
-                       methods=tuple(methods), amp=args.amp, compile=args.compile, eval_rows=not args.no_eval)
+                       methods=tuple(methods), amp=args.amp, compile=args.compile, eval_rows=not args.no_eval,
+                       trainer=args.trainer)
     print(format_table(result))
     if args.out:
         write_json(args.out, result)

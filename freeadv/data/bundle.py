@@ -154,16 +154,29 @@ class TensorBundle(DataBundle):
                       start_batch: int = 0, shard: tuple[int, int] = (0, 1)) -> Iterator[tuple[Tensor, Tensor]]:
         """One seeded pass over the training set; see the module docstring for the determinism contract.
         ``shard`` = (rank, world size): this rank's contiguous rows of each global batch, augmented
-        exactly as in a single process (the whole batch is cropped and flipped, then sliced: cheap)."""
+        exactly as in a single process (the whole batch is cropped and flipped, then sliced: cheap).
+
+        The pass's indices, crop offsets and flips are drawn on the CPU as before (the same numbers
+        from the same generators) and copied to the device once per pass, so the per-batch work
+        (gather, crop, flip, float) is device work the host queues without waiting: a blocking
+        host-to-device copy per batch (three of them) would stall the loop at every batch."""
         rank, world = shard
         device = _resolve_device(device)
         train_x, train_y = self._train_tensors_on(device)
-        for batch_index, indices in enumerate(self._pass_order(batch_size, epoch, seed, start_batch), start_batch):
-            indices = indices.to(device)
-            x = train_x[indices]
+        order = self._pass_order(batch_size, epoch, seed, start_batch)
+        if not order:
+            return
+        indices = torch.stack(order).to(device)   # (batches, batch_size): full batches only (drop_last)
+        if self.augment:
+            draws = [draw_crop_flip(batch_size, seeded_generator(seed, epoch, i), CIFAR_PAD)
+                     for i in range(start_batch, start_batch + len(order))]
+            offsets = torch.stack([offset for offset, _ in draws]).to(device)
+            flips = torch.stack([flip for _, flip in draws]).to(device)
+        for position in range(len(order)):
+            x = train_x[indices[position]]
             if self.augment:
-                x = random_crop_flip(x, seeded_generator(seed, epoch, batch_index), pad=CIFAR_PAD)
-            y = train_y[indices]
+                x = crop_flip(x, offsets[position], flips[position], pad=CIFAR_PAD)
+            y = train_y[indices[position]]
             if world > 1:
                 x, y = x.tensor_split(world)[rank], y.tensor_split(world)[rank]
             yield unit_float(x), y
@@ -200,9 +213,21 @@ def random_crop_flip(x: Tensor, generator: torch.Generator, pad: int = CIFAR_PAD
     device), then applied as one gather over the flattened padded images, with the flip folded
     into the column indices.
     """
+    offsets, flips = draw_crop_flip(len(x), generator, pad)
+    return crop_flip(x, offsets.to(x.device), flips.to(x.device), pad)
+
+
+def draw_crop_flip(batch: int, generator: torch.Generator, pad: int = CIFAR_PAD) -> tuple[Tensor, Tensor]:
+    """The random part of :func:`random_crop_flip`, on the CPU: (batch, 2) crop offsets and (batch,) flips."""
+    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator)
+    flips = torch.randint(0, 2, (batch,), generator=generator).bool()
+    return offsets, flips
+
+
+def crop_flip(x: Tensor, offsets: Tensor, flips: Tensor, pad: int = CIFAR_PAD) -> Tensor:
+    """The crops at ``offsets`` of ``x`` zero-padded by ``pad``, flipped where ``flips``; all on
+    ``x``'s device (offsets and flips are there already: no copy, no sync)."""
     batch, channels, height, width = x.shape
-    offsets = torch.randint(0, 2 * pad + 1, (batch, 2), generator=generator).to(x.device)
-    flips = torch.randint(0, 2, (batch,), generator=generator).bool().to(x.device)
     padded = F.pad(x, (pad, pad, pad, pad))
     rows = offsets[:, 0, None] + torch.arange(height, device=x.device)                             # (B, H)
     cols_ascending = torch.arange(width, device=x.device)

@@ -85,6 +85,10 @@ class Method:
     keys: ClassVar[dict[str, Key]] = {}
     replay_default: ClassVar[int | None] = None
     needs_randomness: ClassVar[bool] = False
+    # ``amp: fp16``'s torch.amp.GradScaler, which the engine sets (None: no loss scaling), and
+    # the skip flag of the latest update (freeadv.precision.backward_and_step)
+    scaler = None
+    skipped = None
 
     def __init__(self, *, replay: int = 1, autocast=None) -> None:
         self.replay = replay
@@ -117,9 +121,13 @@ class Method:
         with self.autocast():
             logits = model(x)
         loss = torch.nn.functional.cross_entropy(precision.at_least_fp32(logits), y)
-        loss.backward()
-        optimizer.step()
+        self.backward_step(loss, optimizer)
         return loss.detach()
+
+    def backward_step(self, loss, optimizer) -> None:
+        """``loss.backward(); optimizer.step()``, loss-scaled under ``amp: fp16``; a step the
+        scaler skips (an inf or nan gradient) leaves the weights alone and sets ``skipped``."""
+        self.skipped = precision.backward_and_step(loss, optimizer, self.scaler)
 
     def step(self, model, optimizer, x, y, generator=None):
         """Returns the (detached, on-device) training loss; never synchronises with the host.

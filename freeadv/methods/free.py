@@ -56,8 +56,9 @@ class Free(Method):
         if x.is_contiguous(memory_format=torch.channels_last):
             x_adv = x_adv.contiguous(memory_format=torch.channels_last)
         loss = self.update(model, optimizer, x_adv, y)   # one backward: theta grads and delta.grad
-        with torch.no_grad():
-            self.delta[: len(x)].add_(delta.grad.sign_(), alpha=self.step_size).clamp_(-self.eps, self.eps)
+        with torch.no_grad():   # under fp16 delta.grad is loss-scaled: the sign is the same
+            step = precision.signed_step(delta.grad, self.skipped)   # zeros on a skipped fp16 step
+            self.delta[: len(x)].add_(step, alpha=self.step_size).clamp_(-self.eps, self.eps)
         return loss
 
     def state_dict(self):

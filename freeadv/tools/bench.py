@@ -6,15 +6,20 @@ real training steps of freeadv.methods (the same code ``freeadv train`` runs), a
 and reports the median of many repetitions, plus PGD evaluation against a plain autograd loop.
 
 ``--amp bf16`` times the steps under bf16 autocast and ``--compile`` torch.compiles each timed
-model, both as ``freeadv train`` does with ``amp: bf16`` / ``compile: true``. Each row also
+model, both as ``freeadv train`` does with ``amp: bf16`` / ``compile: true``. With ``trainer``,
+each training row also gets the Trainer's own ms per iteration for the same step (a short run of
+``freeadv train`` on synthetic data: :func:`trainer_ms_per_iteration`), so whatever the loop adds
+around the step (the data feed, the schedule, the loss reads) shows as the gap. Each row also
 reports its model FLOP utilisation: the FLOPs of one of its steps (counted once with
 torch.utils.flop_counter at the real batch, outside the timing) over its median time, and that
 over the device's dense peak for the precision (PEAK_TFLOPS; null on a CPU or an unlisted GPU).
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
+import tempfile
 import time
 from functools import partial
 from typing import Any, Callable
@@ -29,7 +34,8 @@ from ..data import DATASETS
 from ..perturb import eval_mode, pgd
 from ..methods import METHODS, build_method, method_params
 from ..provenance import stamp
-from ..training import make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
+from ..training import Trainer, make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
+from ..training.folder import read_log
 from ..training.tracking import peak_memory_mb, reset_peak_memory
 from ..units import to_unit
 from ..errors import UserError
@@ -254,16 +260,47 @@ def _evaluation_rows(base: dict[str, Any], x, y, dev, channels_last: bool, attac
     return [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
 
 
+def trainer_ms_per_iteration(config: dict[str, Any], batches: int) -> float:
+    """The Trainer's own milliseconds per iteration for ``config``'s step: two passes of
+    ``batches`` batches of synthetic images, timed from train_seconds at the pass ends, so the
+    first pass (warm-up, compilation) is left out. No checks, no evaluation, no checkpoint
+    (those are off the clock or rare in a real run); the loss reads every log_every as in one."""
+    settings = {**config, "dataset": "synthetic", "n_train": batches * config["batch_size"],
+                "n_test": config["batch_size"], "eval_n": None, "robust_eval_n": 0, "checkpoint_every": 10**9}
+    per_pass = batches * cfg.resolve(settings)["replay"]
+    with tempfile.TemporaryDirectory(prefix="freeadv-bench-") as folder:
+        Trainer(cfg.resolve({**settings, "iterations": 2 * per_pass}), folder, progress=False).run()
+        ends = [entry["train_seconds"] for entry in read_log(folder) if "pass" in entry and "loss" in entry]
+    return 1000 * (ends[1] - ends[0]) / per_pass
+
+
+def _add_trainer_timings(rows: list[dict[str, Any]], shared: dict[str, Any], dataset: str, reps: int) -> None:
+    """``trainer_ms_per_iter`` beside each training row's median (one short run per row, at least
+    ``reps`` timed iterations), and the ratio of the two."""
+    if DATASETS[dataset].input_size != DATASETS["synthetic"].input_size:
+        raise UserError(f"bench's trainer timing trains on synthetic {DATASETS['synthetic'].input_size}-pixel "
+                        f"images; dataset {dataset} has {DATASETS[dataset].input_size}")
+    for row in rows:
+        if row["step"] == "xgrad":
+            row["trainer_ms_per_iter"] = row["trainer_over_bench"] = None
+            continue
+        overrides = {**STEPS[row["step"]], "replay": row["replay"]}
+        batches = max(2, math.ceil(reps / row["replay"]))
+        row["trainer_ms_per_iter"] = trainer_ms_per_iteration({**shared, **overrides}, batches)
+        row["trainer_over_bench"] = row["trainer_ms_per_iter"] / (1000 * row["median_s"])
+
+
 def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = "auto",
               replay: int | tuple[int, ...] = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
               methods: tuple[str, ...] = tuple(STEPS), amp: str = "off", compile: bool = False,
-              eval_rows: bool = True) -> dict[str, Any]:
+              eval_rows: bool = True, trainer: bool = False) -> dict[str, Any]:
     """Time ``methods`` (names in STEPS; natural first; the free step once per m of ``replay``)
     round-robin on one synthetic batch, then,
     with ``eval_rows``, PGD-``attack_steps`` evaluation (freeadv's and a plain loop; always fp32 and
     eager, as ``freeadv attack`` runs). ``amp`` (off | bf16) and ``compile`` apply to the training
-    steps as the training config keys of the same names do."""
+    steps as the training config keys of the same names do. ``trainer`` adds each training row's
+    ``trainer_ms_per_iter`` and ``trainer_over_bench`` (null for xgrad, which no method trains)."""
     if amp not in ("off", "bf16"):
         raise UserError(f"--amp has bad value '{amp}': expected off or bf16")
     shared = {"dataset": dataset, "arch": arch, "batch_size": batch, "device": device, "width": width,
@@ -282,6 +319,8 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     steps, flops, what = _training_steps(shared, methods, replays, x, y, dev, autocast, channels_last, compile)
     rows = [{"name": label, "kind": "train", **what[label], **timing}
             for label, timing in time_interleaved(steps, dev, warmup=warmup, reps=reps).items()]
+    if trainer:
+        _add_trainer_timings(rows, shared, dataset, reps)
     if eval_rows:
         rows += _evaluation_rows(base, x, y, dev, channels_last, attack_steps, reps, flops)
 
@@ -316,8 +355,14 @@ def format_table(result: dict[str, Any]) -> str:
              f"({result['device']['cpu_threads']} threads), median of {result['reps']} after {result['warmup']} warm-up",
              f"{_precision_label(result)}{', torch.compile' if result['compile'] else ''}; MFU against the {peak_note}",
              f"{'step':<38}{'ms/iter':>10}{'images/s':>11}{'x natural':>11}{'TFLOP/s':>10}{'MFU':>8}"]
+    trainer = any("trainer_ms_per_iter" in row for row in result["rows"])
+    if trainer:   # the Trainer's ms per iteration of the same step, when asked for
+        lines[-1] += f"{'trainer ms':>12}"
     for row in result["rows"]:
         mfu = f"{100 * row['mfu']:.1f}%" if row["mfu"] is not None else "-"
         lines.append(f"{row['name']:<38}{1000 * row['median_s']:>10.1f}{row['images_per_s']:>11.0f}"
                      f"{row['relative_to_natural']:>11.2f}{row['tflop_per_s']:>10.3g}{mfu:>8}")
+        if trainer:
+            ms = row.get("trainer_ms_per_iter")
+            lines[-1] += f"{ms:>12.1f}" if ms is not None else f"{'-':>12}"
     return "\n".join(lines)

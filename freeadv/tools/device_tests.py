@@ -26,6 +26,7 @@ What each test guards:
 - a run interrupted mid-replay and resumed on the device ends where an uninterrupted one does;
 - PGD with a seeded generator is reproducible on the device (evaluations can be rerun);
 - bf16 autocast, the faster option, agrees with fp32 on a Free step (loss, delta signs);
+- fp16 autocast with its GradScaler (``amp: fp16``) agrees with fp32 the same way, and a run trains;
 - a torch.compile'd Free step equals the eager one (``compile: true``);
 - a process group starts with the device's backend (NCCL on CUDA, gloo on CPU) and DDP runs a step.
 """
@@ -47,6 +48,7 @@ from ..checkpoints import load_tensors
 from ..data import load_data
 from ..methods import build_method
 from ..training import Trainer, make_optimizer, model_for, place_batch, place_model, setup_runtime
+from ..training.runtime import fp16_available
 
 pytestmark = pytest.mark.gpu
 
@@ -96,13 +98,14 @@ def tiny_batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def free_steps(config: dict, dev: torch.device, channels_last: bool, *, replays: int, autocast=None,
-               compile: bool = False) -> dict:
+               compile: bool = False, scaler=None) -> dict:
     """``replays`` Free steps on one minibatch from the seed-0 initial weights: what the engine runs."""
     x, y = tiny_batch(config["batch_size"])
     torch.manual_seed(0)
     model = place_model(model_for(config), dev, channels_last).train()
     optimizer = make_optimizer(model, config)
     method = build_method(config, autocast=autocast)
+    method.scaler = scaler
     step_model = torch.compile(model) if compile else model
     xb, yb = place_batch(x.to(dev), channels_last), y.to(dev)
     losses = [float(method.step(step_model, optimizer, xb, yb)) for _ in range(replays)]
@@ -228,6 +231,23 @@ def test_bf16_free_step_agrees_with_fp32(device):
     share = float((bf16["delta"].sign() == fp32["delta"].sign())[moved].float().mean())
     assert share >= BF16_SIGN_AGREEMENT, f"bf16 delta signs agree with fp32's on {share:.3f} of the elements"
     assert bf16["losses"][0] == pytest.approx(fp32["losses"][0], rel=BF16_LOSS_RTOL)
+
+
+def test_fp16_free_step_agrees_with_fp32_and_an_fp16_run_trains(device, tmp_path):
+    if not fp16_available(device):
+        pytest.skip(f"torch {torch.__version__} has no fp16 autocast on {device.type}")
+    config = tiny_config(device=str(device))
+    _, fp16_autocast, _ = setup_runtime({**config, "amp": "fp16"})
+    fp32 = free_steps(config, device, channels_last=True, replays=1)
+    # a first scale that cannot overflow here, so the one step is taken (skipping is tested on the CPU)
+    scaler = torch.amp.GradScaler(device.type, init_scale=2.0 ** 10)
+    fp16 = free_steps(config, device, channels_last=True, replays=1, autocast=fp16_autocast, scaler=scaler)
+    moved = fp32["delta"] != 0
+    share = float((fp16["delta"].sign() == fp32["delta"].sign())[moved].float().mean())
+    assert share >= BF16_SIGN_AGREEMENT, f"fp16 delta signs agree with fp32's on {share:.3f} of the elements"
+    assert fp16["losses"][0] == pytest.approx(fp32["losses"][0], rel=BF16_LOSS_RTOL)
+    result = Trainer(tiny_config(device=str(device), amp="fp16"), tmp_path / "fp16", progress=False).run()
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in result["loss_history"])
 
 
 def test_compiled_free_step_equals_eager(device):

@@ -50,7 +50,8 @@ from .. import distributed
 from ..methods import build_method
 from . import folder, lock, robust, tracking
 from . import schedule as lr_schedule
-from .runtime import (clean_accuracy, data_for, make_optimizer, model_for, place_batch, place_model,
+from ..precision import make_scaler
+from .runtime import (clean_accuracy, compile_model, data_for, make_optimizer, model_for, place_batch, place_model,
                       setup_runtime, step_generator)
 from .state import LoopState, Setup, close_segment, open_segment
 
@@ -109,7 +110,7 @@ class Trainer:
         self._restore(setup, state)
         # wrapped after the restore, as always: DDP broadcasts rank 0's (restored) weights here
         parallel_model = distributed.wrap(setup.model, setup.context, setup.device)
-        setup.step_model = torch.compile(parallel_model) if self.config["compile"] else parallel_model
+        setup.step_model = compile_model(parallel_model, self.config)
         bar = _progress_bar(self.config, setup.total, state.iteration, enabled=self.progress and context.is_main)
         setup.tracker = tracking.open_tracker(self.config, self.run_dir, state.log, state.iteration,
                                               main=context.is_main)
@@ -136,13 +137,15 @@ class Trainer:
         model = place_model(model_for(config, data), device, channels_last)
         optimizer = make_optimizer(model, config)   # DDP shares these parameters
         method = build_method(config, autocast=autocast)
+        method.scaler = make_scaler(config["amp"], device)
         batches_per_pass = data.num_train_batches(config["batch_size"])
         total, milestones = lr_schedule.schedule(config, batches_per_pass)
         return Setup(context, device, channels_last, data, model, optimizer, method, batches_per_pass,
                      total, milestones)
 
     def _restore(self, setup: Setup, state: LoopState) -> None:
-        """Model, optimizer, method buffers, loop state and CPU RNG from the newest good checkpoint."""
+        """Model, optimizer, fp16's loss scaler, method buffers, loop state and CPU RNG from the newest
+        good checkpoint."""
         saved = checkpoints.load_checkpoint(self.run_dir)
         if saved is None:
             return
@@ -151,6 +154,8 @@ class Trainer:
                                   "than its config.yaml; use a new --out folder")
         setup.model.load_state_dict(saved["model"])
         setup.optimizer.load_state_dict(saved["optimizer"])
+        if setup.method.scaler is not None and "scaler" in saved:   # amp: fp16's loss scale and its growth count
+            setup.method.scaler.load_state_dict(saved["scaler"])
         # the checkpoint holds every rank's rows of the perturbation buffer, in rank order
         setup.method.load_state_dict({k: distributed.shard_rows(v.to(setup.device), setup.context).clone()
                                       for k, v in saved["method"].items()})
@@ -266,7 +271,8 @@ class Trainer:
                 "best_model": state.best_model, "best": state.best, "config": self.config,
                 # each rank's loss summed since the last read, and how many iterations it holds
                 "running_loss": distributed.gather_rows(state.running_loss.detach().reshape(1), setup.context).cpu(),
-                "since_log": state.since_log}
+                "since_log": state.since_log,
+                **({} if setup.method.scaler is None else {"scaler": setup.method.scaler.state_dict()})}
 
     def _end_of_pass(self, setup: Setup, state: LoopState) -> None:
         """Evaluate off the clock (clean accuracy, the robust check when due) and append the pass

@@ -47,7 +47,7 @@ from ..io import atomic_write_text, read_json, write_json
 from ..plugins import load_plugins
 from ..provenance import stamp
 from . import robust
-from .runtime import model_for, uses_bf16
+from .runtime import autocast_dtype, model_for
 from .state import LoopState, Setup
 from .tracking import NoTracker, TensorBoardTracker
 from ..errors import UserError
@@ -220,7 +220,7 @@ def summary(config: dict[str, Any], setup: Setup, state: LoopState) -> dict[str,
     return {
         "kind": "train", "config": config, "config_digest": cfg.config_digest(config), "seed": config["seed"],
         "code_digest": code_digest(TRAINING_CODE),
-        **stamp(setup.device, bf16=uses_bf16(config, setup.device)),
+        **stamp(setup.device, autocast=autocast_dtype(config, setup.device)),
         "distributed": setup.context.describe(),
         "iterations": total, "passes": total / setup.iters_per_pass, "replay": setup.method.replay,
         "batches_per_pass": setup.batches_per_pass, "lr_milestones": setup.milestones,
