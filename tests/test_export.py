@@ -8,7 +8,9 @@ import torch
 from freeadv.attacks import AttackSpec
 from freeadv.runs import evaluate, run_attack
 from freeadv.cli import main
-from freeadv.runs.export import MODEL_INFO, accuracy_string, eps_string, export_run, load_exported
+from freeadv.models import MODELS
+from freeadv.runs.export import (MODEL_INFO, ROBUSTBENCH_KEYS, accuracy_string, architecture, eps_string, export_run,
+                                 load_exported, new_model_issue)
 from freeadv.io import write_json
 from freeadv.training import data_for, model_for
 
@@ -42,7 +44,7 @@ def test_export_loads_back_and_reproduces_the_clean_accuracy(trained_run, pgd20,
     ev = json.loads(pgd20.read_text())
     on_disk = json.loads((tmp_path / "out" / MODEL_INFO).read_text())
     assert on_disk == json.loads(json.dumps(info))
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt", "model_info.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt", "model_info.json", "tiny.json"]
 
     # a plain state_dict of tensors, equal to the run's weights, loadable with weights_only=True
     state = torch.load(tmp_path / "out" / "model.pt", weights_only=True)
@@ -60,7 +62,8 @@ def test_export_loads_back_and_reproduces_the_clean_accuracy(trained_run, pgd20,
     assert info["clean_acc"] == f"{metrics['clean_acc']:.2f}" == accuracy_string(ev["clean_acc"])
     assert info["reported"] == f"{ev['robust_acc']:.2f}" and info["autoattack_acc"] is None
 
-    assert info["name"] == trained_run.name and info["model_id"] is None
+    assert info["name"] == "Standardly trained model" and info["model_id"] is None   # RobustBench's title
+    assert info["robustbench_file"] == f"{trained_run.name}.json"
     assert info["architecture"] == "small_cnn-w8" and info["dataset"] == "synthetic"
     assert info["eps"] == "8/255" and info["threat_model"] == "Linf"
     assert info["additional_data"] is False and info["number_forward_passes"] == 1
@@ -68,6 +71,47 @@ def test_export_loads_back_and_reproduces_the_clean_accuracy(trained_run, pgd20,
     assert info["commit"] == train["git"]["commit"] and info["config"] == train["config"]
     assert info["evaluation_n"] == {"clean_acc": 64, "reported": 64, "autoattack_acc": None}
     assert pgd20.name in info["footnote"]
+
+
+# RobustBench's model_info keys (robustbench 1.1.1: utils.ModelInfo, leaderboard/template.py and the
+# README's example), those its leaderboard code reads from every file
+ROBUSTBENCH_REQUIRED = {"link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                        "architecture", "eps", "clean_acc", "reported", "autoattack_acc"}
+
+
+def test_robustbench_file_has_its_keys_and_the_weights_load_weights_only(trained_run, pgd20, tmp_path):
+    info = export_run(trained_run, tmp_path / "out", [pgd20])
+    robustbench = json.loads((tmp_path / "out" / f"{trained_run.name}.json").read_text())
+    assert list(robustbench) == list(ROBUSTBENCH_KEYS) and ROBUSTBENCH_REQUIRED <= set(robustbench)
+    assert robustbench == {key: info[key] for key in ROBUSTBENCH_KEYS}
+    assert ROBUSTBENCH_REQUIRED <= set(json.loads((tmp_path / "out" / MODEL_INFO).read_text()))
+    assert robustbench["link"] and robustbench["venue"] == "N/A" and "not the authors' checkpoint" in robustbench["footnote"]
+    fresh = model_for(info["config"])
+    fresh.load_state_dict(torch.load(tmp_path / "out" / "model.pt", weights_only=True))
+    exported = load_exported(tmp_path / "out")
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), exported.state_dict().values()))
+
+
+def test_the_paper_of_the_method_names_the_model(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("method: natural", "method: free"))
+    info = export_run(run, tmp_path / "out", device="cpu")
+    assert info["name"] == "Adversarial Training for Free!" and info["venue"] == "NeurIPS 2019"
+    assert info["link"] == "https://arxiv.org/abs/1904.12843" and info["authors"].startswith("Ali Shafahi")
+    issue = new_model_issue(info)
+    assert issue.startswith("[New Model] run\n") and "- **Paper Title**: Adversarial Training for Free!" in issue
+    assert "- **eps**: 8/255" in issue and "- **Threat Model**: Linf" in issue and "- [ ] I want to add" in issue
+
+
+@pytest.mark.parametrize("config, name", [
+    ({"arch": "wrn34_10"}, "WideResNet-34-10"), ({"arch": "wrn32_10"}, "WideResNet-32-10"),
+    ({"arch": "wrn32_k", "width": 4}, "WideResNet-32-4"), ({"arch": "preact_resnet18"}, "PreActResNet-18"),
+    ({"arch": "resnet50"}, "ResNet-50"), ({"arch": "small_cnn", "width": 16}, "small_cnn-w16"),
+])
+def test_architecture_uses_robustbench_names(config, name):
+    assert config["arch"] in MODELS and architecture(config) == name
 
 
 def test_without_evals_the_clean_accuracy_is_measured(trained_run, pgd20, tmp_path):
@@ -117,7 +161,8 @@ def test_model_id_from_the_scale_plan(trained_run, tmp_path):
     write_json(tmp_path / "results" / "mini" / "plan.json",
                {"models": {run.name: {"config": {"dataset": "synthetic", "arch": "small_cnn", "width": 8}}}, "targets": {}})
     info = export_run(run, tmp_path / "out", device="cpu")
-    assert info["model_id"] == info["name"] == run.name
+    assert info["model_id"] == run.name and info["robustbench_file"] == f"{run.name}.json"
+    assert (tmp_path / "out" / f"{run.name}.json").is_file()
 
 
 def test_eval_of_another_run_is_refused(trained_run, pgd20, tmp_path, capsys):
@@ -147,6 +192,10 @@ def test_reexport_replaces_an_earlier_export(trained_run, pgd20, tmp_path):
     export_run(trained_run, tmp_path / "out", device="cpu")
     assert export_run(trained_run, tmp_path / "out", [pgd20])["reported"] is not None
     assert json.loads((tmp_path / "out" / MODEL_INFO).read_text())["reported"] is not None
+    renamed = tmp_path / "renamed"
+    shutil.copytree(trained_run, renamed)
+    export_run(renamed, tmp_path / "out", device="cpu")   # the earlier RobustBench file goes with it
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.pt", "model_info.json", "renamed.json"]
 
 
 @pytest.mark.parametrize("case, message", [
@@ -183,6 +232,7 @@ def test_cli_export(trained_run, pgd20, tmp_path, capsys):
                               "--out", str(tmp_path / "out")], capsys)
     assert code == 0, err
     assert "exported" in out and "eps 8/255" in out
+    assert "[New Model] tiny" in out and "- **Paper Title**: Standardly trained model" in out
     info = json.loads((tmp_path / "out" / MODEL_INFO).read_text())
     assert info["reported"] is not None and info["clean_acc"] is not None
     assert isinstance(load_exported(tmp_path / "out"), torch.nn.Module)

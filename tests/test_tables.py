@@ -467,3 +467,14 @@ def test_a_scale_that_keeps_best_weights_leaves_wong_et_al_s_early_stopping_alon
                                     "robust_eval_source": "first_train_batch"}}
     with pytest.raises(scales.PlanError, match="keep_best.*first_train_batch"):
         scales.build_plan("small", bad)
+
+
+def test_a_robustbench_reference_evaluated_at_another_eps_says_so(tmp_path):
+    """RobustBench evaluated TRADES at eps 0.031, not 8/255: its cell names the eps; the others,
+    at the table's 8/255, do not."""
+    plan = scales.build_plan("small", SMALL_SCALE)
+    fake_results(tmp_path, plan, "fast", lambda row, metric: 50.0 if metric != "aa" else 45.0)
+    write_table(plan, "fast", tmp_path, tmp_path / "tables")
+    markdown = (tmp_path / "tables" / "fast.md").read_text()
+    assert "(Zhang2019Theoretically, WRN-34-10, eps 0.031)" in markdown
+    assert "Wong2020Fast" in markdown and "Wong2020Fast, PreAct ResNet-18, eps" not in markdown

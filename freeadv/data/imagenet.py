@@ -1,7 +1,13 @@
 """ImageNet-style ``root/train`` and ``root/val`` ImageFolders, read through a DataLoader with
-per-sample seeded augmentation (so passes keep the determinism contract of ``freeadv.data.bundle``)."""
+per-sample seeded augmentation (so passes keep the determinism contract of ``freeadv.data.bundle``).
+
+The validation split is read in a fixed order whose first 5,000 images are RobustBench's ImageNet
+subset when the real validation files are there (freeadv.data.subsets.imagenet_test_order), so
+``n_test`` and an attack's first n follow RobustBench's protocol.
+"""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -11,7 +17,7 @@ from torch import Tensor
 
 from .bundle import DataBundle, mix_seed
 from .catalog import DATASETS, DatasetSpec, DataError, LoadOptions
-from .subsets import check_subset_size, split_indices
+from .subsets import check_subset_size, imagenet_test_order, split_indices
 
 IMAGENET_SIZE = DATASETS["imagenet"].input_size   # the side of the crops the model sees
 
@@ -40,7 +46,8 @@ class ImageFolderBundle(DataBundle):
     """ImageNet-style ``root/train`` and ``root/val`` folders read through a DataLoader."""
 
     def __init__(self, name: str, train_folder, test_folder, train_indices: Tensor, n_test: int,
-                 augment: bool, num_workers: int, validation_indices: Tensor | None = None) -> None:
+                 augment: bool, num_workers: int, validation_indices: Tensor | None = None,
+                 test_order: list[int] | None = None, test_subset: str = "ImageFolder order") -> None:
         from torchvision import transforms
 
         super().__init__(name, image_size=IMAGENET_SIZE, n_train=len(train_indices), n_test=n_test)
@@ -49,6 +56,8 @@ class ImageFolderBundle(DataBundle):
         self.validation_indices = empty if validation_indices is None else validation_indices
         self.n_validation = len(self.validation_indices)
         self.num_workers = num_workers
+        self.test_order = list(range(len(test_folder))) if test_order is None else test_order
+        self.test_subset = test_subset   # a one-line account of which images the first 5,000 are
         self.eval_transform = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(IMAGENET_SIZE),
                                                   transforms.ToTensor()])
         self.train_folder = train_folder
@@ -87,9 +96,10 @@ class ImageFolderBundle(DataBundle):
                         f"datasets only; iterate test_batches() instead")
 
     def test_batches(self, batch_size: int, *, device) -> Iterator[tuple[Tensor, Tensor]]:
-        """The first ``n_test`` validation images in ImageFolder order, center-cropped."""
+        """The first ``n_test`` validation images in the split's fixed order (``test_order``),
+        center-cropped."""
         device = torch.device(device)
-        indices = list(range(self.n_test))
+        indices = self.test_order[:self.n_test]
         batches = [indices[start:start + batch_size] for start in range(0, self.n_test, batch_size)]
         for x, y in self._loader(self.test_folder, batches, device):
             yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -134,5 +144,8 @@ def load_imagenet(spec: DatasetSpec, root: Path, options: LoadOptions) -> ImageF
     check_subset_size(name, "test", options.n_test, len(test), minimum=0)
     train_indices, validation_indices = split_indices(name, len(train), options.n_train, options.n_validation,
                                                       options.data_seed)
+    order = imagenet_test_order([path for path, _ in test.samples], list(test.targets))
+    if not order.robustbench:   # the AutoAttack evaluation is then not RobustBench's: say so once
+        warnings.warn(f"{name}: test order of '{root / test_name}': {order.account}", stacklevel=2)
     return ImageFolderBundle(name, train, test, train_indices, len(test) if options.n_test is None else options.n_test,
-                             options.augment, options.num_workers, validation_indices)
+                             options.augment, options.num_workers, validation_indices, order.order, order.account)

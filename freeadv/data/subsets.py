@@ -6,8 +6,14 @@ One permutation of the training split, drawn from ``data_seed`` alone, decides b
 (with ``n_train`` unset, every image but the validation ones trains). Training images and
 validation images are therefore disjoint by construction, and a run's training subset is the same
 whether or not it holds validation images out.
+
+ImageNet's test split has its own fixed order (:func:`imagenet_test_order`), so that its first
+5,000 images, which AutoAttack evaluates, are RobustBench's ImageNet subset.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -79,3 +85,58 @@ def bundle_of_splits(name: str, tensors: tuple[Tensor, Tensor, Tensor, Tensor], 
     run's ``options`` ask: what the loader of any dataset held in memory returns."""
     return subset_bundle(name, *tensors, n_train=options.n_train, n_test=options.n_test, data_seed=options.data_seed,
                          augment=options.augment, n_validation=options.n_validation)
+
+
+# --- the order of ImageNet's validation split ------------------------------------------------------
+
+ROBUSTBENCH_IMAGENET_IDS = Path(__file__).with_name("robustbench_imagenet_ids.txt")
+ROBUSTBENCH_SOURCE = "robustbench 1.1.1 helper_files/imagenet_test_image_ids.txt"
+FALLBACK_PER_CLASS = 5   # 1,000 classes x 5 = RobustBench's 5,000 images, spread over every class
+
+
+def robustbench_imagenet_ids() -> list[str]:
+    """RobustBench's 5,000 ImageNet validation images as ``<wnid>/<file name>``, in the order its
+    loader reads them; the file's ``#`` lines are its provenance header."""
+    lines = ROBUSTBENCH_IMAGENET_IDS.read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def per_class_prefix(labels: list[int], per_class: int = FALLBACK_PER_CLASS) -> list[int]:
+    """Indices of the first ``per_class`` images of each class, class by class (ImageFolder order
+    within a class is file-name order, so the choice does not depend on the file system)."""
+    taken: dict[int, int] = {}
+    chosen = []
+    for index, label in enumerate(labels):
+        if taken.get(label, 0) < per_class:
+            taken[label] = taken.get(label, 0) + 1
+            chosen.append(index)
+    return sorted(chosen, key=lambda index: labels[index])
+
+
+class SplitOrder(NamedTuple):
+    """A test split's fixed order and what its first images are."""
+    order: list[int]      # a permutation of the split's ImageFolder indices
+    account: str          # one line: which images come first
+    robustbench: bool     # whether the first 5,000 are RobustBench's subset
+
+
+def imagenet_test_order(paths: list[str], labels: list[int]) -> SplitOrder:
+    """The fixed order of an ImageNet validation ImageFolder (its samples' ``paths`` and ``labels``)
+    and a one-line account of its first 5,000 images.
+
+    RobustBench's listed images come first, in its order, when every one of them is in the folder
+    (matched by file name), so an attack of the first 5,000 images attacks RobustBench's subset;
+    otherwise the first ``FALLBACK_PER_CLASS`` images of each class come first. The other images
+    follow in ImageFolder order, so the order is a permutation of the whole split.
+    """
+    by_name = {Path(path).name: index for index, path in enumerate(paths)}
+    listed = [by_name.get(Path(image_id).name) for image_id in robustbench_imagenet_ids()]
+    missing = listed.count(None)
+    if not missing:
+        first, account = listed, f"RobustBench's {len(listed):,} ImageNet images first ({ROBUSTBENCH_SOURCE})"
+    else:
+        first = per_class_prefix(labels)
+        account = (f"the first {FALLBACK_PER_CLASS} images of each of its {len(set(labels)):,} classes first, not "
+                   f"RobustBench's {len(listed):,} ({missing:,} of them are not in the folder)")
+    chosen = set(first)
+    return SplitOrder(first + [index for index in range(len(paths)) if index not in chosen], account, not missing)

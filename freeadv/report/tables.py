@@ -22,7 +22,7 @@ from ..experiments.design import DATASET_TITLES
 from ..experiments.layout import TABLE_FORMATS, table_file, train_path
 from ..experiments.paper_values import paper_value
 from ..experiments.plan import Column, Plan, PlanRow
-from ..experiments.robustbench import ENTRIES
+from ..experiments.robustbench import DEFAULT_EPS, ENTRIES
 from ..io import atomic_write_text
 from ..sanity import check_model, check_training
 from .results import accuracy_interval, check_weights, metric_value, read_result, with_kind_flags
@@ -119,13 +119,15 @@ def _best_columns(row: PlanRow, metrics: list[Column], train: dict[str, Any] | N
 
 
 def _robustbench_columns(row: PlanRow) -> dict[str, Any]:
-    """RobustBench's entry shown beside the row, if the design gives it one (reference numbers)."""
+    """RobustBench's entry shown beside the row, if the design gives it one (reference numbers),
+    with the eps it was evaluated at where that is not the table's 8/255 (TRADES: 0.031)."""
     entry = ENTRIES.get(row.robustbench or "")
     if entry is None:
         return {}
-    return {"robustbench": entry.name, "robustbench_arch": entry.architecture, "robustbench_clean": entry.clean,
-            "robustbench_reported": entry.reported, "robustbench_aa": entry.autoattack,
-            "robustbench_same_arch": entry.architecture == row.paper_arch}
+    columns = {"robustbench": entry.name, "robustbench_arch": entry.architecture, "robustbench_clean": entry.clean,
+               "robustbench_reported": entry.reported, "robustbench_aa": entry.autoattack,
+               "robustbench_same_arch": entry.architecture == row.paper_arch}
+    return columns if entry.eps == DEFAULT_EPS else {**columns, "robustbench_eps": entry.eps}
 
 
 def _sanity_columns(evals: list[dict[str, Any]], sanity: dict[str, dict[str, Any]],
@@ -254,8 +256,9 @@ def _robustbench_cell(r: pd.Series) -> str:
     if not isinstance(r.get("robustbench"), str):
         return "-"
     arch = "" if r.get("robustbench_same_arch") is True else f", {r['robustbench_arch']}"
+    eps = f", eps {r['robustbench_eps']}" if isinstance(r.get("robustbench_eps"), str) else ""
     return (f"{_fmt(r['robustbench_clean'])} / {_fmt(r['robustbench_reported'])} / {_fmt(r['robustbench_aa'])} "
-            f"({r['robustbench']}{arch})")
+            f"({r['robustbench']}{arch}{eps})")
 
 
 def to_markdown(frame: pd.DataFrame, plan: Plan, target: str) -> str:

@@ -1,17 +1,22 @@
 """Export a finished run for others: the weights as a plain state_dict and a RobustBench model-info JSON.
 
-    from freeadv.runs.export import export_run, load_exported
+    from freeadv.runs.export import export_run, load_exported, new_model_issue
     info = export_run("results/mini/runs/<model>", "export/<model>",
                       evals=["results/mini/runs/<model>/evals/pgd20-eps8-step2.json"])
     model = load_exported("export/<model>")     # a fresh registry model with the exported weights
+    print(new_model_issue(info))                # RobustBench's "New Model(s)" issue, filled in
 
-The export folder holds exactly two files:
+The export folder holds exactly three files:
 
     model.pt           the final weights, a state_dict of tensors (``torch.load(weights_only=True)``)
-    model_info.json    RobustBench's model-info fields (name, architecture, dataset, eps "8/255",
-                       threat_model, clean_acc, reported, autoattack_acc as "86.11" strings,
-                       additional_data, number_forward_passes, footnote) plus ours: model_id,
-                       commit, evaluation_n, evals and the resolved training config
+    <model id>.json    RobustBench's model_info file, its keys only and in its order, named as
+                       RobustBench names its files (model_info/<dataset>/Linf/<name>.json):
+                       link, name (the title of the paper whose method the run reproduces),
+                       authors, additional_data, number_forward_passes, dataset, venue,
+                       architecture (RobustBench's name: "WideResNet-34-10"), eps ("8/255"),
+                       clean_acc, reported, footnote, autoattack_acc ("86.11" strings)
+    model_info.json    the same fields plus ours: threat_model, model_id, commit, weights_digest,
+                       evaluation_n, evals and the resolved training config
 
 Accuracies come from ``freeadv attack`` eval JSONs of this run: clean_acc from the one with the
 largest n (or, when none is given, a clean pass over the run's test split at export time),
@@ -20,6 +25,7 @@ kind ``autoattack`` at the training eps; a number no eval gives is null.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,13 +39,18 @@ from ..attacks.spec import num
 from ..checkpoints import load_tensors, save_tensors, weights_digest
 from ..experiments.layout import PLAN_FILE   # results/<scale>/plan.json: two folders above runs/<model>
 from ..experiments.plan import Plan
-from ..io import read_json, write_json
+from ..experiments.robustbench import PAPERS, Paper
+from ..io import atomic_write_text, read_json, write_json
 from ..training.folder import CONFIG, MODEL, TRAIN_JSON, load_trained_model
 from ..training.runtime import model_for
 from ..errors import UserError
 
 MODEL_INFO = "model_info.json"
-EXPORT_FILES = (MODEL, MODEL_INFO)
+EXPORT_FILES = (MODEL, MODEL_INFO)   # and the RobustBench file, whose name model_info.json records
+ROBUSTBENCH_KEYS = ("link", "name", "authors", "additional_data", "number_forward_passes", "dataset", "venue",
+                    "architecture", "eps", "clean_acc", "reported", "footnote", "autoattack_acc")
+ROBUSTBENCH_ARCHS = {"wrn34_10": "WideResNet-34-10", "wrn32_10": "WideResNet-32-10", "preact_resnet18": "PreActResNet-18",
+                     "resnet50": "ResNet-50", "resnet101": "ResNet-101", "resnet152": "ResNet-152"}
 THREAT_MODEL = "Linf"
 REPORTED_ATTACK = {"kind": "pgd", "steps": 20, "restarts": 1}   # RobustBench's "reported": our PGD-20
 AUTOATTACK = "autoattack"
@@ -56,8 +67,20 @@ def accuracy_string(value: float | None) -> str | None:
 
 
 def architecture(config: dict[str, Any]) -> str:
-    """The registry arch, with its width where set (as in model ids): 'small_cnn-w16', 'wrn32_10'."""
+    """The architecture as RobustBench names it ('WideResNet-34-10', 'PreActResNet-18'); an
+    architecture it has no name for keeps the registry's, with its width where set (as in model
+    ids): 'small_cnn-w16'."""
+    if config["arch"] == "wrn32_k" and config.get("width"):
+        return f"WideResNet-32-{config['width']}"
+    if config["arch"] in ROBUSTBENCH_ARCHS and not config.get("width"):
+        return ROBUSTBENCH_ARCHS[config["arch"]]
     return config["arch"] + (f"-w{config['width']}" if config.get("width") else "")
+
+
+def paper_of(method: str) -> Paper:
+    """The paper whose method a run reproduces, as RobustBench's model_info names it; a method of
+    no known paper gets its own name and RobustBench's empty venue ('Unpublished')."""
+    return PAPERS.get(method) or Paper(f"{method} (freeadv training method)", "", "", "")
 
 
 # --- reading the inputs ---------------------------------------------------------------------------
@@ -152,6 +175,15 @@ def _largest(candidates: list[tuple[str, dict[str, Any]]]) -> tuple[str, dict[st
     return best
 
 
+def _earlier_robustbench_file(out_dir: Path) -> str | None:
+    """The RobustBench file an earlier export in ``out_dir`` wrote (its model_info.json names it)."""
+    try:
+        name = read_json(out_dir / MODEL_INFO).get("robustbench_file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) and Path(name).name == name else None
+
+
 def _check_out(out_dir: Path, run_dir: Path) -> None:
     """Refuse an --out that holds anything but an earlier export (never overwrite other files)."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -159,8 +191,9 @@ def _check_out(out_dir: Path, run_dir: Path) -> None:
     if out_dir.resolve() == run_dir.resolve():
         raise UserError(f"--out '{out_dir}' is the run folder itself; export into a new folder")
     if out_dir.is_dir():
+        ours = {*EXPORT_FILES, _earlier_robustbench_file(out_dir)}
         others = sorted(p.name for p in out_dir.iterdir()
-                        if p.name not in EXPORT_FILES and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+                        if p.name not in ours and not (p.name.startswith(".") and p.name.endswith(".tmp")))
         if others:
             raise UserError(f"--out '{out_dir}' is not empty and holds no freeadv export "
                              f"(it has {', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); "
@@ -198,9 +231,53 @@ def _accuracies_used(loaded: list[tuple[str, dict[str, Any]]], eps: float, run_d
     return used, notes
 
 
+def _commit(summary: dict[str, Any], loaded: list[tuple[str, dict[str, Any]]]) -> str | None:
+    """The commit that trained the run (train.json), else the first one an eval records."""
+    commit = (summary.get("git") or {}).get("commit")
+    if commit in (None, "unknown"):
+        commit = next((e["git"]["commit"] for _, e in loaded if isinstance(e.get("git"), dict)
+                       and e["git"].get("commit") not in (None, "unknown")), commit)
+    return commit
+
+
+def _model_info(run_dir: Path, config: dict[str, Any], loaded: list[tuple[str, dict[str, Any]]],
+                used: dict[str, Any], notes: list[str], digest: str, commit: str | None) -> dict[str, Any]:
+    """RobustBench's model_info fields in its order (``name`` is the paper's title, as in its
+    files), then ours; the footnote says the model is a reproduction, not the authors' weights."""
+    eps, paper, model_id = float(config["eps"]), paper_of(config["method"]), model_id_of(run_dir, config)
+    robustbench_file = f"{model_id or run_dir.resolve().name}.json"
+    if robustbench_file in EXPORT_FILES:
+        raise UserError(f"run folder '{run_dir}' is named like an export file; rename it before exporting")
+    number = {field: (used[field][1][field if field == "clean_acc" else "robust_acc"] if used[field] else None)
+              for field in used}
+    trained = f"Trained with freeadv{f' at commit {commit[:12]}' if commit and commit != 'unknown' else ''}"
+    return {
+        "link": paper.link, "name": paper.title, "authors": paper.authors,
+        "additional_data": False, "number_forward_passes": 1, "dataset": config["dataset"], "venue": paper.venue,
+        "architecture": architecture(config), "eps": eps_string(eps),
+        "clean_acc": accuracy_string(number["clean_acc"]), "reported": accuracy_string(number["reported"]),
+        "footnote": f"{trained} (a reproduction, not the authors' checkpoint); " + "; ".join(notes) + ".",
+        "autoattack_acc": accuracy_string(number["autoattack_acc"]),
+        # ours
+        "threat_model": THREAT_MODEL,
+        "model_id": model_id,
+        "robustbench_file": robustbench_file,
+        "commit": commit,
+        "weights_digest": digest,
+        "evaluation_n": {field: (used[field][1]["n"] if used[field] else None) for field in used},
+        "evals": [{"file": label, "kind": ev["attack"].get("kind"), "steps": ev["attack"].get("steps"),
+                   "restarts": ev["attack"].get("restarts", 1), "eps": ev["attack"].get("eps"),
+                   "step_size": ev["attack"].get("step_size"), "n": ev["n"],
+                   "used_for": [field for field in used if used[field] and used[field][0] == label]}
+                  for label, ev in loaded],
+        "config": config,
+    }
+
+
 def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | Path] = (), *,
                device: str = "auto", batch_size: int = 500) -> dict[str, Any]:
-    """Write ``out_dir/model.pt`` and ``out_dir/model_info.json`` for a finished run; returns the info.
+    """Write ``out_dir/model.pt``, the RobustBench file ``out_dir/<model id>.json`` and
+    ``out_dir/model_info.json`` for a finished run; returns the info.
 
     ``evals``: eval JSONs of ``freeadv attack`` on this run. Without any, clean accuracy is measured
     here on the run's test split (its ``n_test``) with :func:`freeadv.runs.run_attack`.
@@ -214,47 +291,47 @@ def export_run(run_dir: str | Path, out_dir: str | Path, evals: Iterable[str | P
     model, _ = load_trained_model(run_dir, "cpu")   # weights_only load into the registry model
     digest = weights_digest(model.state_dict())
     _check_weights([(p, ev) for p, (_, ev) in zip(paths, loaded)], digest)
-    summary = _train_summary(run_dir)
-    eps = float(config["eps"])
+    used, notes = _accuracies_used(loaded, float(config["eps"]), run_dir, device, batch_size)
+    info = _model_info(run_dir, config, loaded, used, notes, digest, _commit(_train_summary(run_dir), loaded))
 
-    used, notes = _accuracies_used(loaded, eps, run_dir, device, batch_size)
-    numbers = {"clean_acc": used["clean_acc"][1]["clean_acc"],
-               "reported": used["reported"][1]["robust_acc"] if used["reported"] else None,
-               "autoattack_acc": used["autoattack_acc"][1]["robust_acc"] if used["autoattack_acc"] else None}
-
-    model_id = model_id_of(run_dir, config)
-    commit = (summary.get("git") or {}).get("commit")
-    if commit in (None, "unknown"):
-        commit = next((e["git"]["commit"] for _, e in loaded if isinstance(e.get("git"), dict)
-                       and e["git"].get("commit") not in (None, "unknown")), commit)
-    info = {
-        "name": model_id or run_dir.resolve().name,
-        "architecture": architecture(config),
-        "dataset": config["dataset"],
-        "eps": eps_string(eps),
-        "threat_model": THREAT_MODEL,
-        "clean_acc": accuracy_string(numbers["clean_acc"]),
-        "reported": accuracy_string(numbers["reported"]),
-        "autoattack_acc": accuracy_string(numbers["autoattack_acc"]),
-        "additional_data": False,
-        "number_forward_passes": 1,
-        "footnote": "freeadv export: " + "; ".join(notes) + ".",
-        # ours
-        "model_id": model_id,
-        "commit": commit,
-        "weights_digest": digest,
-        "evaluation_n": {field: (used[field][1]["n"] if used[field] else None) for field in used},
-        "evals": [{"file": label, "kind": ev["attack"].get("kind"), "steps": ev["attack"].get("steps"),
-                   "restarts": ev["attack"].get("restarts", 1), "eps": ev["attack"].get("eps"),
-                   "step_size": ev["attack"].get("step_size"), "n": ev["n"],
-                   "used_for": [field for field in used if used[field] and used[field][0] == label]}
-                  for label, ev in loaded],
-        "config": config,
-    }
+    earlier = _earlier_robustbench_file(out_dir) if out_dir.is_dir() else None
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     save_tensors(out_dir / MODEL, state)       # weights first: model_info.json marks a complete export
+    robustbench = {key: info[key] for key in ROBUSTBENCH_KEYS}   # in RobustBench's order, as its files are
+    atomic_write_text(out_dir / info["robustbench_file"], json.dumps(robustbench, indent=2) + "\n")
+    if earlier and earlier != info["robustbench_file"]:
+        (out_dir / earlier).unlink(missing_ok=True)
     write_json(out_dir / MODEL_INFO, info)
     return info
+
+
+def new_model_issue(info: dict[str, Any]) -> str:
+    """The text of RobustBench's "New Model(s)" issue (its .github/ISSUE_TEMPLATE/new-model.md),
+    filled in from an export's info: what a submission to its leaderboard asks for. The checkboxes
+    stay unticked and the checkpoint URL is left to the submitter, who alone can decide them."""
+    model = info["robustbench_file"].removesuffix(".json")
+    n = info["evaluation_n"].get("autoattack_acc")
+    robust = info["autoattack_acc"] or "(no AutoAttack eval exported)"
+    method = f"AutoAttack (standard version) on the first {n} test images" if n else "(none exported)"
+    return "\n".join([
+        f"[New Model] {model}", "",
+        "# Paper Information", "",
+        f"- **Paper Title**: {info['name']}", f"- **Paper URL**: {info['link']}",
+        f"- **Paper authors**: {info['authors']}", "",
+        "# Leaderboard Claim(s)", "",
+        "## Model 1", "",
+        f"- **Architecture**: {info['architecture']}", f"- **Threat Model**: {info['threat_model']}",
+        f"- **eps**: {info['eps']}", f"- **Clean accuracy**: {info['clean_acc']}",
+        f"- **Robust accuracy**: {robust}", f"- **Additional data**: {str(info['additional_data']).lower()}",
+        f"- **Evaluation method**: {method}; {info['footnote']}",
+        f"- **Checkpoint and code**: (URL of {MODEL}); freeadv at commit {info['commit']}", "",
+        "# Model Zoo:", "",
+        "- [ ] I want to add my models to the Model Zoo (check if true)",
+        "- [ ] I use an architecture that is included among those of robustbench/model_zoo/architectures or in "
+        "`timm`. If not, I added the link to the architecture implementation so that it can be added.",
+        "- [ ] I agree to release my model(s) under MIT license (check if true) **OR** under a custom license, "
+        "located here: (URL)",
+    ])
 
 
 def load_exported(export_dir: str | Path, device: torch.device | str = "cpu") -> nn.Module:
