@@ -179,7 +179,9 @@ def closure(module: str, root: str | Path | None = None) -> list[str]:
         if path is None:   # an attribute (`from .x import y`) rather than a module
             continue
         files[name] = path
-        todo += graph.edges(name, graph.module(name), path.name == "__init__.py")
+        if name != top:   # the top package's own file is the public facade (freeadv.evaluate): what
+            # it imports on a call is not what importing the package runs, nor what a command uses
+            todo += graph.edges(name, graph.module(name), path.name == "__init__.py")
     found = set(files.values())
     for folder in {path.parent for path in found}:
         found.update(p for pattern in DATA_PATTERNS for p in folder.glob(pattern))

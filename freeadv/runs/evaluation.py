@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from .. import stats
 from ..checkpoints import weights_digest
+from ..io import write_json
 from ..provenance import stamp
 from ..sanity import check_eval
 from ..attacks.spec import EARLIER_SECONDS, AttackSpec, for_model
@@ -92,34 +93,54 @@ def evaluate_whole_set(model: nn.Module, data, spec: AttackSpec, *, batch_size: 
     return {**metrics, "per_image": per_image(flags["clean"], flags["robust"])}
 
 
+def state_file(out: str | Path) -> Path:
+    """Where a resumable (whole-set) evaluation keeps its progress: beside its eval JSON."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.state.json")
+
+
+def write_eval(out: str | Path, result: dict, state_path: Path | None) -> None:
+    """Write an eval JSON, then remove the whole-set state file it supersedes (it holds
+    everything the state had)."""
+    write_json(out, result)
+    if state_path is not None:
+        state_path.unlink(missing_ok=True)
+
+
+def measure(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: int, device: torch.device,
+            progress: bool, state_path: str | Path | None) -> dict:
+    """The measured part of an eval JSON, whatever the model's origin (a run folder or any model):
+    ``model`` on ``data``'s test subset under ``spec`` (eps and step bound), with the digest of
+    the weights, the timing, the provenance stamp and the sanity warnings. A ``whole_set`` kind
+    (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
+    start = time.perf_counter()
+    with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
+        if spec.attack.whole_set:
+            metrics = evaluate_whole_set(model, data, spec, batch_size=batch_size, seed=seed, device=device,
+                                         state_path=Path(state_path) if state_path else None,
+                                         progress=bar.update)
+        else:
+            metrics = evaluate(model, data.test_batches(batch_size, device=device), spec, seed=seed,
+                               progress=bar.update)
+    # a resumed whole-set evaluation took the time of every process it ran in, not only this one's
+    seconds = time.perf_counter() - start + (metrics.get(EARLIER_SECONDS) or 0.0)
+    result = {"kind": "eval", "weights_digest": weights_digest(model.state_dict()), "seed": seed,
+              "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
+              "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
+              **stamp(device)}
+    result["warnings"] = check_eval(result)
+    return result
+
+
 def run_attack(run_dir: str | Path, spec: AttackSpec, *, batch_size: int = 500, seed: int = 0,
                device: str = "auto", progress: bool = False, state_path: str | Path | None = None,
                weights: str = "final") -> dict:
     """Evaluate a finished run under ``spec`` on its first ``spec.n`` test images (None: the run's
     own test subset); eps and step default to the run's eps and the paper's step for its dataset.
-    Returns the eval JSON as a dict, whose ``attack`` entry is the spec as evaluated, with the
-    sanity warnings and the digest of the weights evaluated (readers check it against the run's
-    train.json). A ``whole_set`` kind (AutoAttack) keeps its progress in ``state_path`` and
-    resumes from it."""
+    Returns the eval JSON as a dict (:func:`measure`), whose ``attack`` entry is the spec as
+    evaluated; readers check its weights digest against the run's train.json."""
     run = open_run(run_dir, device, n_test=spec.n or RUN_SPLIT, weights=weights)
-    model, train_config, dev = run.model, run.config, run.device
-    spec = for_model(spec, train_config)
-    data = run.data
-    start = time.perf_counter()
-    with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
-        if spec.attack.whole_set:
-            metrics = evaluate_whole_set(model, data, spec, batch_size=batch_size, seed=seed, device=dev,
-                                         state_path=Path(state_path) if state_path else None,
-                                         progress=bar.update)
-        else:
-            metrics = evaluate(model, data.test_batches(batch_size, device=dev), spec, seed=seed,
-                               progress=bar.update)
-    # a resumed whole-set evaluation took the time of every process it ran in, not only this one's
-    seconds = time.perf_counter() - start + (metrics.get(EARLIER_SECONDS) or 0.0)
-    result = {"kind": "eval", "run": str(run_dir), "weights": weights,
-              "weights_digest": weights_digest(model.state_dict()), "train_config": train_config, "seed": seed,
-              "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
-              "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
-              **stamp(dev)}
-    result["warnings"] = check_eval(result)
-    return result
+    spec = for_model(spec, run.config)
+    measured = measure(run.model, run.data, spec, batch_size=batch_size, seed=seed, device=run.device,
+                       progress=progress, state_path=state_path)
+    return {**measured, "run": str(run_dir), "weights": weights, "train_config": run.config}

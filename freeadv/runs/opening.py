@@ -32,11 +32,17 @@ class OpenRun:
         return data_for(dict(self.config, augment=False, n_train=None, **split))
 
 
+def open_device(device: str | torch.device = "auto") -> torch.device:
+    """``device`` resolved ("auto": CUDA if present) with the CPU settings every job runs under."""
+    dev = resolve_device(str(device))
+    cpu.tune(dev, flush_denormal=False)
+    return dev
+
+
 def open_run(run_dir: str | Path, device: str | torch.device = "auto", *, n_test: int | str | None = RUN_SPLIT,
              weights: str = "final") -> OpenRun:
     """``run_dir``'s model (``weights``: final or best) on ``device`` ("auto": CUDA if present);
     ``n_test``: RUN_SPLIT (the run's own ``n_test``), None (the whole test split) or the first n."""
-    dev = resolve_device(str(device))
-    cpu.tune(dev, flush_denormal=False)
+    dev = open_device(device)
     model, config = load_trained_model(run_dir, dev, weights=weights)
     return OpenRun(Path(run_dir), dev, model, config, n_test)
