@@ -92,25 +92,30 @@ def test_gradient_masking_fools_pgd_but_not_autoattacks_square(test_set):
 
 
 @pytest.mark.slow
+def die_on_chunk(monkeypatch, n: int) -> None:
+    """The n-th AutoAttack chunk raises KeyboardInterrupt, as a kill would (one adversary is built a chunk)."""
+    real, calls = autoattack.build_autoattack, {"n": 0}
+
+    def dies(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(autoattack, "build_autoattack", dies)
+
+
 def test_killed_evaluation_resumes_from_its_state_file_to_the_same_result(test_set, tmp_path, monkeypatch):
     model, x, y = test_set
     options = {"batch_size": 16, "seed": 0}
     uninterrupted = _autoattack(model, x, y, 2.0, **options)
     state = tmp_path / "eval.state.json"
-    real, calls = autoattack.build_autoattack, {"n": 0}
-
-    def dies_on_the_fifth_chunk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(autoattack, "build_autoattack", dies_on_the_fifth_chunk)
+    die_on_chunk(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         _autoattack(model, x, y, 2.0, state_path=state, **options)
     saved = json.loads(state.read_text())
     assert saved["current"]["chunks_done"] >= 1 and saved["done"] in ([], ["apgd-ce"])
-    monkeypatch.setattr(autoattack, "build_autoattack", real)
+    monkeypatch.undo()   # the kill is over: the real adversary again
     resumed = _autoattack(model, x, y, 2.0, state_path=state, **options)
     assert resumed["flags"] == uninterrupted["flags"]
     assert [(r["robust_correct"], r["robust"]) for r in resumed["sub_attacks"]] == \

@@ -15,7 +15,7 @@ from freeadv.schemas import read_checked
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "evaluate_own_model.py"
 FACTORY = f"{EXAMPLE}:template_matcher"
-DOCS = ROOT / "docs" / "library.md"
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def attack(out: Path, *options: str) -> int:
 
 
 def documented_commands(out_dir: Path) -> list[list[str]]:
-    """The shell commands of docs/library.md's "Evaluate your own model", writing to ``out_dir``."""
-    section = DOCS.read_text().split("## Evaluate your own model", 1)[1].split("\n## ", 1)[0]
+    """The shell commands of the README's "Use it on your own model, method and data", writing to ``out_dir``."""
+    section = README.read_text().split("## Use it on your own model, method and data", 1)[1].split("\n## ", 1)[0]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
     return [shlex.split(line.replace("evals/own", str(out_dir)), comments=True) for line in block.splitlines()]
 
@@ -95,23 +95,15 @@ def test_a_bad_model_is_one_line_naming_it(options, message, tmp_path, capsys):
 @pytest.mark.slow
 def test_a_killed_autoattack_resumes_from_its_state_file(weights, tmp_path, monkeypatch):
     pytest.importorskip("pyautoattack")
-    from freeadv.attacks import autoattack
+    from test_autoattack import die_on_chunk
     options = ("--weights", str(weights), "--attack", "autoattack", "--steps", "3", "--batch-size", "16")
     assert attack(tmp_path / "whole.json", *options) == 0
-    real, calls = autoattack.build_autoattack, {"n": 0}
-
-    def dies_on_the_third_chunk(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt("killed")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(autoattack, "build_autoattack", dies_on_the_third_chunk)
+    die_on_chunk(monkeypatch, 3)
     out = tmp_path / "resumed.json"
     assert attack(out, *options) == 130
     saved = json.loads((tmp_path / "resumed.state.json").read_text())
     assert saved["current"]["chunks_done"] == 2 and saved["weights_digest"]
-    monkeypatch.setattr(autoattack, "build_autoattack", real)
+    monkeypatch.undo()   # the kill is over: the real adversary again
     assert attack(out, *options) == 0 and not (tmp_path / "resumed.state.json").exists()
     whole, resumed = read_checked(tmp_path / "whole.json", "eval"), read_checked(out, "eval")
     assert resumed["per_image"] == whole["per_image"] and resumed["sub_attacks"] == [
