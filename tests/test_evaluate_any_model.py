@@ -136,3 +136,62 @@ def test_import_freeadv_imports_no_torch():
             "print(inspect.signature(evaluate_model).parameters['dataset'].default, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["cifar10", "True"]   # torch comes with the evaluation, not with the package
+
+
+# --- RobustBench's models, through a stand-in for the robustbench package (it needs the network) ----
+
+FAKE_ROBUSTBENCH = '''
+import torch
+from torch import nn
+CALLS = []
+
+
+def load_model(model_name, dataset, threat_model, model_dir):
+    CALLS.append((model_name, dataset, threat_model, model_dir))
+    if model_name == "NoSuchModel":
+        raise ValueError("NoSuchModel is not in the model zoo\\nmore lines")
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
+'''
+
+
+@pytest.fixture
+def fake_robustbench(tmp_path, monkeypatch):
+    package = tmp_path / "fake" / "robustbench"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "utils.py").write_text(FAKE_ROBUSTBENCH)
+    monkeypatch.syspath_prepend(str(tmp_path / "fake"))
+    for name in ("robustbench", "robustbench.utils"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import robustbench.utils
+    return robustbench.utils
+
+
+def test_a_robustbench_model_loads_for_the_datasets_family_linf(fake_robustbench):
+    from freeadv.runs.any_model import ROBUSTBENCH_DIR, load_model
+    model = load_model("robustbench:Shafahi2019Adversarial", dataset="cifar10-jpeg")
+    assert isinstance(model, torch.nn.Module)
+    assert fake_robustbench.CALLS == [("Shafahi2019Adversarial", "cifar10", "Linf", ROBUSTBENCH_DIR)]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--robustbench", "NoSuchModel", "--dataset", "cifar10"],
+     "--robustbench 'NoSuchModel' (cifar10, Linf) cannot be loaded: NoSuchModel is not in the model zoo"),
+    (["--robustbench", "Shafahi2019Adversarial", "--dataset", "synthetic"],
+     "RobustBench's models are of cifar10, cifar100 or imagenet, and --dataset 'synthetic' is none of them"),
+    (["--robustbench", "Shafahi2019Adversarial", "--model", FACTORY, "--dataset", "cifar10"],
+     "give --model or --robustbench, not both"),
+])
+def test_a_robustbench_model_that_cannot_be_had_is_one_line(fake_robustbench, tmp_path, capsys, argv, message):
+    assert main(["attack", *argv, "--device", "cpu", "--out", str(tmp_path / "e.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_without_the_robustbench_package_the_error_says_what_to_install(monkeypatch):
+    from freeadv.runs.any_model import ModelError, load_model
+    monkeypatch.setitem(sys.modules, "robustbench", None)   # an import of it fails
+    monkeypatch.setitem(sys.modules, "robustbench.utils", None)
+    with pytest.raises(ModelError, match=r"needs the robustbench package \(pip install robustbench"):
+        load_model("robustbench:Shafahi2019Adversarial", dataset="cifar10")

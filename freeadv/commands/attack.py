@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..attacks import ATTACKS, AttackError, AttackSpec
-from ..runs.any_model import attack_model, first_test_images, load_model, for_dataset
+from ..runs.any_model import ROBUSTBENCH, attack_model, first_test_images, for_dataset, load_model
 from ..runs.evaluation import run_attack, state_file, write_eval
 from ..runs.opening import open_device
 from ..data import DATASETS
@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="instead of --run: a callable (or FILE.py:FACTORY) returning an nn.Module that takes "
                         "[0, 1] images and returns logits; a model expecting normalised inputs puts "
                         "freeadv.models.Normalize(mean, std) first")
+    p.add_argument("--robustbench", metavar="NAME", help="RobustBench's L-inf model NAME for --dataset's family, "
+                                                         "e.g. Shafahi2019Adversarial (needs the robustbench "
+                                                         "package and, once, the network)")
     p.add_argument("--dataset", metavar="NAME", help=f"with --model: the test split to attack ({', '.join(DATASETS)})")
     p.add_argument("--data-root", metavar="DIR", help="with --model: the folder holding the dataset's files "
                                                       "(default: the one a run of that dataset reads)")
@@ -66,7 +69,12 @@ def spec_of(args: argparse.Namespace, steps: int) -> AttackSpec:
 
 
 def check_source(args: argparse.Namespace) -> None:
-    """--run or --model, not both, each with the options that belong to it."""
+    """--run or --model (or --robustbench, a model too), one of them, each with the options that
+    belong to it."""
+    if args.robustbench is not None:
+        if args.model is not None:
+            raise UserError("give --model or --robustbench, not both")
+        args.model = f"{ROBUSTBENCH}{args.robustbench}"
     if (args.run is None) == (args.model is None):
         raise UserError("give --run RUN_DIR or --model PKG.MODULE:FACTORY" + (", not both" if args.run else ""))
     if args.run is not None:
@@ -93,7 +101,7 @@ def attack_run(args: argparse.Namespace, spec: AttackSpec, state: Path | None) -
 def attack_any_model(args: argparse.Namespace, spec: AttackSpec, state: Path | None) -> dict:
     check_output_file(args.out, inputs=() if args.weights is None else (args.weights,))
     device = open_device(args.device)
-    model = load_model(args.model, args.weights).to(device)
+    model = load_model(args.model, args.weights, dataset=args.dataset).to(device)
     return attack_model(model, for_dataset(spec, args.dataset), first_test_images(args.dataset, args.data_root, spec.n),
                         name=args.model, weights=args.weights, device=device, batch_size=args.batch_size,
                         seed=args.seed, progress=not args.no_progress, state_path=state)

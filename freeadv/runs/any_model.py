@@ -80,11 +80,41 @@ def _import(module_name: str, source: str, flag: str):
         raise ModelError(f"{flag} '{source}': module '{module_name}' cannot be imported: {err}{hint}") from None
 
 
+ROBUSTBENCH = "robustbench:"   # a source naming a RobustBench model: robustbench:Shafahi2019Adversarial
+ROBUSTBENCH_DIR = "models/robustbench"   # where RobustBench's loader keeps the checkpoints it downloads
+
+
+def robustbench_model(name: str, dataset: str, model_dir: str | Path = ROBUSTBENCH_DIR) -> nn.Module:
+    """RobustBench's model ``name`` (L-inf) for ``dataset``'s family, through the robustbench package,
+    which downloads its checkpoint on first use. Its models take [0, 1] images, as freeadv's do."""
+    family = DATASETS.pick(dataset, "--dataset").paper_family
+    if family is None:
+        raise ModelError(f"--robustbench '{name}': RobustBench's models are of cifar10, cifar100 or imagenet, "
+                         f"and --dataset '{dataset}' is none of them")
+    try:
+        from robustbench.utils import load_model as load_robustbench
+    except ImportError:
+        raise ModelError(f"--robustbench '{name}' needs the robustbench package (pip install robustbench; it "
+                         "downloads the checkpoint, so it needs the network once)") from None
+    try:
+        model = load_robustbench(model_name=name, dataset=family, threat_model="Linf", model_dir=str(model_dir))
+    except Exception as err:   # the package's own errors: unknown name, no network, a bad download
+        why = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ModelError(f"--robustbench '{name}' ({family}, Linf) cannot be loaded: {why}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"--robustbench '{name}' gave an object of type {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 def load_model(source: str, weights: str | Path | None = None, *, flag: str = "--model",
-                weights_flag: str = "--weights") -> nn.Module:
-    """The module ``source``'s factory returns, with the state_dict in ``weights`` (a file, loaded
-    ``weights_only``) when given; each problem is one line naming the option's value."""
-    made = load_factory(source, flag)()
+               weights_flag: str = "--weights", dataset: str = "cifar10") -> nn.Module:
+    """The module ``source``'s factory returns (``robustbench:NAME``: RobustBench's model for
+    ``dataset``), with the state_dict in ``weights`` (a file, loaded ``weights_only``) when
+    given; each problem is one line naming the option's value."""
+    if source.startswith(ROBUSTBENCH):
+        made = robustbench_model(source[len(ROBUSTBENCH):], dataset)
+    else:
+        made = load_factory(source, flag)()
     if not isinstance(made, nn.Module):
         raise ModelError(f"{flag} '{source}' returned an object of type {type(made).__name__}, not a torch.nn.Module")
     if weights is not None:
@@ -189,11 +219,11 @@ def attack_model(model: nn.Module, spec: AttackSpec, data, *, name: str, weights
             "dataset": data.name}
 
 
-def given_model(model: nn.Module | str, weights: str | Path | None) -> nn.Module:
-    """The Python API's ``model`` (a module, or a factory named ``PKG.MODULE:FACTORY``) with
-    ``weights`` loaded into it when given."""
+def given_model(model: nn.Module | str, weights: str | Path | None, dataset: str = "cifar10") -> nn.Module:
+    """The Python API's ``model`` (a module, a factory named ``PKG.MODULE:FACTORY``, or
+    ``robustbench:NAME``) with ``weights`` loaded into it when given."""
     if isinstance(model, str):
-        return load_model(model, weights, flag="model", weights_flag="weights")
+        return load_model(model, weights, flag="model", weights_flag="weights", dataset=dataset)
     if not isinstance(model, nn.Module):
         raise ModelError(f"model is a {type(model).__name__}, not a torch.nn.Module (or 'PKG.MODULE:FACTORY')")
     if weights is not None:
@@ -222,7 +252,7 @@ def evaluate_model(model: nn.Module | str, dataset: str = "cifar10",
     outs = [None if out_dir is None else check_output_file(Path(out_dir) / f"{s.id}.json", flag="out_dir")
             for s in specs]
     name, dev = model_name(model), open_device(device)
-    model = given_model(model, weights).to(dev)
+    model = given_model(model, weights, dataset).to(dev)
     records, loaded = [], {}
     for spec, out in zip(specs, outs):
         if spec.n not in loaded:
