@@ -1,6 +1,7 @@
 """ImageNet's test order: RobustBench's 5,000 listed validation images first when the folder holds
 them, else the first 5 images of each class; tiny image files in the real ImageNet val layout."""
 import hashlib
+import json
 import io
 import warnings
 from pathlib import Path
@@ -92,3 +93,24 @@ def test_one_missing_listed_file_falls_back():
     order = imagenet_test_order(paths, labels)
     assert not order.robustbench and "(1 of them are not in the folder)" in order.account
     assert order.order[:5] == per_class_prefix(labels)[:5] and sorted(order.order) == list(range(4999))
+
+
+def test_an_eval_records_which_images_its_first_n_are():
+    """An evaluation on a bundle that says which images lead its test split (ImageNet: RobustBench's
+    list, or the fallback) records that sentence; other datasets' evals are as before."""
+    import torch
+    from freeadv.models import build_model
+    from freeadv.runs.evaluation import measure
+    from freeadv.attacks import AttackSpec
+    from freeadv.schemas import check
+    data = load_data("synthetic", None, n_train=32, n_test=16)
+    model = build_model("small_cnn", 10, width=4)
+    spec = AttackSpec("pgd", 2, 8.0, 2.0)
+    plain = measure(model, data, spec, batch_size=16, seed=0, device=torch.device("cpu"), progress=False,
+                    state_path=None)
+    assert "test_subset" not in plain
+    data.test_subset = "the first 5 images of each of its 1,000 classes first, not RobustBench's 5,000"
+    record = measure(model, data, spec, batch_size=16, seed=0, device=torch.device("cpu"), progress=False,
+                     state_path=None)
+    assert record["test_subset"] == data.test_subset
+    check(json.loads(json.dumps(record)), "eval", "eval.json")   # as a file of it would be read

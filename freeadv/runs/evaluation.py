@@ -128,6 +128,8 @@ def measure(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: 
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
               "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
               **stamp(device)}
+    if getattr(data, "test_subset", None):   # which images "the first n" are (ImageNet: RobustBench's or not)
+        result["test_subset"] = data.test_subset
     result["warnings"] = check_eval(result)
     return result
 
