@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gpucheck", help="GPU acceptance: device tests, bench with MFU, a timed Free m=8 run "
                                         "with PGD-20, and table1's projected time (at most 8 min on one H100)",
                        description=tool.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--device", default="cuda", help="cuda or cuda:N (default cuda); cpu with --quick")
+    p.add_argument("--device", help="cuda or cuda:N (default cuda; bridge-cpu: cpu); cpu with --quick")
     p.add_argument("--data-root", help=f"the folder holding {JPEG_ARCHIVE}, or the archive (required unless --quick)")
     alias(p, "--data", "data_root")
     p.add_argument("--quick", action="store_true", help="tiny stand-ins and synthetic data: checks this command "
@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                      "results/gpu/<experiment> for an experiment)")
     p.add_argument("--budget-seconds", type=float,
                    help="full: training time of part 3 (default 180; --quick caps it at 4); an experiment: "
-                        f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f})")
+                        f"its whole time (bridge: default {gpu_experiments.BRIDGE_BUDGET_S:.0f}; bridge-cpu: "
+                        f"{gpu_experiments.BRIDGE_CPU_BUDGET_S:.0f})")
     p.add_argument("--workflow-config", metavar="PATH",
                    help="full: the workflow config whose paper scale part 4 estimates (default: config/config.yaml "
                         "of the checkout holding this package, else of the working directory; without one "
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                     + ", ".join(gpu_experiments.STAGE_NAMES))
     p.add_argument("--prior", help="bridge: an earlier call's bridge.json (the same plan); its finished "
                                    "records stand for the stages this call does not run")
+    p.add_argument("--work-dir", help="bridge-cpu: where its run folders (weights, checkpoints) stay between "
+                                      "calls, so the same command resumes (default runs/bridge-cpu)")
     p.set_defaults(func=cmd_gpucheck)
 
 
@@ -55,6 +58,16 @@ def _check_data(path: str) -> str:
                      "itself); nothing is downloaded")
 
 
+def _device(args: argparse.Namespace) -> torch.device:
+    if args.device is None:
+        args.device = gpu_experiments.EXPERIMENTS[args.experiment].device if args.experiment != "full" else "cuda"
+    try:
+        return resolve_device(args.device)
+    except cfg.ConfigError:
+        raise UserError(f"--device has bad value '{args.device}': CUDA is not available here "
+                         "(--device cpu --quick checks this command on a CPU)") from None
+
+
 def cmd_gpucheck(args: argparse.Namespace) -> int:
     choices = ("full", *gpu_experiments.EXPERIMENTS)
     if args.experiment not in choices:
@@ -64,11 +77,14 @@ def cmd_gpucheck(args: argparse.Namespace) -> int:
     if args.data_root is None and not args.quick:
         raise UserError(f"--data-root is required unless --quick: the folder holding {JPEG_ARCHIVE}, or the archive")
     data = None if args.quick else _check_data(args.data_root)
-    try:
-        device = resolve_device(args.device)
-    except cfg.ConfigError:
-        raise UserError(f"--device has bad value '{args.device}': CUDA is not available here "
-                         "(--device cpu --quick checks this command on a CPU)") from None
+    device = _device(args)
+    if args.experiment != "full" and gpu_experiments.EXPERIMENTS[args.experiment].device == "cpu":
+        if device.type != "cpu":
+            raise UserError(f"--device has bad value '{args.device}': experiment {args.experiment} runs on the CPU "
+                            "(its device form is --experiment bridge)")
+        return gpu_experiments.run_experiment(args, device, data)
+    if args.work_dir is not None:
+        raise UserError("--work-dir is for --experiment bridge-cpu, whose run folders stay between calls")
     if device.type != "cuda" and not (device.type == "cpu" and args.quick):
         what = "the full check" if args.experiment == "full" else f"experiment {args.experiment}"
         raise UserError(f"--device has bad value '{args.device}': {what} needs a CUDA device "

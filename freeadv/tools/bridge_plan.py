@@ -32,6 +32,7 @@ class BridgePlan:
     apgd_n: int = 500
     apgd_steps: int = 100             # AutoAttack's standard APGD iterations
     eval_batch: int = 500
+    checkpoint_every: int | None = None   # None: one checkpoint at the end (a device call is not resumed)
     expected_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -55,15 +56,35 @@ def bridge_plan(quick: bool, data_root: str | None, **overrides: Any) -> BridgeP
     return dataclasses.replace(plan, **overrides)
 
 
+# Seconds per stage of the CPU plan on 2 cores of an AMD EPYC in fp32, from the Trainer's steps
+# (bench: natural 409, Free m=8 415, 7-PGD 2,248 ms per iteration of WRN-32 width 1 at batch 128).
+CPU_EXPECTED_S = {"train-free": 1400.0, "train-pgd7": 7400.0, "pgd20-free": 500.0, "pgd20-pgd7": 600.0,
+                  "apgd-free": 300.0, "apgd-pgd7": 450.0}
+
+
+def cpu_bridge_plan(quick: bool, data_root: str | None, bf16: bool) -> BridgePlan:
+    """The bridge's recipe at WRN-32 width 1 (the CPU scales' model, 0.46M parameters against
+    WRN-32-10's 46M) on the CPU: the same data, schedule and evaluations, so the Free - 7-PGD gap
+    can be set beside the H200's across a 100x change in width. bf16 autocast where the CPU has bf16
+    instructions, else fp32: emulated bf16 made WRN-32 width 1's natural step 13x slower (5,273 ms
+    against 409 ms on an AVX2-only EPYC, measured). No compile (no compiler is assumed). A checkpoint
+    every 100 iterations, since the run spans hours and resumes where a killed call stopped."""
+    plan = bridge_plan(quick, data_root)
+    if quick:
+        return dataclasses.replace(plan, checkpoint_every=16)
+    return dataclasses.replace(plan, model={"arch": "wrn32_k", "width": 1}, amp="bf16" if bf16 else "off",
+                               compile=False, checkpoint_every=100, expected_s=dict(CPU_EXPECTED_S))
+
+
 def train_config(plan: BridgePlan, method: str, device: torch.device) -> dict[str, Any]:
     """The user config of one training (cfg.resolve fills in and checks the rest): no evaluation
-    while training, one checkpoint at the end (the run is short and is not resumed)."""
+    while training; checkpoints as the plan says."""
     steps = {"free": {"method": "free", "replay": 8, "free_step": None},
              "pgd7": {"method": "pgd", "pgd_steps": 7, "pgd_step_size": 2.0}}[method]
     return {**plan.model, **plan.data, **steps, "eps": 8.0, "batch_size": plan.batch_size,
             "iterations": plan.iterations, "lr": 0.1, "lr_milestones": [0.5, 0.75], "amp": plan.amp,
             "compile": plan.compile, "device": str(device), "eval_n": None, "robust_eval_n": 0,
-            "log_every": 100, "checkpoint_every": plan.iterations}
+            "log_every": 100, "checkpoint_every": plan.checkpoint_every or plan.iterations}
 
 
 def attack_spec(plan: BridgePlan, attack: str) -> AttackSpec:

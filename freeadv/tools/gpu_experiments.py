@@ -30,6 +30,13 @@ back) and skips the stage, recording why, rather than overrun. Each stage's JSON
 as the stage ends, so a call cut short still returns what it finished. ``--quick`` runs the same
 stages with a tiny model on synthetic data in seconds, on a CPU too.
 
+``bridge-cpu``: the same recipe at WRN-32 width 1 on the CPU (freeadv.tools.bridge_plan.cpu_bridge_plan),
+hours long, so unlike a device call it keeps its run folders in ``--work-dir`` (checkpoints every
+100 iterations) and its records in ``--out-dir``: the same command resumes a killed run, taking the
+finished stages' records from the output folder's ``bridge-cpu.json`` and the trainings from their
+newest checkpoints. Its stages go model by model (Free m=8's training and evaluations, then
+7-PGD's), so a run that stops early has one model's results whole.
+
 ``eval-speed``: the evaluation path's speed on the device (layout, cudnn.benchmark, cold and
 warm calls, each AutoAttack sub-attack alone): freeadv.tools.eval_speed.
 
@@ -50,14 +57,17 @@ from typing import Any, Callable
 
 import torch
 
+from .. import cpu as cpu_info
 from ..errors import UserError
 from ..provenance import stamp
-from .bridge_plan import STAGE_NAMES, BridgePlan, bridge_plan
+from .bridge_plan import STAGE_NAMES, BridgePlan, bridge_plan, cpu_bridge_plan
 from .bridge_report import format_markdown
 from .bridge_stages import Context, Stage, bridge_stages, run_stages
 from .eval_speed import EVAL_SPEED_BUDGET_S, eval_speed_command
 
 BRIDGE_BUDGET_S = 540.0   # of a 10-minute call: ~60 s left for pip, imports, data and the copy back
+BRIDGE_CPU_BUDGET_S = 86400.0   # a day: the CPU run is bounded by its resumes, not by a device call
+CPU_STAGE_ORDER = ("train-free", "pgd20-free", "apgd-free", "train-pgd7", "pgd20-pgd7", "apgd-pgd7")
 
 
 def select_stages(names: str | None) -> list[Stage]:
@@ -73,8 +83,9 @@ def select_stages(names: str | None) -> list[Stage]:
 
 
 def _plan_key(plan: dict[str, Any]) -> dict[str, Any]:
-    """What makes two calls' models comparable: the plan less where the data lies and the guesses."""
-    return {**{k: v for k, v in plan.items() if k != "expected_s"},
+    """What makes two calls' models comparable: the plan less where the data lies, the guesses and
+    how often training saves its state."""
+    return {**{k: v for k, v in plan.items() if k not in ("expected_s", "checkpoint_every")},
             "data": {k: v for k, v in plan["data"].items() if k != "data_root"}}
 
 
@@ -92,15 +103,36 @@ def load_prior(path: str, plan: BridgePlan, stages: list[Stage]) -> dict[str, di
             if name not in running and record.get("status") == "done"}
 
 
+def resumed_records(out_dir: Path, plan: BridgePlan) -> dict[str, dict[str, Any]]:
+    """The finished stages of an earlier bridge-cpu call into ``out_dir`` (none if it holds none);
+    refuses a folder whose bridge-cpu.json is of another plan rather than write over it."""
+    path = out_dir / "bridge-cpu.json"
+    if not path.exists():
+        return {}
+    try:
+        earlier = json.loads(path.read_text())
+        records, its_plan = earlier["stages"], earlier["plan"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise UserError(f"--out-dir has bad value '{out_dir}': its bridge-cpu.json is not readable ({err})") from None
+    if earlier.get("experiment") != "bridge-cpu" or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
+        raise UserError(f"--out-dir has bad value '{out_dir}': its bridge-cpu.json is of another plan; "
+                        "use a new --out-dir (and --work-dir)")
+    return {name: record for name, record in records.items() if record.get("status") == "done"}
+
+
 def run_bridge(device: torch.device, plan: BridgePlan, budget: float, out_dir: Path,
                clock: Callable[[], float] = time.perf_counter, stages: list[Stage] | None = None,
-               prior: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The bridge experiment; the run folders (weights) live in a temporary folder."""
-    header = {"kind": "gpu-experiment", "experiment": "bridge", "quick": plan.quick,
+               prior: dict[str, dict[str, Any]] | None = None, experiment: str = "bridge",
+               workdir: Path | None = None) -> dict[str, Any]:
+    """The bridge experiment; the run folders (weights) live in ``workdir``, or in a temporary
+    folder that goes when the call ends."""
+    header = {"kind": "gpu-experiment", "experiment": experiment, "quick": plan.quick,
               "plan": dataclasses.asdict(plan), **stamp(device)}
+    stages = bridge_stages() if stages is None else stages
+    if workdir is not None:
+        return run_stages(stages, Context(plan, device, workdir), budget, out_dir, header, clock, prior)
     with tempfile.TemporaryDirectory(prefix="freeadv-bridge-") as tmp:
-        return run_stages(bridge_stages() if stages is None else stages, Context(plan, device, Path(tmp)),
-                          budget, out_dir, header, clock, prior)
+        return run_stages(stages, Context(plan, device, Path(tmp)), budget, out_dir, header, clock, prior)
 
 
 def _bridge_command(device: torch.device, data: str | None, args: argparse.Namespace, out_dir: Path,
@@ -114,15 +146,35 @@ def _bridge_command(device: torch.device, data: str | None, args: argparse.Names
     return 1 if any(r["status"] == "failed" for r in result["stages"].values()) else 0
 
 
+def _bridge_cpu_command(device: torch.device, data: str | None, args: argparse.Namespace, out_dir: Path,
+                        budget: float) -> int:
+    if args.prior or args.stages:
+        raise UserError("--prior and --stages are for bridge's device calls; bridge-cpu resumes from --out-dir")
+    plan = cpu_bridge_plan(args.quick, data, bf16=cpu_info.has_bf16_instructions())
+    done = resumed_records(out_dir, plan)
+    by_name = {s.name: s for s in bridge_stages()}
+    stages = [by_name[name] for name in CPU_STAGE_ORDER if name not in done]
+    if done:
+        print(f"[bridge-cpu] resuming: {', '.join(sorted(done))} finished in an earlier call", flush=True)
+    workdir = Path(args.work_dir if args.work_dir is not None else "runs/bridge-cpu")
+    result = run_bridge(device, plan, budget, out_dir, stages=stages, prior=done, experiment="bridge-cpu",
+                        workdir=workdir)
+    print(format_markdown(result))
+    print(f"[bridge-cpu] wrote {out_dir}/bridge-cpu.json, bridge-cpu.md and one JSON per stage; weights in {workdir}")
+    return 1 if any(r["status"] == "failed" for r in result["stages"].values()) else 0
+
+
 @dataclass(frozen=True)
 class Experiment:
     run: Callable[[torch.device, str | None, argparse.Namespace, Path, float], int]
     budget_s: float        # --budget-seconds' default: the whole experiment's
     out_dir: str           # --out-dir's default
+    device: str = "cuda"   # --device's default, and the only device type it runs on
 
 
 EXPERIMENTS: dict[str, Experiment] = {
     "bridge": Experiment(_bridge_command, BRIDGE_BUDGET_S, "results/gpu/bridge"),
+    "bridge-cpu": Experiment(_bridge_cpu_command, BRIDGE_CPU_BUDGET_S, "results/checks/bridge-cpu", "cpu"),
     "eval-speed": Experiment(eval_speed_command, EVAL_SPEED_BUDGET_S, "results/gpu/eval-speed"),
 }
 
