@@ -130,7 +130,7 @@ def test_a_bad_experiment_is_one_line_naming_the_value_and_the_choices(capsys, v
     assert main(["gpucheck", "--experiment", value, "--quick", "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert f"--experiment has bad value '{value}': expected one of full, bridge, eval-speed" in err
+    assert f"--experiment has bad value '{value}': expected one of full, bridge, bridge-cpu, eval-speed" in err
 
 
 def test_the_bridge_needs_a_cuda_device_without_quick(tmp_path, capsys):
@@ -226,6 +226,71 @@ def test_a_stage_whose_input_ran_in_an_earlier_call_is_skipped():
         "needs train-free, which ran in an earlier call (its weights are not kept)"
     assert bs.skip_reason(stage, {"train-free": {"status": "done"}}, 0.0, 1.0, 100.0) in (
         None, "pyautoattack is not installed")
+
+
+# --- bridge-cpu: the recipe at WRN-32 width 1, resumed across calls --------------------------
+
+def test_the_cpu_plan_is_the_bridges_recipe_at_width_1():
+    gpu = bp.bridge_plan(False, "/data")
+    for bf16, amp in ((True, "bf16"), (False, "off")):
+        plan = bp.cpu_bridge_plan(False, "/data", bf16=bf16)
+        assert plan.model == {"arch": "wrn32_k", "width": 1} and plan.amp == amp and not plan.compile
+        assert (plan.data, plan.iterations, plan.batch_size, plan.pgd_n, plan.apgd_n) == (
+            gpu.data, gpu.iterations, gpu.batch_size, gpu.pgd_n, gpu.apgd_n)
+        config = cfg.resolve(bp.train_config(plan, "pgd7", torch.device("cpu")))
+        assert config["checkpoint_every"] == 100 and config["width"] == 1
+    assert cfg.resolve(bp.train_config(gpu, "free", torch.device("cuda")))["checkpoint_every"] == gpu.iterations
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    from freeadv import cpu
+    import builtins
+    real_open = builtins.open
+    for flags, found in (("fpu sse avx2", False), ("fpu avx512f avx512_bf16", True), ("fpu amx_bf16", True)):
+        info = tmp_path / "cpuinfo"
+        info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(builtins, "open", lambda path, *a, **k: real_open(
+            info if path == "/proc/cpuinfo" else path, *a, **k))
+        assert cpu.has_bf16_instructions() is found, flags
+
+
+@pytest.mark.slow
+def test_the_quick_cpu_bridge_resumes_from_its_folders(tmp_path, capsys):
+    """A second call runs only the stages the first did not finish, and keeps the finished ones."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["gpucheck", "--experiment", "bridge-cpu", "--quick", "--out-dir", str(out), "--work-dir", str(runs)]
+    assert main(argv) == 0
+    first = json.loads((out / "bridge-cpu.json").read_text())
+    assert first["finished"] and [r["status"] for r in first["stages"].values()] == ["done"] * 6
+    began = sorted(first["stages"], key=lambda name: first["stages"][name]["started_at_s"])
+    assert began == list(gx.CPU_STAGE_ORDER)     # model by model
+    assert {p.name for p in runs.iterdir()} == {"free", "pgd7"}
+    kept = {k: v for k, v in first["stages"].items() if k != "pgd20-pgd7"}
+    (out / "bridge-cpu.json").write_text(json.dumps({**first, "stages": kept, "finished": False}))
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "resuming: apgd-free, apgd-pgd7, pgd20-free, train-free, train-pgd7 finished" in capsys.readouterr().out
+    second = json.loads((out / "bridge-cpu.json").read_text())
+    assert {k: v for k, v in second["stages"].items() if k != "pgd20-pgd7"} == kept
+    assert second["stages"]["pgd20-pgd7"]["status"] == "done"
+    assert second["stages"]["pgd20-pgd7"]["weights_digest"] == kept["train-pgd7"]["weights_digest"]
+    assert second["comparisons"]["pgd20"] == first["comparisons"]["pgd20"]
+
+
+def test_a_cpu_bridge_folder_of_another_plan_is_refused(tmp_path, capsys):
+    plan = bp.cpu_bridge_plan(True, None, bf16=False)
+    other = {"experiment": "bridge-cpu", "plan": {**dataclasses.asdict(plan), "iterations": 7}, "stages": {}}
+    (tmp_path / "bridge-cpu.json").write_text(json.dumps(other))
+    argv = ["gpucheck", "--experiment", "bridge-cpu", "--quick", "--out-dir", str(tmp_path),
+            "--work-dir", str(tmp_path / "runs")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "its bridge-cpu.json is of another plan" in err
+    assert not (tmp_path / "runs").exists()
+    assert main([*argv, "--prior", str(tmp_path / "bridge-cpu.json")]) == 2
+    assert "bridge-cpu resumes from --out-dir" in capsys.readouterr().err
+    assert main(["gpucheck", "--experiment", "bridge", "--quick", "--device", "cpu", "--work-dir", "x"]) == 2
+    assert "--work-dir is for --experiment bridge-cpu" in capsys.readouterr().err
 
 
 def test_eval_speed_quick_on_the_cpu_writes_every_stage(tmp_path):
