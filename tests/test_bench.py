@@ -68,8 +68,38 @@ def test_one_free_row_per_replay_in_one_interleaved_run(tmp_path):
     (["--methods", "pgd9"], "--methods has bad value 'pgd9'"),
     (["--replay", "2,0"], "--replay has bad value '0'"),
     (["--replay", "8,x"], "--replay has bad value 'x'"),
+    (["--amp", "fp8"], "--amp has bad value 'fp8': expected one of off, bf16, fp16"),
+    (["--autoattack-steps", "-1"], "--autoattack-steps has bad value -1"),
 ])
 def test_bad_bench_arguments(capsys, args, message):
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_fp16_steps_are_timed_with_the_loss_scaler_and_recorded(tmp_path):
+    """--amp fp16 times the steps as amp: fp16 trains them (autocast and a GradScaler)."""
+    from freeadv.training.runtime import fp16_available
+    import torch
+    if not fp16_available(torch.device("cpu")):
+        pytest.skip(f"torch {torch.__version__} has no fp16 autocast with a GradScaler on the CPU")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--width", "4", "--batch", "8", "--reps", "1", "--warmup", "1", "--no-eval",
+                 "--methods", "natural,free", "--amp", "fp16", "--device", "cpu", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["amp"] == "fp16" and result["precision"]["compute"] == "fp16 autocast"
+    assert result["peak"]["precision"] == "fp16" and [r["name"] for r in result["rows"]] == ["Natural", "Free m=8"]
+
+
+@pytest.mark.slow
+def test_each_autoattack_sub_attack_gets_a_row_in_seconds_per_100_images(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--width", "4", "--batch", "8", "--reps", "1", "--warmup", "1", "--no-eval",
+                 "--methods", "natural", "--autoattack-steps", "1", "--device", "cpu", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    rows = json.loads(out.read_text())["autoattack_rows"]
+    assert [r["attack"] for r in rows] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    for row in rows:
+        assert row["kind"] == "autoattack" and row["n"] == 8 and row["steps"] == 1
+        assert row["seconds_per_100_images"] == pytest.approx(100 * row["seconds"] / 8) and row["seconds"] > 0
+        assert f"AutoAttack {row['attack']} (1 it)" in table

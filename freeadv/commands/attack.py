@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..attacks import ATTACKS, AttackError, AttackSpec
 from ..runs.any_model import ROBUSTBENCH, attack_model, first_test_images, for_dataset, load_model
+from ..runs.eval_device import check_batch_size
 from ..runs.evaluation import run_attack, state_file, write_eval
 from ..runs.opening import open_device
 from ..data import DATASETS
@@ -46,7 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eps", type=float, help="L-inf bound in pixel units (default: the run's training eps)")
     p.add_argument("--step-size", type=float, help="attack step in pixel units (default 2, ImageNet 1)")
     p.add_argument("--n", type=int, help="first N test images (default: the run's n_test, else all)")
-    p.add_argument("--batch-size", type=int, default=500, help="attack batch size (default 500)")
+    p.add_argument("--batch-size", default="auto",
+                   help="attack batch size, AutoAttack's chunk size: an integer, or auto (default): 500 on a "
+                        "CPU, on CUDA what fits half the free memory (at most 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (default 0)")
     p.add_argument("--weights", help="with --run, final: RUN_DIR/model.pt, the paper's protocol (default); best: "
                                      "RUN_DIR/model_best.pt, the weights of the run's best robust check on its "
@@ -110,8 +113,7 @@ def attack_any_model(args: argparse.Namespace, spec: AttackSpec, state: Path | N
 def cmd_attack(args: argparse.Namespace) -> int:
     kind = ATTACKS[args.attack]
     spec = spec_of(args, kind.default_steps if args.steps is None else args.steps)
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size has bad value {args.batch_size}: expected an integer >= 1")
+    args.batch_size = check_batch_size(args.batch_size)
     check_device(args.device, "--device")
     check_source(args)
     state = state_file(args.out) if kind.whole_set else None

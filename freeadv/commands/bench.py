@@ -26,13 +26,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--attack-steps", type=int, default=20)
-    p.add_argument("--amp", default="off", choices=["off", "bf16"],
-                   help="off: fp32, as the authors trained (default); bf16: bf16 autocast, as training with amp: bf16")
+    p.add_argument("--amp", default="off",
+                   help="off: fp32, as the authors trained (default); bf16: bf16 autocast, as training with amp: bf16; "
+                        "fp16: fp16 autocast with a loss scaler, as training with amp: fp16")
     p.add_argument("--compile", action="store_true", help="torch.compile each timed model, as training with "
                                                            "compile: true (the first warm-up steps compile)")
     p.add_argument("--no-eval", action="store_true", help="skip the PGD evaluation rows")
     p.add_argument("--trainer", action="store_true", help="also run a short Trainer per training row and give "
                                                           "its ms per iteration beside the timed step's")
+    p.add_argument("--autoattack-steps", type=int, default=0, metavar="K",
+                   help="also time each AutoAttack sub-attack alone at K iterations (100: its standard) on the "
+                        "batch: seconds per 100 images (default 0: not timed)")
     p.add_argument("--methods", default=",".join(STEPS),
                    help=f"comma-separated subset of {','.join(STEPS)} (natural is always timed; xgrad is a "
                         "natural step that also computes the input gradient)")
@@ -52,6 +56,8 @@ def parse_replays(text: str) -> tuple[int, ...]:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     args.replay = parse_replays(args.replay)
+    if args.autoattack_steps < 0:
+        raise UserError(f"--autoattack-steps has bad value {args.autoattack_steps}: expected an integer >= 0")
     for name in ("batch_size", "reps", "attack_steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} has bad value {getattr(args, name)}: expected an integer >= 1")
@@ -63,7 +69,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     result = run_bench(args.arch, args.batch_size, dataset=args.dataset, device=args.device, replay=args.replay,
                        warmup=args.warmup, reps=args.reps, attack_steps=args.attack_steps, width=args.width,
                        methods=tuple(methods), amp=args.amp, compile=args.compile, eval_rows=not args.no_eval,
-                       trainer=args.trainer)
+                       trainer=args.trainer, autoattack_steps=args.autoattack_steps)
     print(format_table(result))
     if args.out:
         write_json(args.out, result)

@@ -31,6 +31,7 @@ from ..data import DATASETS, load_data
 from ..errors import UserError
 from ..io import check_output_file
 from ..perturb import eval_mode
+from .eval_device import AUTO, check_batch_size
 from .evaluation import measure, state_file, write_eval
 from .opening import open_device
 
@@ -207,7 +208,7 @@ def first_test_images(dataset: str, data_root: str | Path | None, n: int | None)
 
 
 def attack_model(model: nn.Module, spec: AttackSpec, data, *, name: str, weights: str | Path | None,
-                 device: torch.device, batch_size: int = 500, seed: int = 0, progress: bool = False,
+                 device: torch.device, batch_size: int | str = AUTO, seed: int = 0, progress: bool = False,
                  state_path: str | Path | None = None) -> dict:
     """The eval JSON of ``model`` (on ``device``) under ``spec`` (eps and step bound) on ``data``'s
     test subset: what :func:`freeadv.runs.run_attack` records of a run, with the model's name,
@@ -235,19 +236,21 @@ def evaluate_model(model: nn.Module | str, dataset: str = "cifar10",
                    attacks: Sequence[str | AttackSpec] = ("pgd20", "autoattack"), n: int | None = 1000,
                    out_dir: str | Path | None = None, *, data_root: str | Path | None = None,
                    device: str = "auto", weights: str | Path | None = None, eps: float | None = None,
-                   batch_size: int = 500, seed: int = 0, progress: bool = False) -> list[dict]:
+                   batch_size: int | str = AUTO, seed: int = 0, progress: bool = False) -> list[dict]:
     """Clean and robust accuracy of any model under each of ``attacks`` on the first ``n`` test
     images of ``dataset`` (None: all), as ``freeadv attack`` measures a trained run.
 
     ``model``: an nn.Module taking [0, 1] images (moved to ``device``), or ``"PKG.MODULE:FACTORY"``;
     ``weights``: a state_dict file loaded into it. ``attacks``: ids or short names
     (:func:`attack_spec`), at ``eps`` (None: the dataset's default, 8; ImageNet 4) with the
-    paper's step for the dataset. Returns the eval records in the order of ``attacks``; with
+    paper's step for the dataset. ``batch_size``: an integer or ``auto`` (freeadv.runs.eval_device).
+    Returns the eval records in the order of ``attacks``; with
     ``out_dir``, each is also written to ``out_dir/<attack id>.json`` (checked to be writable
     before any attack runs), where AutoAttack also keeps its progress and resumes from it.
     """
     specs = [attack_spec(a) for a in ([attacks] if isinstance(attacks, (str, AttackSpec)) else attacks)]
     DATASETS.pick(dataset, "dataset")
+    check_batch_size(batch_size, "batch_size")
     specs = [for_dataset(replace(s, n=s.n or n), dataset, eps) for s in specs]
     outs = [None if out_dir is None else check_output_file(Path(out_dir) / f"{s.id}.json", flag="out_dir")
             for s in specs]

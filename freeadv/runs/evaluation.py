@@ -11,27 +11,31 @@ from tqdm import tqdm
 
 from .. import stats
 from ..checkpoints import weights_digest
-from ..io import write_json
+from ..io import read_json, write_json
 from ..provenance import stamp
 from ..sanity import check_eval
 from ..attacks.spec import EARLIER_SECONDS, AttackSpec, for_model
 from ..perturb import eval_mode, predict
+from .eval_device import AUTO, eval_channels_last, evaluation_settings, resolve_batch_size
 from .opening import RUN_SPLIT, open_run
 
 FLAGS_ENCODING = "base64 of numpy.packbits (big-endian bits)"
 
 
 def worst_case(model: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AttackSpec,
-               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               generator: torch.Generator | None = None,
+               correct: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run ``spec.restarts`` attacks, keeping for each example the first restart that fools the model.
 
     Returns (x_adv, robust) where robust[i] is True only if example i survived every restart.
     Restarts after the first attack only the still-robust examples, which keeps R restarts cheap.
+    ``correct``: the clean pass's flags when the caller has them (else it runs here).
     Always fp32, even when called inside an autocast region (evaluations never run in bf16).
     """
     with eval_mode(model), torch.autocast(x.device.type, enabled=False):
         x_adv = x.clone()
-        robust = predict(model, x) == y          # a misclassified clean image is not robust
+        # a misclassified clean image is not robust
+        robust = (predict(model, x) == y) if correct is None else correct.clone()
         for _ in range(spec.restarts if spec.attack.uses_restarts else 1):
             alive = robust.nonzero().squeeze(1)
             if alive.numel() == 0:
@@ -55,8 +59,9 @@ def evaluate(model: nn.Module, batches, spec: AttackSpec, *, seed: int = 0,
         if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model), torch.autocast(x.device.type, enabled=False):
-            clean_flags += (predict(model, x) == y).tolist()
-        _, survived = worst_case(model, x, y, spec, generator)
+            correct = predict(model, x) == y
+        clean_flags += correct.tolist()
+        _, survived = worst_case(model, x, y, spec, generator, correct)
         robust_flags += survived.tolist()
         if progress is not None:
             progress(len(y))
@@ -107,25 +112,42 @@ def write_eval(out: str | Path, result: dict, state_path: Path | None) -> None:
         state_path.unlink(missing_ok=True)
 
 
-def measure(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: int, device: torch.device,
-            progress: bool, state_path: str | Path | None) -> dict:
+def _batch_size(value: int | str, model: nn.Module, data, device: torch.device, state_path: Path | None) -> int:
+    """The evaluation's batch size; ``auto`` resumes a whole-set state at the size it began with."""
+    if value == AUTO and state_path is not None and state_path.exists():
+        saved = read_json(state_path).get("batch_size")
+        if isinstance(saved, int) and saved >= 1:
+            return saved
+    image = next(iter(data.test_batches(1, device="cpu")))[0] if value == AUTO else None
+    return resolve_batch_size(value, model, image, device)
+
+
+def _in_layout(batches, channels_last: bool):
+    for x, y in batches:
+        yield (x.contiguous(memory_format=torch.channels_last) if channels_last else x), y
+
+
+def measure(model: nn.Module, data, spec: AttackSpec, *, batch_size: int | str, seed: int, device: torch.device,
+            progress: bool, state_path: str | Path | None, trained_channels_last: bool | str = AUTO) -> dict:
     """The measured part of an eval JSON, whatever the model's origin (a run folder or any model):
     ``model`` on ``data``'s test subset under ``spec`` (eps and step bound), with the digest of
     the weights, the timing, the provenance stamp and the sanity warnings. A ``whole_set`` kind
-    (AutoAttack) keeps its progress in ``state_path`` and resumes from it."""
+    (AutoAttack) keeps its progress in ``state_path`` and resumes from it. The device settings
+    (cuDNN, layout, ``auto`` batch size) are the evaluation's own: freeadv.runs.eval_device."""
     start = time.perf_counter()
-    with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar:
-        if spec.attack.whole_set:
-            metrics = evaluate_whole_set(model, data, spec, batch_size=batch_size, seed=seed, device=device,
-                                         state_path=Path(state_path) if state_path else None,
-                                         progress=bar.update)
-        else:
-            metrics = evaluate(model, data.test_batches(batch_size, device=device), spec, seed=seed,
-                               progress=bar.update)
+    state_path = Path(state_path) if state_path else None
+    requested, batch_size = batch_size, _batch_size(batch_size, model, data, device, state_path)
+    channels_last = eval_channels_last(trained_channels_last, device, spec.attack.whole_set)
+    with tqdm(total=data.n_test, disable=not progress, unit="img", desc=f"{spec.kind}-{spec.steps}") as bar, \
+            evaluation_settings(model, device, channels_last):
+        metrics = _attack_set(model, data, spec, batch_size=batch_size, seed=seed, device=device,
+                              state_path=state_path, progress=bar.update, channels_last=channels_last)
     # a resumed whole-set evaluation took the time of every process it ran in, not only this one's
     seconds = time.perf_counter() - start + (metrics.get(EARLIER_SECONDS) or 0.0)
     result = {"kind": "eval", "weights_digest": weights_digest(model.state_dict()), "seed": seed,
               "attack": {**spec.record(), "n": metrics["n"], "batch_size": batch_size}, **metrics,
+              "eval_device": {"batch_size_requested": requested, "channels_last": channels_last,
+                              "cudnn_benchmark": False if device.type == "cuda" else None},
               "wall_seconds": seconds, "images_per_second": metrics["n"] / seconds if seconds else None,
               **stamp(device)}
     if getattr(data, "test_subset", None):   # which images "the first n" are (ImageNet: RobustBench's or not)
@@ -134,7 +156,16 @@ def measure(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: 
     return result
 
 
-def run_attack(run_dir: str | Path, spec: AttackSpec, *, batch_size: int = 500, seed: int = 0,
+def _attack_set(model: nn.Module, data, spec: AttackSpec, *, batch_size: int, seed: int, device: torch.device,
+                state_path: Path | None, progress: Callable[[int], None], channels_last: bool) -> dict:
+    if spec.attack.whole_set:
+        return evaluate_whole_set(model, data, spec, batch_size=batch_size, seed=seed, device=device,
+                                  state_path=state_path, progress=progress)
+    return evaluate(model, _in_layout(data.test_batches(batch_size, device=device), channels_last), spec,
+                    seed=seed, progress=progress)
+
+
+def run_attack(run_dir: str | Path, spec: AttackSpec, *, batch_size: int | str = AUTO, seed: int = 0,
                device: str = "auto", progress: bool = False, state_path: str | Path | None = None,
                weights: str = "final") -> dict:
     """Evaluate a finished run under ``spec`` on its first ``spec.n`` test images (None: the run's
@@ -144,5 +175,5 @@ def run_attack(run_dir: str | Path, spec: AttackSpec, *, batch_size: int = 500, 
     run = open_run(run_dir, device, n_test=spec.n or RUN_SPLIT, weights=weights)
     spec = for_model(spec, run.config)
     measured = measure(run.model, run.data, spec, batch_size=batch_size, seed=seed, device=run.device,
-                       progress=progress, state_path=state_path)
+                       progress=progress, state_path=state_path, trained_channels_last=run.config["channels_last"])
     return {**measured, "run": str(run_dir), "weights": weights, "train_config": run.config}

@@ -5,8 +5,9 @@ K+1 (ideally (3+2K)/3, since an input-only backward skips the weight gradients).
 real training steps of freeadv.methods (the same code ``freeadv train`` runs), after warm-up,
 and reports the median of many repetitions, plus PGD evaluation against a plain autograd loop.
 
-``--amp bf16`` times the steps under bf16 autocast and ``--compile`` torch.compiles each timed
-model, both as ``freeadv train`` does with ``amp: bf16`` / ``compile: true``. With ``trainer``,
+``--amp bf16`` (or ``fp16``, with its loss scaler) times the steps under that autocast and
+``--compile`` torch.compiles each timed model, both as ``freeadv train`` does with ``amp: bf16`` /
+``compile: true``. With ``trainer``,
 each training row also gets the Trainer's own ms per iteration for the same step (a short run of
 ``freeadv train`` on synthetic data: :func:`trainer_ms_per_iteration`), so whatever the loop adds
 around the step (the data feed, the schedule, the loss reads) shows as the gap. Each row also
@@ -31,10 +32,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from .. import config as cfg
 from ..attacks.spec import PAPER_STEP
 from ..data import DATASETS
-from ..perturb import eval_mode, pgd
+from ..perturb import eval_mode, frozen_weights, pgd
 from ..methods import METHODS, build_method, method_params
 from ..provenance import stamp
-from ..training import Trainer, make_optimizer, model_for, place_batch, place_model, setup_runtime, uses_bf16
+from ..runs.eval_device import eval_channels_last
+from ..precision import make_scaler
+from ..training import Trainer, make_optimizer, model_for, place_batch, place_model, setup_runtime
+from ..training.runtime import autocast_dtype
 from ..training.folder import read_log
 from ..training.tracking import peak_memory_mb, reset_peak_memory
 from ..units import to_unit
@@ -83,18 +87,19 @@ def peak_entry(device_name: str) -> str | None:
     return next((key for pattern, key in PEAK_NAMES if re.search(pattern, name)), None)
 
 
-def peak_precision(device: torch.device, bf16: bool) -> str:
-    """Which peak a step runs against: bf16 under autocast; otherwise tf32 where cuDNN may use
-    TF32 for convolutions (PyTorch's default on CUDA; these models are convolutions), else fp32."""
-    if bf16:
-        return "bf16"
+def peak_precision(device: torch.device, bf16: bool, fp16: bool = False) -> str:
+    """Which peak a step runs against: bf16 or fp16 under autocast; otherwise tf32 where cuDNN may
+    use TF32 for convolutions (PyTorch's default on CUDA; these models are convolutions), else fp32."""
+    if bf16 or fp16:
+        return "bf16" if bf16 else "fp16"
     return "tf32" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
 
 
-def device_peak(device: torch.device, bf16: bool) -> dict[str, Any]:
+def device_peak(device: torch.device, bf16: bool, fp16: bool = False) -> dict[str, Any]:
     """The dense peak this device reaches in this precision, with where it came from; ``tflops``
-    is None (and ``reason`` says why) on a CPU or an unlisted GPU."""
-    precision = peak_precision(device, bf16)
+    is None (and ``reason`` says why) on a CPU or an unlisted GPU. fp16 reads the bf16 column: the
+    tensor cores of every listed GPU run both at one rate (FP32 accumulate)."""
+    precision = peak_precision(device, bf16, fp16)
     if device.type != "cuda":
         return {"device": device.type, "precision": precision, "tflops": None,
                 "reason": "peak unknown: no peak table for CPUs (MFU is reported for listed GPUs only)"}
@@ -103,7 +108,8 @@ def device_peak(device: torch.device, bf16: bool) -> dict[str, Any]:
     if entry is None:
         return {"device": name, "precision": precision, "tflops": None,
                 "reason": f"peak unknown: '{name}' is not in freeadv.tools.bench.PEAK_TFLOPS"}
-    return {"device": name, "precision": precision, "tflops": PEAK_TFLOPS[entry][precision], "matched": entry,
+    column = "bf16" if precision == "fp16" else precision
+    return {"device": name, "precision": precision, "tflops": PEAK_TFLOPS[entry][column], "matched": entry,
             "source": "NVIDIA datasheet, dense (freeadv.tools.bench.PEAK_TFLOPS)"}
 
 
@@ -184,6 +190,8 @@ def plain_autograd_pgd(model, x, y, eps, step_size, steps):
 # 2's cheap baseline, and 7-PGD named by K), then every other registered method with its defaults;
 # `xgrad` is a diagnostic rather than a method: a natural step that also computes the input
 # gradient (the work Free adds).
+AMP_CHOICES = ("off", "bf16", "fp16")   # the training key's values that name one precision ("auto" picks one)
+
 STEPS: dict[str, dict[str, Any]] = {
     "natural": {"method": "natural"},
     "xgrad": {"method": "natural"},
@@ -229,6 +237,7 @@ def _training_steps(shared: dict[str, Any], methods: tuple[str, ...], replays: t
         model.train()
         optimizer = make_optimizer(model, config)
         method = build_method(config, autocast=autocast)
+        method.scaler = make_scaler(config["amp"], dev)   # fp16's loss scaler, as the Trainer sets it
         generator = torch.Generator(device=dev).manual_seed(0)
         label = _label(name, config)
         what[label] = {"step": name, "method": config["method"], "replay": config.get("replay")}
@@ -258,6 +267,23 @@ def _evaluation_rows(base: dict[str, Any], x, y, dev, channels_last: bool, attac
         flops.update({label: count_flops(fn) for label, fn in attacks.items()})
         timings = time_interleaved(attacks, dev, warmup=1, reps=max(3, reps // 3))
     return [{"name": label, "kind": "eval", **timing} for label, timing in timings.items()]
+
+
+def _autoattack_rows(base: dict[str, Any], x, dev, steps: int) -> list[dict[str, Any]]:
+    """Each AutoAttack sub-attack alone (pyautoattack, ``steps`` iterations; 100 is its standard) on
+    the bench batch, on the natural model as initialised, labelled with its own predictions so that
+    every image is attacked, NCHW and with frozen weights, as ``freeadv attack`` runs it (its
+    library's layout: freeadv.runs.eval_device): seconds per 100 images. What an AutoAttack evaluation costs per sub-attack
+    depends on the images that reach it (freeadv estimate); this is the rate per image."""
+    from .eval_speed import SUB_ATTACKS, sub_attack_seconds
+    torch.manual_seed(0)
+    model = place_model(model_for(base), dev, eval_channels_last(base["channels_last"], dev, whole_set=True)).eval()
+    x = x.contiguous()
+    with eval_mode(model), frozen_weights(model):
+        with torch.no_grad():
+            y = model(x).argmax(1)
+        timed = [sub_attack_seconds(model, x, y, name, steps, len(y), dev) for name in SUB_ATTACKS]
+    return [{"name": f"AutoAttack {row['attack']}", "kind": "autoattack", **row} for row in timed]
 
 
 def trainer_ms_per_iteration(config: dict[str, Any], batches: int) -> float:
@@ -294,20 +320,22 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
               replay: int | tuple[int, ...] = 8,
               warmup: int = 3, reps: int = 10, attack_steps: int = 20, width: int | None = None,
               methods: tuple[str, ...] = tuple(STEPS), amp: str = "off", compile: bool = False,
-              eval_rows: bool = True, trainer: bool = False) -> dict[str, Any]:
+              eval_rows: bool = True, trainer: bool = False, autoattack_steps: int = 0) -> dict[str, Any]:
     """Time ``methods`` (names in STEPS; natural first; the free step once per m of ``replay``)
     round-robin on one synthetic batch, then,
     with ``eval_rows``, PGD-``attack_steps`` evaluation (freeadv's and a plain loop; always fp32 and
-    eager, as ``freeadv attack`` runs). ``amp`` (off | bf16) and ``compile`` apply to the training
+    eager, as ``freeadv attack`` runs). ``amp`` (off | bf16 | fp16) and ``compile`` apply to the training
     steps as the training config keys of the same names do. ``trainer`` adds each training row's
-    ``trainer_ms_per_iter`` and ``trainer_over_bench`` (null for xgrad, which no method trains)."""
-    if amp not in ("off", "bf16"):
-        raise UserError(f"--amp has bad value '{amp}': expected off or bf16")
+    ``trainer_ms_per_iter`` and ``trainer_over_bench`` (null for xgrad, which no method trains).
+    ``autoattack_steps`` > 0 adds ``autoattack_rows``: each sub-attack's seconds per 100 images."""
+    if amp not in AMP_CHOICES:
+        raise UserError(f"--amp has bad value '{amp}': expected one of {', '.join(AMP_CHOICES)}")
     shared = {"dataset": dataset, "arch": arch, "batch_size": batch, "device": device, "width": width,
               "iterations": 1, "amp": amp, "compile": compile}
     base = cfg.resolve({**shared, "method": "natural"})
-    dev, autocast, channels_last = setup_runtime(base)
-    bf16 = uses_bf16(base, dev)
+    dev, autocast, channels_last = setup_runtime(base)   # fp16 where it cannot run: a one-line ConfigError
+    dtype = autocast_dtype(base, dev)
+    bf16, fp16 = dtype == torch.bfloat16, dtype == torch.float16
     if compile:
         torch.compiler.reset()   # earlier compilations (another run_bench in this process) neither help nor count
     size = DATASETS[dataset].input_size
@@ -325,7 +353,7 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
         rows += _evaluation_rows(base, x, y, dev, channels_last, attack_steps, reps, flops)
 
     # training rows run in the chosen precision; the evaluation rows in fp32, as attacks always do
-    peaks = {"train": device_peak(dev, bf16), "eval": device_peak(dev, False)}
+    peaks = {"train": device_peak(dev, bf16, fp16), "eval": device_peak(dev, False)}
     natural = next(r for r in rows if r["name"] == _label("natural", base))["median_s"]
     for row in rows:
         row["images_per_s"] = batch / row["median_s"]
@@ -337,7 +365,9 @@ def run_bench(arch: str, batch: int, *, dataset: str = "cifar10", device: str = 
     return {"kind": "bench", "arch": arch, "width": width, "batch": batch, "dataset": dataset, "replay": list(replays),
             "warmup": warmup, "reps": reps, "attack_steps": attack_steps if eval_rows else None, "amp": amp,
             "compile": compile, "natural_step_flops": flops[_label("natural", base)], "peak": peaks["train"],
-            "eval_peak": peaks["eval"], "rows": rows, **stamp(dev, bf16=bf16)}
+            "eval_peak": peaks["eval"], "rows": rows,
+            "autoattack_rows": _autoattack_rows(base, x, dev, autoattack_steps) if autoattack_steps else [],
+            **stamp(dev, autocast=dtype)}
 
 
 def _precision_label(result: dict[str, Any]) -> str:
@@ -365,4 +395,7 @@ def format_table(result: dict[str, Any]) -> str:
         if trainer:
             ms = row.get("trainer_ms_per_iter")
             lines[-1] += f"{ms:>12.1f}" if ms is not None else f"{'-':>12}"
+    for row in result.get("autoattack_rows", []):
+        lines.append(f"{row['name'] + ' (' + str(row['steps']) + ' it)':<38}"
+                     f"{row['seconds_per_100_images']:>10.2f} s per 100 images")
     return "\n".join(lines)

@@ -222,6 +222,30 @@ def test_seeded_pgd_is_reproducible_on_the_device(device):
         assert (first - x).abs().max() > 0     # it did perturb
 
 
+def test_the_evaluations_device_settings_give_the_reference_flags(device):
+    """PGD in the evaluation's own settings (freeadv.runs.eval_device: cuDNN autotuner off, the
+    training layout on CUDA) flags the same images as NCHW with the autotuner as training left
+    it; ``auto`` picks a batch that fits, and one attack step at that batch runs."""
+    from ..runs.eval_device import CUDA_BATCH_CAP, eval_channels_last, evaluation_settings, resolve_batch_size
+    from ..runs.evaluation import evaluate
+    config = tiny_config(device=str(device))
+    x, y = tiny_batch()
+    torch.manual_seed(0)
+    model = place_model(model_for(config), device, False).eval()
+    x, y = x.to(device), y.to(device)
+    spec = AttackSpec("pgd", 5, 8.0, 2.0, 1)
+    reference = evaluate(model, [(x, y)], spec, seed=0)
+    channels_last = eval_channels_last("auto", device)
+    with evaluation_settings(model, device, channels_last):
+        own = evaluate(model, [(place_batch(x, channels_last), y)], spec, seed=0)
+    assert own["per_image"]["clean"] == reference["per_image"]["clean"]
+    assert abs(own["robust_correct"] - reference["robust_correct"]) <= 1   # TF32 and layout rounding
+    chosen = resolve_batch_size("auto", model, x[:1], device)
+    assert 1 <= chosen <= max(CUDA_BATCH_CAP, 500)
+    big = x[:1].expand(min(chosen, 256), *x.shape[1:]).clone().requires_grad_(True)
+    torch.autograd.grad(model(big).sum(), big)
+
+
 def test_bf16_free_step_agrees_with_fp32(device):
     config = tiny_config(device=str(device))
     _, bf16_autocast, _ = setup_runtime({**config, "amp": "bf16"})

@@ -102,15 +102,17 @@ def pgd_rates(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Sp
     return rows
 
 
-def sub_attack_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, plan: SpeedPlan,
-                       device: torch.device) -> dict[str, Any]:
-    """One AutoAttack sub-attack alone on every image: seconds, and seconds per 100 images."""
+def sub_attack_seconds(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, steps: int,
+                       batch_size: int, device: torch.device) -> dict[str, Any]:
+    """One AutoAttack sub-attack alone on every image (``steps``: 100 is AutoAttack's standard),
+    eps 8: seconds, and seconds per 100 images. Label the images with the model's own predictions
+    so that every image is attacked."""
     from ..attacks.autoattack import build_autoattack
-    spec = AttackSpec("autoattack", plan.aa_steps, 8.0)
+    spec = AttackSpec("autoattack", steps, 8.0)
     adversary = build_autoattack(model, spec, (name,), seed=0, device=device)
     adversary.verbose = False
-    seconds = _timed(lambda: adversary.run_standard_evaluation(x, y, batch_size=plan.batch_size), device)
-    return {"attack": name, "n": len(y), "steps": plan.aa_steps, "seconds": seconds,
+    seconds = _timed(lambda: adversary.run_standard_evaluation(x, y, batch_size=batch_size), device)
+    return {"attack": name, "n": len(y), "steps": steps, "seconds": seconds,
             "seconds_per_100_images": 100 * seconds / len(y)}
 
 
@@ -127,7 +129,8 @@ def run_eval_speed(device: torch.device, plan: SpeedPlan, data_root: str | None,
                               "images": "cifar10-jpeg test" if data_root else "uniform noise", "stages": {},
                               "budget_seconds": budget, **stamp(device)}
     stages: list[tuple[str, Callable[[], Any]]] = [("pgd20", lambda: pgd_rates(model, x[:plan.n_pgd], y[:plan.n_pgd], plan, device))]
-    stages += [(name, lambda name=name: sub_attack_seconds(model, x[:plan.n_aa], y[:plan.n_aa], name, plan, device))
+    stages += [(name, lambda name=name: sub_attack_seconds(model, x[:plan.n_aa], y[:plan.n_aa], name, plan.aa_steps,
+                                                                 plan.batch_size, device))
                for name in SUB_ATTACKS]
     for name, run in stages:
         if name != "pgd20" and importlib.util.find_spec("pyautoattack") is None:

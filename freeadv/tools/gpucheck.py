@@ -90,7 +90,7 @@ def run_training_part(device: torch.device, settings: Settings, budget: float, w
     run_dir = workdir / "train"
     trained = Trainer(config, run_dir, progress=False).run()
     spec = AttackSpec("pgd", 20, 8.0, 2.0, 1)
-    evaluated = run_attack(run_dir, replace(spec, n=settings.eval_n), batch_size=500, seed=0, device=str(device))
+    evaluated = run_attack(run_dir, replace(spec, n=settings.eval_n), batch_size="auto", seed=0, device=str(device))
     return {"ok": True, "model": config["arch"] + (f" w{config['width']}" if config["width"] else ""),
             "dataset": config["dataset"], "method": "free", "replay": config["replay"],
             "batch_size": config["batch_size"], "budget_seconds": budget,

@@ -19,7 +19,7 @@ rule attack:
         attack=attack_arguments,
         gpu_slot=gpu_slot("attack"),
         weights="final",
-        batch_size=SETTINGS.get("attack_batch_size", 500),
+        batch_size=SETTINGS.get("attack_batch_size", "auto"),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
         LAYOUT.log("attack", "{model}", "{attack}.log"),
@@ -44,7 +44,7 @@ use rule attack as attack_best with:
         attack=attack_arguments,
         gpu_slot=gpu_slot("attack"),
         weights="best",
-        batch_size=SETTINGS.get("attack_batch_size", 500),
+        batch_size=SETTINGS.get("attack_batch_size", "auto"),
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     log:
         LAYOUT.log("attack", "{model}", "best", "{attack}.log"),
