@@ -294,7 +294,8 @@ def test_config_failing_the_schema_says_where(tmp_path):
     run = snakemake("-n", "--configfile", str(bad), workdir=tmp_path)
     assert run.returncode != 0
     assert ("config does not match workflow/schemas/config.schema.yaml: config key "
-            "'scales.smoke.attack_batch_size': 0 is less than the minimum of 1") in output(run)
+            "'scales.smoke.attack_batch_size': 0 is not valid under any of the given schemas "
+            "(0 is less than the minimum of 1; 'auto' was expected)") in output(run)
 
 
 def test_unknown_training_key_fails_before_any_job(tmp_path):

@@ -54,11 +54,13 @@ if SCALE not in SCALES:
 
 
 def _schema_message(err):
-    """The jsonschema error behind snakemake's WorkflowError, as one line: where and what."""
+    """The jsonschema error behind snakemake's WorkflowError, as one line: where and what (for a
+    value that matches none of a key's forms, why each one refuses it)."""
     cause = err.__context__
     if hasattr(cause, "absolute_path") and hasattr(cause, "message"):
         where = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-        return f"config key '{where}': {cause.message}"
+        why = "; ".join(sub.message for sub in getattr(cause, "context", None) or [])
+        return f"config key '{where}': {cause.message}" + (f" ({why})" if why else "")
     return str(err).splitlines()[0]
 
 
