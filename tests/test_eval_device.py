@@ -54,6 +54,11 @@ def test_the_settings_turn_the_autotuner_off_and_restore_it_and_the_layout():
             assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
             assert not model[0].weight.is_contiguous()
         assert torch.backends.cudnn.benchmark is True and model[0].weight.is_contiguous()
+        model.to(memory_format=torch.channels_last)   # a model that comes in channels_last leaves so
+        with ed.evaluation_settings(model, torch.device("cuda"), channels_last=True):
+            pass
+        assert not model[0].weight.is_contiguous()
+        model.to(memory_format=torch.contiguous_format)
         with pytest.raises(RuntimeError), ed.evaluation_settings(model, torch.device("cuda"), channels_last=False):
             raise RuntimeError("an attack failed")
         assert torch.backends.cudnn.benchmark is True

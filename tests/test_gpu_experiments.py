@@ -285,7 +285,7 @@ def test_a_cpu_bridge_folder_of_another_plan_is_refused(tmp_path, capsys):
             "--work-dir", str(tmp_path / "runs")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "its bridge-cpu.json is of another plan" in err
+    assert len(err.splitlines()) == 1 and "--out-dir has bad value" in err and "its plan is not this call's plan" in err
     assert not (tmp_path / "runs").exists()
     assert main([*argv, "--prior", str(tmp_path / "bridge-cpu.json")]) == 2
     assert "bridge-cpu resumes from --out-dir" in capsys.readouterr().err

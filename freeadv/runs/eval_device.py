@@ -60,18 +60,25 @@ def eval_channels_last(trained_channels_last: bool | str, device: torch.device, 
 
 @contextmanager
 def evaluation_settings(model: nn.Module, device: torch.device, channels_last: bool) -> Iterator[None]:
-    """cuDNN's autotuner off and the model in the evaluation's layout, both restored afterwards."""
+    """cuDNN's autotuner off and the model in the evaluation's layout, both restored afterwards
+    (a model that came in channels_last stays so)."""
     benchmark = torch.backends.cudnn.benchmark
+    convert = channels_last and not _is_channels_last(model)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
-    if channels_last:
+    if convert:
         model.to(memory_format=torch.channels_last)
     try:
         yield
     finally:
         torch.backends.cudnn.benchmark = benchmark
-        if channels_last:
+        if convert:
             model.to(memory_format=torch.contiguous_format)
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    first = next((p for p in model.parameters() if p.dim() == 4), None)
+    return first is not None and first.is_contiguous(memory_format=torch.channels_last) and not first.is_contiguous()
 
 
 def chunk_for(free_bytes: float, bytes_per_image: float) -> int:

@@ -118,7 +118,8 @@ def _batch_size(value: int | str, model: nn.Module, data, device: torch.device, 
         saved = read_json(state_path).get("batch_size")
         if isinstance(saved, int) and saved >= 1:
             return saved
-    image = next(iter(data.test_batches(1, device="cpu")))[0] if value == AUTO else None
+    probe = value == AUTO and device.type == "cuda"   # only CUDA's auto measures on an image
+    image = next(iter(data.test_batches(1, device="cpu")))[0] if probe else None
     return resolve_batch_size(value, model, image, device)
 
 

@@ -89,35 +89,34 @@ def _plan_key(plan: dict[str, Any]) -> dict[str, Any]:
             "data": {k: v for k, v in plan["data"].items() if k != "data_root"}}
 
 
-def load_prior(path: str, plan: BridgePlan, stages: list[Stage]) -> dict[str, dict[str, Any]]:
-    """The finished records of an earlier call (its bridge.json) for the stages this call leaves out."""
-    try:
-        earlier = json.loads(Path(path).read_text())
-        records, its_plan = earlier["stages"], earlier["plan"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--prior has bad value '{path}': not a readable bridge.json ({err})") from None
-    if earlier.get("experiment") != "bridge" or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
-        raise UserError(f"--prior has bad value '{path}': its plan is not this call's plan")
-    running = {s.name for s in stages}
-    return {name: {**record, "prior": str(path)} for name, record in records.items()
-            if name not in running and record.get("status") == "done"}
-
-
-def resumed_records(out_dir: Path, plan: BridgePlan) -> dict[str, dict[str, Any]]:
-    """The finished stages of an earlier bridge-cpu call into ``out_dir`` (none if it holds none);
-    refuses a folder whose bridge-cpu.json is of another plan rather than write over it."""
-    path = out_dir / "bridge-cpu.json"
-    if not path.exists():
-        return {}
+def _finished_records(path: Path, plan: BridgePlan, experiment: str, bad: str) -> dict[str, dict[str, Any]]:
+    """The done stage records of an earlier call's ``<experiment>.json`` at ``path``, refused in one
+    line (``bad`` + why) when unreadable or of another plan."""
     try:
         earlier = json.loads(path.read_text())
         records, its_plan = earlier["stages"], earlier["plan"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise UserError(f"--out-dir has bad value '{out_dir}': its bridge-cpu.json is not readable ({err})") from None
-    if earlier.get("experiment") != "bridge-cpu" or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
-        raise UserError(f"--out-dir has bad value '{out_dir}': its bridge-cpu.json is of another plan; "
-                        "use a new --out-dir (and --work-dir)")
+        raise UserError(f"{bad}: not a readable {experiment}.json ({err})") from None
+    if earlier.get("experiment") != experiment or _plan_key(its_plan) != _plan_key(dataclasses.asdict(plan)):
+        raise UserError(f"{bad}: its plan is not this call's plan")
     return {name: record for name, record in records.items() if record.get("status") == "done"}
+
+
+def load_prior(path: str, plan: BridgePlan, stages: list[Stage]) -> dict[str, dict[str, Any]]:
+    """The finished records of an earlier call (its bridge.json) for the stages this call leaves out."""
+    records = _finished_records(Path(path), plan, "bridge", f"--prior has bad value '{path}'")
+    running = {s.name for s in stages}
+    return {name: {**record, "prior": str(path)} for name, record in records.items() if name not in running}
+
+
+def resumed_records(out_dir: Path, plan: BridgePlan) -> dict[str, dict[str, Any]]:
+    """The finished stages of an earlier bridge-cpu call into ``out_dir`` (none if it holds none);
+    refuses a folder whose bridge-cpu.json is of another plan rather than write over it (use a new
+    --out-dir and --work-dir)."""
+    path = out_dir / "bridge-cpu.json"
+    if not path.exists():
+        return {}
+    return _finished_records(path, plan, "bridge-cpu", f"--out-dir has bad value '{out_dir}'")
 
 
 def run_bridge(device: torch.device, plan: BridgePlan, budget: float, out_dir: Path,
